@@ -1,0 +1,39 @@
+"""Sessions for any WSGI application."""
+
+from __future__ import annotations
+
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
+from wsgi_session.cookies import CookiePolicy, KeyRing
+from wsgi_session.errors import (
+    ConfigurationError,
+    SessionError,
+    SessionSealed,
+    SessionTooLarge,
+    StoreUnavailable,
+    StoreWriteFailed,
+)
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.middleware import SessionMiddleware
+from wsgi_session.session import Session
+from wsgi_session.stores.base import Store
+from wsgi_session.stores.memory import MemoryStore
+
+__all__ = [
+    "Backend",
+    "BackendFactory",
+    "ConfigurationError",
+    "CookiePolicy",
+    "CookieUpdate",
+    "KeyRing",
+    "Lifetime",
+    "MemoryStore",
+    "ServerSideBackend",
+    "Session",
+    "SessionError",
+    "SessionMiddleware",
+    "SessionSealed",
+    "SessionTooLarge",
+    "Store",
+    "StoreUnavailable",
+    "StoreWriteFailed",
+]

@@ -1,0 +1,318 @@
+"""Backends turn a cookie into a session and a session back into a cookie.
+
+The middleware talks to a :class:`Backend` only. :class:`ServerSideBackend`
+keeps the data in a :class:`~wsgi_session.stores.base.Store` and puts a signed
+id in the cookie; the cookie store (``stores/cookie.py``) supplies a backend
+that puts the whole session in the cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from wsgi_session.cookies import CookieSigner, KeyRing
+from wsgi_session.errors import StoreWriteFailed
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.serialization import dumps, loads
+from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.stores.base import Store, Version
+
+log = logging.getLogger("wsgi_session")
+
+
+@dataclass(frozen=True)
+class CookieUpdate:
+    """What the response must do with the cookie: set ``value``, or expire it (``None``)."""
+
+    value: str | None
+    max_age: int | None = None
+
+
+EXPIRE = CookieUpdate(None)
+
+
+class Backend(Protocol):
+    """Loads a session from its cookie; persists it and says what cookie to send."""
+
+    def open(self, cookie: str | None) -> Origin:
+        """Load what ``cookie`` names. A bad cookie yields a fresh origin, never an error."""
+        ...
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
+        ...
+
+
+@runtime_checkable
+class BackendFactory(Protocol):
+    """A store that brings its own backend (the cookie store does)."""
+
+    def make_backend(self, keys: KeyRing, lifetime: Lifetime) -> Backend: ...
+
+
+class BaseBackend:
+    """What every backend shares: timeouts and the permanent cookie's Max-Age."""
+
+    def __init__(self, lifetime: Lifetime) -> None:
+        self.lifetime = lifetime
+        self.clock = lifetime.clock
+
+    def fresh(self, now: float, had_cookie: bool) -> Origin:
+        return Origin(id=new_session_id(), created=now, accessed=now, had_cookie=had_cookie)
+
+    def seconds_left(self, session: Session, created: float, now: float) -> int:
+        """Whole seconds until ``session`` expires if it is not used again."""
+        left = self.lifetime.remaining(created, now, session.idle_timeout, now)
+        return max(1, math.ceil(left))
+
+    def cookie(self, value: str, session: Session, created: float, now: float) -> CookieUpdate:
+        if not session.permanent:
+            return CookieUpdate(value)
+        return CookieUpdate(value, self.seconds_left(session, created, now))
+
+
+_SIGNED_ID = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{20,100}")
+_FORMAT = b"1"
+_FORWARD = b"F"
+FORWARD_TTL = 300
+MAX_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored session: format version, timestamps, flags, then the data."""
+
+    created: float
+    accessed: float
+    permanent: bool
+    idle_timeout: int | None
+    text: str
+    forward: str | None = None  # set on a retired (regenerated) record: the new record's key
+
+    def encode(self) -> bytes:
+        head = b"%s %d %d %d %d " % (
+            _FORMAT,
+            self.created,
+            self.accessed,
+            self.permanent,
+            self.idle_timeout or 0,
+        )
+        return head + self.text.encode("utf-8")
+
+    @staticmethod
+    def forwarding(key: str) -> bytes:
+        return b"%s %s %s" % (_FORMAT, _FORWARD, key.encode("ascii"))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Record | None:
+        """The record in ``raw``, or ``None`` if it is not one this version wrote."""
+        try:
+            fmt, first, rest = raw.split(b" ", 2)
+            if fmt != _FORMAT:
+                return None
+            if first == _FORWARD:
+                return cls(0, 0, False, None, "{}", forward=rest.decode("ascii"))
+            accessed, permanent, idle, text = rest.split(b" ", 3)
+            return cls(
+                int(first), int(accessed), permanent == b"1", int(idle) or None, text.decode()
+            )
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+class ConflictStats:
+    """Counts of concurrent-write events, for monitoring and tests."""
+
+    def __init__(self) -> None:
+        self.conflicts = 0  # saves refused because another request wrote first
+        self.merges = 0  # saves that succeeded after merging with the newer record
+        self.dropped = 0  # saves dropped because the session was destroyed meanwhile
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class ServerSideBackend(BaseBackend):
+    """Session data in a store, a signed random id in the cookie.
+
+    The store key is a SHA-256 of the id, so whoever reads the store cannot
+    use what they find there as a cookie. Saves are compare-and-set: when a
+    concurrent request wrote first, this request's own changes are re-applied
+    to the newer record instead of overwriting it.
+    """
+
+    def __init__(self, store: Store, keys: KeyRing, lifetime: Lifetime) -> None:
+        super().__init__(lifetime)
+        self.store = store
+        self.signer: CookieSigner = keys.signer("wsgi_session.id")
+        self.stats = ConflictStats()
+
+    @staticmethod
+    def store_key(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+    def open(self, cookie: str | None) -> Origin:
+        now = self.clock()
+        if cookie is None:
+            return self.fresh(now, had_cookie=False)
+        if not _SIGNED_ID.fullmatch(cookie):
+            return self.fresh(now, had_cookie=True)
+        verified = self.signer.unsign(cookie)
+        if verified is None:
+            return self.fresh(now, had_cookie=True)
+        session_id, current_key = verified
+        found = self.store.load(self.store_key(session_id))
+        record = Record.decode(found[0]) if found else None
+        if (
+            found is None
+            or record is None
+            or record.forward is not None
+            or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
+            <= 0
+        ):
+            return self.fresh(now, had_cookie=True)
+        try:
+            data = loads(record.text)
+        except ValueError:
+            log.warning("unreadable session record dropped")
+            return self.fresh(now, had_cookie=True)
+        return Origin(
+            id=session_id,
+            new=False,
+            data=data,
+            text=record.text,
+            created=record.created,
+            accessed=record.accessed,
+            permanent=record.permanent,
+            idle_timeout=record.idle_timeout,
+            version=found[1],
+            had_cookie=True,
+            resign=not current_key,
+        )
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        origin = session.origin
+        now = self.clock()
+        text = session.serialize()
+        old_key = None if origin.new else self.store_key(origin.id)
+        moved = session.id != origin.id
+        if text == "{}":
+            if old_key is not None:
+                self.store.delete(old_key)
+            return EXPIRE if origin.had_cookie else None
+        created = now if origin.new or session.destroyed else origin.created
+        record = self._record(session, created, now, text)
+        ttl = self.seconds_left(session, created, now)
+        if moved:
+            return self._move(session, record, ttl, old_key, origin.version)
+        if old_key is None:
+            self._create(self.store_key(session.id), record, ttl)
+            return self.cookie(self.signer.sign(session.id), session, created, now)
+        if not session.differs_from_origin(text):
+            if self.lifetime.needs_refresh(origin.accessed, now):
+                # Losing this race is fine: whoever wrote first refreshed the record too.
+                self.store.save(old_key, record.encode(), ttl, origin.version)
+            elif not (origin.resign or (session.permanent and self.lifetime.refresh_each_request)):
+                return None
+            return self.cookie(self.signer.sign(session.id), session, created, now)
+        if not self._save(old_key, record, ttl, origin.version, session):
+            return EXPIRE
+        if origin.resign or session.permanent:
+            return self.cookie(self.signer.sign(session.id), session, created, now)
+        return None
+
+    def _record(self, session: Session, created: float, now: float, text: str) -> Record:
+        return Record(created, now, session.permanent, session.idle_timeout, text)
+
+    def _create(self, key: str, record: Record, ttl: int) -> None:
+        if not self.store.save(key, record.encode(), ttl, None):
+            raise StoreWriteFailed("a new session id collided with a stored one")
+
+    def _move(
+        self,
+        session: Session,
+        record: Record,
+        ttl: int,
+        old_key: str | None,
+        old_version: Version | None,
+    ) -> CookieUpdate:
+        """Store the session under its new id and retire the old record."""
+        new_key = self.store_key(session.id)
+        self._create(new_key, record, ttl)
+        if old_key is not None:
+            if session.destroyed:
+                self.store.delete(old_key)
+            else:
+                self._retire(old_key, old_version, new_key, session, ttl)
+        return self.cookie(self.signer.sign(session.id), session, record.created, record.accessed)
+
+    def _retire(
+        self, old_key: str, version: Version | None, new_key: str, session: Session, ttl: int
+    ) -> None:
+        """Replace a regenerated session's old record by a pointer to the new one.
+
+        Loads never follow the pointer (the old id must stop working), but a
+        concurrent request that loaded the old record does, so what it writes
+        lands in the new record instead of being lost.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if self.store.save(old_key, Record.forwarding(new_key), FORWARD_TTL, version):
+                return
+            self.stats.conflicts += 1
+            found = self.store.load(old_key)
+            theirs = Record.decode(found[0]) if found else None
+            if found is None or theirs is None or theirs.forward is not None:
+                return
+            # Another request wrote the old record after we loaded it: carry its changes over.
+            merged = self._merged(theirs, session)
+            current = self.store.load(new_key)
+            if current is not None:
+                self._save(new_key, merged, ttl, current[1], session)
+            version = found[1]
+        raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
+
+    def _save(
+        self, key: str, record: Record, ttl: int, version: Version | None, session: Session
+    ) -> bool:
+        """Compare-and-set ``record``, merging into newer records; ``False`` if destroyed."""
+        for _ in range(MAX_ATTEMPTS):
+            if self.store.save(key, record.encode(), ttl, version):
+                return True
+            self.stats.conflicts += 1
+            found = self.store.load(key)
+            theirs = Record.decode(found[0]) if found else None
+            if found is not None and theirs is not None and theirs.forward is not None:
+                key = theirs.forward  # regenerated meanwhile: follow to the new record
+                found = self.store.load(key)
+                theirs = Record.decode(found[0]) if found else None
+            if found is None or theirs is None:
+                self.stats.dropped += 1
+                log.warning(
+                    "session was destroyed by a concurrent request; this request's changes "
+                    "are dropped and its cookie expired"
+                )
+                return False
+            record = self._merged(theirs, session)
+            version = found[1]
+            self.stats.merges += 1
+        raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
+
+    def _merged(self, theirs: Record, session: Session) -> Record:
+        """``theirs`` with this request's own changes applied on top."""
+        changed, deleted = session.changes()
+        data: dict[str, Any] = loads(theirs.text)
+        data.update(changed)
+        for key in deleted:
+            data.pop(key, None)
+        return Record(
+            theirs.created,
+            self.clock(),
+            session.permanent,
+            session.idle_timeout,
+            dumps(data),
+        )

@@ -1,0 +1,159 @@
+"""Cookie policy (attributes, parsing, Set-Cookie) and signing of cookie values."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, Signer
+from werkzeug.http import dump_cookie, parse_cookie
+
+from wsgi_session.errors import ConfigurationError
+
+log = logging.getLogger("wsgi_session")
+
+WSGIEnvironment = dict[str, Any]
+
+SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """Where the session cookie is sent and who may read it.
+
+    ``path=None`` uses the application's mount point (``SCRIPT_NAME``) and
+    ``secure=None`` follows the request's scheme, so one configuration works
+    behind any prefix and on both http (development) and https.
+    """
+
+    name: str = "session"
+    domain: str | None = None
+    path: str | None = None
+    secure: bool | None = None
+    httponly: bool = True
+    samesite: str | None = "Lax"
+    partitioned: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ' =;,"\t\r\n'):
+            raise ConfigurationError(f"cookie_name {self.name!r} is not a valid cookie name")
+        if self.samesite is not None:
+            normalized = SAMESITE_VALUES.get(str(self.samesite).lower())
+            if normalized is None:
+                raise ConfigurationError(
+                    f"samesite must be 'Strict', 'Lax', 'None' or None, not {self.samesite!r}"
+                )
+            object.__setattr__(self, "samesite", normalized)
+        if self.samesite == "None" and self.secure is not True:
+            raise ConfigurationError("samesite='None' requires secure=True (browsers insist)")
+        if self.partitioned and self.secure is not True:
+            raise ConfigurationError("partitioned=True requires secure=True (browsers insist)")
+        if self.name.startswith(("__Secure-", "__Host-")) and self.secure is not True:
+            raise ConfigurationError(f"cookie_name {self.name!r} requires secure=True")
+        if self.name.startswith("__Host-"):
+            if self.domain is not None:
+                raise ConfigurationError(f"cookie_name {self.name!r} forbids a domain")
+            if self.path not in (None, "/"):
+                raise ConfigurationError(f"cookie_name {self.name!r} requires path='/'")
+            object.__setattr__(self, "path", "/")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ConfigurationError(f"cookie_path must start with '/', not {self.path!r}")
+
+    def read(self, environ: WSGIEnvironment) -> str | None:
+        """The raw value the client sent for this cookie, or ``None``."""
+        header = environ.get("HTTP_COOKIE")
+        if not header or self.name not in header:
+            return None
+        return parse_cookie(header).get(self.name)
+
+    def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
+        """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
+        return dump_cookie(
+            self.name,
+            value,
+            max_age=max_age,
+            path=self.path or environ.get("SCRIPT_NAME") or "/",
+            domain=self.domain,
+            secure=self._secure(environ),
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+            max_size=0,  # the cookie backend enforces its own limit with a clear error
+        )
+
+    def expire(self, environ: WSGIEnvironment) -> str:
+        """A Set-Cookie header value deleting the cookie, with the same attributes."""
+        return self.dump(environ, "", max_age=0)
+
+    def _secure(self, environ: WSGIEnvironment) -> bool:
+        if self.secure is None:
+            return bool(environ.get("wsgi.url_scheme") == "https")
+        return self.secure
+
+
+class KeyRing:
+    """The current secret (signs) and fallback secrets (still verify).
+
+    Signing goes through itsdangerous with HMAC-SHA256; the per-purpose key
+    derivation is done once here rather than on every request.
+    """
+
+    def __init__(self, secret_key: str | bytes, fallback_keys: Sequence[str | bytes] = ()) -> None:
+        if not secret_key:
+            raise ConfigurationError("secret_key is empty: sessions cannot be signed")
+        if isinstance(fallback_keys, (str, bytes)):
+            raise ConfigurationError("fallback_keys must be a list of keys, not one string")
+        self.secret_key = _as_bytes(secret_key)
+        if len(self.secret_key) < MIN_SECRET_BYTES:
+            log.warning(
+                "secret_key is only %d bytes; use at least %d random bytes "
+                '(python -c "import secrets; print(secrets.token_hex(32))")',
+                len(self.secret_key),
+                MIN_SECRET_BYTES,
+            )
+        self.fallback_keys = [_as_bytes(key) for key in fallback_keys if key]
+
+    def signer(self, purpose: str) -> CookieSigner:
+        return CookieSigner(self, purpose)
+
+    def derive(self, purpose: str) -> list[bytes]:
+        """Keys for ``purpose``, oldest first, current last (itsdangerous' order)."""
+        return [
+            hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+            for key in [*reversed(self.fallback_keys), self.secret_key]
+        ]
+
+
+class CookieSigner:
+    """Signs and verifies cookie values for one purpose."""
+
+    def __init__(self, keys: KeyRing, purpose: str) -> None:
+        derived = keys.derive(purpose)
+        self._signer = Signer(derived, digest_method=hashlib.sha256, key_derivation="none", sep=".")
+        self._current_only = (
+            Signer(derived[-1], digest_method=hashlib.sha256, key_derivation="none", sep=".")
+            if len(derived) > 1
+            else None
+        )
+
+    def sign(self, value: str) -> str:
+        return self._signer.sign(value).decode("ascii")
+
+    def unsign(self, signed: str) -> tuple[str, bool] | None:
+        """``(value, signed_with_current_key)``, or ``None`` if it does not verify."""
+        try:
+            value = self._signer.unsign(signed).decode("ascii")
+        except (BadSignature, UnicodeError):
+            return None
+        if self._current_only is None:
+            return value, True
+        return value, self._current_only.validate(signed)
+
+
+def _as_bytes(key: str | bytes) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else key

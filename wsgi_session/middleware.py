@@ -1,0 +1,275 @@
+"""The WSGI middleware: a lazy session on the way in, persisted on the way out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
+from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
+from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
+from wsgi_session.lifetime import DAY, Lifetime
+from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.stores.base import Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication
+else:
+    StartResponse = WSGIApplication = Any
+
+log = logging.getLogger("wsgi_session")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+Headers = list[tuple[str, str]]
+Write = Callable[[bytes], object]
+
+ON_STORE_ERROR = ("fail", "degrade")
+UNAVAILABLE_BODY = b"Service Unavailable: the session could not be saved. Please retry.\n"
+
+
+class SessionMiddleware:
+    """Give every request a lazy ``Session`` in ``environ[environ_key]``.
+
+    Nothing is parsed or loaded until the application touches the session. When
+    the application calls ``start_response`` the session is persisted (only if
+    it changed) and ``Set-Cookie`` and ``Vary: Cookie`` are added. A write the
+    store did not acknowledge turns the response into a 503.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        secret_key: str | bytes,
+        *,
+        store: Store | BackendFactory | None = None,
+        fallback_keys: Sequence[str | bytes] = (),
+        cookie_name: str = "session",
+        cookie_domain: str | None = None,
+        cookie_path: str | None = None,
+        cookie_secure: bool | None = None,
+        cookie_httponly: bool = True,
+        cookie_samesite: str | None = "Lax",
+        cookie_partitioned: bool = False,
+        idle_timeout: int = 14 * DAY,
+        absolute_timeout: int | None = None,
+        refresh_interval: int | None = None,
+        refresh_each_request: bool = False,
+        on_store_error: Literal["fail", "degrade"] = "fail",
+        environ_key: str = "wsgi_session",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if on_store_error not in ON_STORE_ERROR:
+            raise ConfigurationError(
+                f"on_store_error must be one of {ON_STORE_ERROR}, not {on_store_error!r}"
+            )
+        self.app = app
+        self.environ_key = environ_key
+        self.on_store_error = on_store_error
+        self.policy = CookiePolicy(
+            name=cookie_name,
+            domain=cookie_domain,
+            path=cookie_path,
+            secure=cookie_secure,
+            httponly=cookie_httponly,
+            samesite=cookie_samesite,
+            partitioned=cookie_partitioned,
+        )
+        self.lifetime = Lifetime(
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            refresh_interval=refresh_interval,
+            refresh_each_request=refresh_each_request,
+            clock=clock,
+        )
+        self.backend = make_backend(store, KeyRing(secret_key, fallback_keys), self.lifetime)
+
+    # -- hooks a framework adapter may override ---------------------------
+
+    def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
+        """The cookie attributes for this request."""
+        return self.policy
+
+    def backend_for(self, environ: WSGIEnvironment) -> Backend:
+        """The backend for this request."""
+        return self.backend
+
+    # -- the request -------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        policy = self.cookie_policy(environ)
+        backend = self.backend_for(environ)
+
+        def open_session() -> Origin:
+            cookie = policy.read(environ)
+            try:
+                return backend.open(cookie)
+            except StoreUnavailable:
+                if self.on_store_error == "fail":
+                    raise
+                log.exception("session store unavailable; serving an empty session")
+                now = self.lifetime.clock()
+                return Origin(
+                    new_session_id(), created=now, accessed=now, had_cookie=cookie is not None
+                )
+
+        session = Session(open_session)
+        environ[self.environ_key] = session
+        response = _Response(self, session, backend, policy, environ, start_response)
+        app_iter = self.app(environ, response.start_response)
+        return response.finish(app_iter)
+
+    def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
+        """Persist an accessed session; raises if the store did not acknowledge."""
+        if not session.origin.degraded:
+            return backend.commit(session)
+        if session.modified:
+            log.error("session store unavailable; this request's session changes are dropped")
+        return None
+
+
+def make_backend(
+    store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
+) -> Backend:
+    """The backend for ``store``; ``None`` means the embedded SQLite default."""
+    if isinstance(store, BackendFactory):
+        return store.make_backend(keys, lifetime)
+    if store is None:
+        from wsgi_session.stores.sqlite import SQLiteStore
+
+        default = SQLiteStore()
+        log.info("sessions are stored in %s", default.path)
+        store = default
+    return ServerSideBackend(store, keys, lifetime)
+
+
+class _Response:
+    """One response's start_response wrapper: where the session is committed."""
+
+    def __init__(
+        self,
+        middleware: SessionMiddleware,
+        session: Session,
+        backend: Backend,
+        policy: CookiePolicy,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> None:
+        self.middleware = middleware
+        self.session = session
+        self.backend = backend
+        self.policy = policy
+        self.environ = environ
+        self.real_start_response = start_response
+        self.started = False
+        self.failed = False
+        self.extra_headers: Headers = []
+
+    def start_response(
+        self, status: str, headers: Headers, exc_info: ExcInfo | None = None
+    ) -> Write:
+        if not self.started:
+            self.started = True
+            if self.session.accessed:
+                try:
+                    self.extra_headers = self._commit()
+                except (StoreUnavailable, StoreWriteFailed):
+                    if self.middleware.on_store_error == "fail":
+                        log.exception("session not saved; answering 503")
+                        return self._fail()
+                    log.exception("session not saved; the response goes on without it")
+                    self.extra_headers = [("Vary", "Cookie")]
+                finally:
+                    self.session.seal()
+        elif self.failed:
+            return _discard
+        return self.real_start_response(
+            status, _with_session_headers(headers, self.extra_headers), exc_info
+        )
+
+    def _commit(self) -> Headers:
+        update = self.middleware.commit(self.session, self.backend)
+        extra: Headers = [("Vary", "Cookie")]
+        if update is not None:
+            if update.value is None:
+                cookie = self.policy.expire(self.environ)
+            else:
+                cookie = self.policy.dump(self.environ, update.value, update.max_age)
+            extra.append(("Set-Cookie", cookie))
+        return extra
+
+    def _fail(self) -> Write:
+        self.failed = True
+        self.real_start_response(
+            "503 Service Unavailable",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(UNAVAILABLE_BODY))),
+                ("Retry-After", "1"),
+            ],
+        )
+        return _discard
+
+    def finish(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
+        if self.failed:
+            _close(app_iter)
+            return [UNAVAILABLE_BODY]
+        if self.started:
+            return app_iter  # untouched, so wsgi.file_wrapper objects keep their fast path
+        return _LateStart(self, app_iter)
+
+
+class _LateStart:
+    """Wraps an iterable whose application calls start_response while iterating."""
+
+    def __init__(self, response: _Response, app_iter: Iterable[bytes]) -> None:
+        self.response = response
+        self.app_iter = app_iter
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.app_iter:
+            if self.response.failed:
+                yield UNAVAILABLE_BODY
+                return
+            yield chunk
+
+    def close(self) -> None:
+        _close(self.app_iter)
+
+
+def _discard(data: bytes) -> None:
+    """The write() callable of a response that was replaced by a 503."""
+
+
+def _close(app_iter: Iterable[bytes]) -> None:
+    close = getattr(app_iter, "close", None)
+    if close is not None:
+        close()
+
+
+def _with_session_headers(headers: Headers, extra: Headers) -> Headers:
+    """``headers`` plus the session's, with ``Cookie`` merged into any Vary."""
+    if not extra:
+        return headers
+    result = list(headers)
+    for name, value in extra:
+        if name == "Vary":
+            _add_vary_cookie(result)
+        else:
+            result.append((name, value))
+    return result
+
+
+def _add_vary_cookie(headers: Headers) -> None:
+    vary = [index for index, (name, _) in enumerate(headers) if name.lower() == "vary"]
+    for index in vary:
+        tokens = {token.strip().lower() for token in headers[index][1].split(",")}
+        if "cookie" in tokens or "*" in tokens:
+            return
+    if not vary:
+        headers.append(("Vary", "Cookie"))
+        return
+    name, value = headers[vary[0]]
+    headers[vary[0]] = (name, f"{value}, Cookie" if value.strip() else "Cookie")

@@ -1,0 +1,266 @@
+"""The request's session: a dict that loads itself lazily and knows what changed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsgi_session.errors import SessionSealed
+from wsgi_session.serialization import dumps, loads
+
+
+def new_session_id() -> str:
+    """256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class Origin:
+    """What a backend found for this request, and what it needs back on commit."""
+
+    id: str
+    new: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+    text: str = "{}"  # the data exactly as loaded: unchanged text means nothing to save
+    created: float = 0.0
+    accessed: float = 0.0  # when the record was last written
+    permanent: bool = False
+    idle_timeout: int | None = None  # per-session override of the middleware's timeout
+    version: object | None = None  # the store's compare-and-set token
+    had_cookie: bool = False  # the client sent a session cookie (valid or not)
+    resign: bool = False  # the cookie verified with a fallback key: send a fresh one
+    degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
+
+
+Opener = Callable[[], Origin]
+
+
+class Session(MutableMapping[str, Any]):
+    """The request's session data, loaded on first access."""
+
+    __slots__ = (
+        "_changed_keys",
+        "_destroyed",
+        "_forced",
+        "_id",
+        "_idle_timeout",
+        "_opener",
+        "_origin",
+        "_permanent",
+        "_previous_ids",
+        "_sealed",
+        "_values",
+    )
+
+    def __init__(self, opener: Opener) -> None:
+        self._values: dict[str, Any] = {}
+        self._opener = opener
+        self._origin: Origin | None = None
+        self._changed_keys: set[str] = set()
+        self._forced = False
+        self._destroyed = False
+        self._sealed = False
+        self._previous_ids: list[str] = []
+        self._id = ""
+        self._permanent = False
+        self._idle_timeout: int | None = None
+
+    # -- loading ---------------------------------------------------------
+
+    def _load(self) -> Origin:
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = self._opener()
+            self._values = origin.data
+            self._id = origin.id
+            self._permanent = origin.permanent
+            self._idle_timeout = origin.idle_timeout
+        return origin
+
+    def _data(self) -> dict[str, Any]:
+        if self._origin is None:
+            self._load()
+        return self._values
+
+    @property
+    def accessed(self) -> bool:
+        """True once anything read or wrote the session in this request."""
+        return self._origin is not None
+
+    @property
+    def origin(self) -> Origin:
+        """What the backend loaded (loads it if nothing has yet)."""
+        return self._load()
+
+    # -- identity and lifetime -------------------------------------------
+
+    @property
+    def id(self) -> str:
+        self._load()
+        return self._id
+
+    @property
+    def new(self) -> bool:
+        """True when no stored session backs this one (yet)."""
+        return self._load().new
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the cookie outlives the browser session (sent with Max-Age)."""
+        self._load()
+        return self._permanent
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self._check_open()
+        self._load()
+        self._permanent = bool(value)
+
+    @property
+    def idle_timeout(self) -> int | None:
+        """This session's own idle timeout in seconds; ``None``: the middleware's."""
+        self._load()
+        return self._idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: int | None) -> None:
+        self._check_open()
+        self._load()
+        self._idle_timeout = None if seconds is None else int(seconds)
+
+    def regenerate(self) -> None:
+        """Give the session a new id, keeping its data (call it on login).
+
+        The old record is retired when the response is committed, so an id an
+        attacker planted before login is worthless afterwards.
+        """
+        self._check_open()
+        origin = self._load()
+        if not origin.new:
+            self._previous_ids.append(self._id)
+        self._id = new_session_id()
+        self._forced = True
+
+    def destroy(self) -> None:
+        """Delete the stored session and expire the cookie (call it on logout).
+
+        Data set afterwards in the same request starts a new session under a
+        new id.
+        """
+        self._check_open()
+        self._load()
+        self._values = {}
+        self._destroyed = True
+        self._changed_keys.clear()
+        self._id = new_session_id()
+        self._permanent = False
+        self._idle_timeout = None
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+
+    @property
+    def previous_ids(self) -> list[str]:
+        """Ids given up by :meth:`regenerate` in this request."""
+        return self._previous_ids
+
+    # -- change tracking -------------------------------------------------
+
+    @property
+    def modified(self) -> bool:
+        """True when this request changed the session (nested mutations included)."""
+        return self._origin is not None and self.differs_from_origin(self.serialize())
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._forced = bool(value)
+
+    def differs_from_origin(self, text: str) -> bool:
+        """Whether the session, whose data serializes to ``text``, needs saving."""
+        origin = self._load()
+        return (
+            self._forced
+            or bool(self._changed_keys)
+            or self._destroyed
+            or self._id != origin.id
+            or self._permanent != origin.permanent
+            or self._idle_timeout != origin.idle_timeout
+            or text != origin.text
+        )
+
+    def serialize(self) -> str:
+        """The data as tagged JSON; ``TypeError`` names a value that cannot be stored."""
+        return dumps(self._data())
+
+    def changes(self) -> tuple[dict[str, Any], set[str]]:
+        """``(set, deleted)``: what this request changed relative to what it loaded.
+
+        A key counts as set when it was assigned or when its value differs from
+        the loaded one (an appended list); used to merge into a newer record.
+        """
+        origin = self._load()
+        before = loads(origin.text)
+        changed: dict[str, Any] = {}
+        for key, value in self._values.items():
+            if (
+                key in self._changed_keys
+                or key not in before
+                or dumps({key: value}) != dumps({key: before[key]})
+            ):
+                changed[key] = value
+        return changed, set(before) - set(self._values)
+
+    def seal(self) -> None:
+        """Refuse further changes: the response headers are on their way."""
+        self._sealed = True
+
+    def _check_open(self) -> None:
+        if self._sealed:
+            raise SessionSealed(
+                "the session was changed after the response headers were sent; "
+                "change it before start_response is called"
+            )
+
+    def _write(self, key: str) -> None:
+        self._check_open()
+        self._load()
+        self._changed_keys.add(key)
+
+    # -- mapping interface -----------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._write(key)
+        self._values[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._write(key)
+        del self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data().get(key, default)
+
+    def clear(self) -> None:
+        self._check_open()
+        data = self._data()
+        self._changed_keys.update(data)
+        data.clear()
+
+    def __repr__(self) -> str:
+        if self._origin is None:
+            return "<Session (not loaded)>"
+        return f"<Session {self._values!r}>"

@@ -1,0 +1,40 @@
+"""The contract every server-side store implements.
+
+Keys are opaque ASCII strings (the middleware passes a hash of the session id,
+never the id). Values are bytes. A *version* is an opaque token used for
+compare-and-set: whatever ``load`` returned is handed back to ``save``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+Version = object
+"""Opaque compare-and-set token: a row version, a memcached CAS unique, ..."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Server-side storage for session records.
+
+    Every method raises :class:`~wsgi_session.errors.StoreUnavailable` when the
+    backing server cannot be reached. None of them may report success for a
+    write the server did not acknowledge.
+    """
+
+    def load(self, key: str) -> tuple[bytes, Version] | None:
+        """Return ``(data, version)`` for a live record, or ``None``."""
+        ...
+
+    def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
+        """Write ``data``, to expire after ``ttl`` seconds.
+
+        ``version=None`` creates the record only if it does not exist yet;
+        otherwise the record is replaced only if it still has ``version``.
+        Returns ``False`` on a conflict (the record exists, changed or vanished).
+        """
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the record; deleting a missing record is not an error."""
+        ...

@@ -1,0 +1,64 @@
+"""An in-process store for tests and single-process servers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+from wsgi_session.stores.base import Version
+
+
+class MemoryStore:
+    """Records in a dict guarded by a lock; expired records vanish on access.
+
+    Every process has its own dict, so it is only right for one process
+    (tests, ``wsgi-session demo``, a single-worker server).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._records: dict[str, tuple[bytes, int, float]] = {}
+        self._lock = threading.Lock()
+        self._versions = itertools.count(1)
+
+    def load(self, key: str) -> tuple[bytes, Version] | None:
+        with self._lock:
+            record = self._live(key)
+        return None if record is None else (record[0], record[1])
+
+    def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
+        with self._lock:
+            record = self._live(key)
+            if (record is None) != (version is None):
+                return False
+            if record is not None and record[1] != version:
+                return False
+            self._records[key] = (data, next(self._versions), self.clock() + ttl)
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+    def purge_expired(self) -> int:
+        """Drop expired records; returns how many."""
+        now = self.clock()
+        with self._lock:
+            expired = [key for key, (_, _, expires) in self._records.items() if expires <= now]
+            for key in expired:
+                del self._records[key]
+        return len(expired)
+
+    def __len__(self) -> int:
+        now = self.clock()
+        with self._lock:
+            return sum(1 for _, _, expires in self._records.values() if expires > now)
+
+    def _live(self, key: str) -> tuple[bytes, int, float] | None:
+        record = self._records.get(key)
+        if record is not None and record[2] <= self.clock():
+            del self._records[key]
+            return None
+        return record
