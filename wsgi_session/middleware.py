@@ -134,15 +134,20 @@ def make_backend(
     store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default."""
-    if isinstance(store, BackendFactory):
-        return store.make_backend(keys, lifetime)
     if store is None:
         from wsgi_session.stores.sqlite import SQLiteStore
 
         default = SQLiteStore()
         log.info("sessions are stored in %s", default.path)
         store = default
-    return ServerSideBackend(store, keys, lifetime)
+    if isinstance(store, BackendFactory):
+        return store.make_backend(keys, lifetime)
+    if isinstance(store, Store):
+        return ServerSideBackend(store, keys, lifetime)
+    raise ConfigurationError(
+        f"store must implement load/save/delete (the Store protocol) or make_backend, "
+        f"not {type(store).__name__}"
+    )
 
 
 class _Response:
