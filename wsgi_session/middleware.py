@@ -177,17 +177,18 @@ class _Response:
     ) -> Write:
         if not self.started:
             self.started = True
-            if self.session.accessed:
-                try:
+            try:
+                if self.session.accessed:
                     self.extra_headers = self._commit()
-                except (StoreUnavailable, StoreWriteFailed):
-                    if self.middleware.on_store_error == "fail":
-                        log.exception("session not saved; answering 503")
-                        return self._fail()
-                    log.exception("session not saved; the response goes on without it")
-                    self.extra_headers = [("Vary", "Cookie")]
-                finally:
-                    self.session.seal()
+            except (StoreUnavailable, StoreWriteFailed):
+                if self.middleware.on_store_error == "fail":
+                    log.exception("session not saved; answering 503")
+                    return self._fail()
+                log.exception("session not saved; the response goes on without it")
+                self.extra_headers = [("Vary", "Cookie")]
+            finally:
+                # Sealed even if untouched: a first change made now could not be saved either.
+                self.session.seal()
         elif self.failed:
             return _discard
         return self.real_start_response(
