@@ -112,7 +112,11 @@ class SessionMiddleware:
                 log.exception("session store unavailable; serving an empty session")
                 now = self.lifetime.clock()
                 return Origin(
-                    new_session_id(), created=now, accessed=now, had_cookie=cookie is not None
+                    new_session_id(),
+                    created=now,
+                    accessed=now,
+                    had_cookie=cookie is not None,
+                    degraded=True,
                 )
 
         session = Session(open_session)
