@@ -1,0 +1,423 @@
+"""The WSGI flow: laziness, Vary, persisting in start_response, store failures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from helpers import (
+    SECRET,
+    ClosingBody,
+    CountingStore,
+    Environ,
+    StartResponse,
+    make,
+    one_cookie,
+    set_cookies,
+    stored_data,
+)
+from werkzeug.test import Client, EnvironBuilder
+
+from wsgi_session import (
+    ConfigurationError,
+    MemoryStore,
+    SessionMiddleware,
+    SessionSealed,
+    StoreUnavailable,
+    StoreWriteFailed,
+)
+from wsgi_session.middleware import UNAVAILABLE_BODY
+
+# -- laziness --------------------------------------------------------------
+
+
+def test_untouched_request_makes_no_store_calls_and_sends_no_session_headers() -> None:
+    client, _, store = make()
+    client.get("/set")  # the client now holds a valid session cookie
+    store.calls.clear()
+
+    response = client.get("/nothing")
+
+    assert response.status_code == 200
+    assert store.total == 0
+    assert "Set-Cookie" not in response.headers
+    assert "Vary" not in response.headers
+
+
+def test_read_only_request_loads_once_and_varies_without_writing() -> None:
+    client, _, store = make()
+    client.get("/set")
+    store.calls.clear()
+
+    response = client.get("/read")
+
+    assert response.text == "{'user': 'alice'}"
+    assert store.calls == {"load": 1}
+    assert "Set-Cookie" not in response.headers
+    assert response.headers.getlist("Vary") == ["Cookie"]
+
+
+def test_request_without_cookie_that_reads_makes_no_store_calls() -> None:
+    client, _, store = make()
+
+    response = client.get("/read")
+
+    assert response.text == "{}"
+    assert store.total == 0
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Vary"] == "Cookie"
+
+
+# -- Vary --------------------------------------------------------------------
+
+
+def vary_app(*vary: str, touch: bool = True) -> Client:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if touch:
+            environ["wsgi_session"].get("user")
+        start_response("200 OK", [("Vary", value) for value in vary])
+        return [b"ok"]
+
+    return Client(SessionMiddleware(app, SECRET, store=MemoryStore()))
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ((), ["Cookie"]),
+        (("Accept-Encoding",), ["Accept-Encoding, Cookie"]),
+        (("cookie",), ["cookie"]),
+        (("Accept-Encoding, COOKIE",), ["Accept-Encoding, COOKIE"]),
+        (("*",), ["*"]),
+        (("Accept-Encoding", "Origin"), ["Accept-Encoding, Cookie", "Origin"]),
+        (("Accept-Encoding", "Cookie"), ["Accept-Encoding", "Cookie"]),
+    ],
+)
+def test_vary_cookie_is_merged_and_never_duplicated(
+    sent: tuple[str, ...], expected: list[str]
+) -> None:
+    response = vary_app(*sent).get("/")
+
+    assert response.headers.getlist("Vary") == expected
+
+
+def test_vary_is_left_alone_when_session_untouched() -> None:
+    response = vary_app("Accept-Encoding", touch=False).get("/")
+
+    assert response.headers.getlist("Vary") == ["Accept-Encoding"]
+
+
+# -- store write failures ----------------------------------------------------
+
+
+def writing_app(body: ClosingBody) -> Any:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["wsgi_session"]["user"] = "alice"
+        start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", "9")])
+        return body
+
+    return app
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable, StoreWriteFailed])
+def test_failed_write_answers_503_discards_and_closes_body(
+    error: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CountingStore()
+    store.error = error
+    store.fail.add("save")  # fault injection
+    body = ClosingBody([b"app body!"])
+    client = Client(SessionMiddleware(writing_app(body), SECRET, store=store))
+
+    with caplog.at_level(logging.ERROR, logger="wsgi_session"):
+        response = client.get("/")
+
+    assert response.status_code == 503
+    assert response.data == UNAVAILABLE_BODY
+    assert response.headers["Content-Length"] == str(len(UNAVAILABLE_BODY))
+    assert "text/html" not in response.headers["Content-Type"]
+    assert "Set-Cookie" not in response.headers
+    assert body.closed
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
+    assert "503" in caplog.records[0].getMessage()
+    assert caplog.records[0].exc_info is not None
+
+
+def test_failed_write_degrades_to_200_without_cookie(caplog: pytest.LogCaptureFixture) -> None:
+    store = CountingStore()
+    store.fail.add("save")  # fault injection
+    body = ClosingBody([b"app body!"])
+    client = Client(
+        SessionMiddleware(writing_app(body), SECRET, store=store, on_store_error="degrade")
+    )
+
+    with caplog.at_level(logging.ERROR, logger="wsgi_session"):
+        response = client.get("/", buffered=True)
+
+    assert response.status_code == 200
+    assert response.data == b"app body!"
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Vary"] == "Cookie"
+    assert body.closed
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert len(store.inner) == 0
+
+
+def test_failed_load_reaches_the_app_when_policy_is_fail() -> None:
+    client, _, store = make()
+    client.get("/set")
+    store.fail.add("load")  # fault injection
+    seen: list[BaseException] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            environ["wsgi_session"].get("user")
+        except StoreUnavailable as exc:
+            seen.append(exc)
+            raise
+        start_response("200 OK", [])
+        return [b""]
+
+    client.application = SessionMiddleware(app, SECRET, store=store)
+    with pytest.raises(StoreUnavailable):
+        client.get("/read")
+    assert len(seen) == 1
+    assert store.calls["save"] == 1  # only the first request's
+
+
+def test_failed_load_degrades_to_empty_session_and_keeps_the_cookie(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, _, store = make(on_store_error="degrade")
+    cookie = one_cookie(client.get("/set"))
+    store.fail.add("load")  # fault injection: the store goes away for one request
+
+    with caplog.at_level(logging.ERROR, logger="wsgi_session"):
+        down = client.get("/read")
+
+    assert down.status_code == 200
+    assert down.text == "{}"
+    assert set_cookies(down) == []  # a store blip must not log the user out
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+    store.fail.clear()
+    back = client.get("/read")
+    assert back.text == "{'user': 'alice'}"
+    assert stored_data(store, cookie.session_id) == {"user": "alice"}
+
+
+def test_changes_while_load_degraded_are_dropped_not_saved_under_a_new_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, _, store = make(on_store_error="degrade")
+    client.get("/set")
+    store.fail.add("load")  # fault injection: down while loading only
+    saves = store.calls["save"]
+
+    with caplog.at_level(logging.ERROR, logger="wsgi_session"):
+        response = client.get("/set2")
+
+    assert response.status_code == 200
+    assert set_cookies(response) == []
+    assert store.calls["save"] == saves
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+    store.fail.clear()
+    assert client.get("/read").text == "{'user': 'alice'}"
+
+
+def test_invalid_on_store_error_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="on_store_error"):
+        SessionMiddleware(lambda e, s: [], SECRET, store=MemoryStore(), on_store_error="ignore")  # type: ignore[arg-type]
+
+
+def test_store_without_the_protocol_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="store"):
+        SessionMiddleware(lambda e, s: [], SECRET, store=object())  # type: ignore[arg-type]
+
+
+# -- after the headers -------------------------------------------------------
+
+
+@pytest.mark.parametrize("touch_first", [True, False], ids=["accessed", "untouched"])
+def test_change_after_headers_raises_sealed(touch_first: bool) -> None:
+    store = CountingStore()
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        session = environ["wsgi_session"]
+        if touch_first:
+            session.get("user")
+        start_response("200 OK", [])
+        yield b"head"
+        session["late"] = True
+        yield b"tail"
+
+    with pytest.raises(SessionSealed, match="start_response"):
+        Client(SessionMiddleware(app, SECRET, store=store)).get("/", buffered=True)
+    assert store.calls["save"] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.regenerate(),
+        lambda s: s.destroy(),
+        lambda s: setattr(s, "permanent", True),
+        lambda s: s.clear(),
+        lambda s: s.pop("user"),
+    ],
+    ids=["regenerate", "destroy", "permanent", "clear", "pop"],
+)
+def test_every_kind_of_change_after_headers_is_refused(change: Any) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        session = environ["wsgi_session"]
+        session["user"] = "alice"
+        start_response("200 OK", [])
+        change(session)
+        yield b""
+
+    with pytest.raises(SessionSealed):
+        Client(SessionMiddleware(app, SECRET, store=MemoryStore())).get("/", buffered=True)
+
+
+# -- the app iterable, exc_info, file_wrapper --------------------------------
+
+
+def call(app: Any, **builder: Any) -> tuple[list[tuple[Any, ...]], Any]:
+    """Run ``app`` the way a server does and return (start_response calls, result)."""
+    environ = EnvironBuilder(**builder).get_environ()
+    calls: list[tuple[Any, ...]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        calls.append((status, headers, exc_info))
+        return lambda data: None
+
+    return calls, app(environ, start_response)
+
+
+@pytest.mark.parametrize("route", ["nothing", "read", "set"])
+def test_app_iterable_is_closed(route: str) -> None:
+    body = ClosingBody([b"x"])
+
+    def app(environ: Environ, start_response: StartResponse) -> ClosingBody:
+        if route == "read":
+            environ["wsgi_session"].get("user")
+        elif route == "set":
+            environ["wsgi_session"]["user"] = "alice"
+        start_response("200 OK", [])
+        return body
+
+    response = Client(SessionMiddleware(app, SECRET, store=MemoryStore())).get("/", buffered=True)
+
+    assert response.data == b"x"
+    assert body.closed
+
+
+def test_exc_info_passes_through_with_the_session_headers() -> None:
+    failure: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["wsgi_session"]["user"] = "alice"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            failure.append(sys.exc_info())
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        return [b"error page"]
+
+    calls, result = call(SessionMiddleware(app, SECRET, store=MemoryStore()))
+
+    assert list(result) == [b"error page"]
+    assert [status for status, _, _ in calls] == ["200 OK", "500 Internal Server Error"]
+    assert calls[1][2] == failure[0]
+    assert calls[0][2] is None
+    error_headers = dict(calls[1][1])
+    assert error_headers["Set-Cookie"].startswith("session=")
+    assert error_headers["Vary"] == "Cookie"
+
+
+def test_file_wrapper_is_returned_unchanged() -> None:
+    class FileWrapper:
+        def __init__(self, filelike: Any, block_size: int = 8192) -> None:
+            self.filelike = filelike
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self.filelike
+
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        environ["wsgi_session"]["user"] = "alice"
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](b"file")
+
+    calls, result = call(
+        SessionMiddleware(app, SECRET, store=MemoryStore()),
+        environ_overrides={"wsgi.file_wrapper": FileWrapper},
+    )
+
+    assert type(result) is FileWrapper
+    assert result.filelike == b"file"
+    assert dict(calls[0][1])["Set-Cookie"].startswith("session=")
+
+
+def late_start_app(body: list[bytes], closed: list[bool]) -> Any:
+    """An app whose generator touches the session and calls start_response on first next()."""
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        try:
+            environ["wsgi_session"]["user"] = "alice"
+            start_response("200 OK", [("Content-Length", str(sum(map(len, body))))])
+            yield from body
+        finally:
+            closed.append(True)
+
+    return app
+
+
+def test_late_start_response_still_saves_the_session() -> None:
+    closed: list[bool] = []
+    store = CountingStore()
+    client = Client(SessionMiddleware(late_start_app([b"a", b"b"], closed), SECRET, store=store))
+
+    response = client.get("/", buffered=True)
+
+    assert response.status_code == 200
+    assert response.data == b"ab"
+    cookie = one_cookie(response)
+    assert stored_data(store, cookie.session_id) == {"user": "alice"}
+    assert response.headers["Vary"] == "Cookie"
+    assert closed == [True]
+
+
+def test_late_start_response_still_answers_503_on_store_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    closed: list[bool] = []
+    store = CountingStore()
+    store.fail.add("save")  # fault injection
+    client = Client(SessionMiddleware(late_start_app([b"a", b"b"], closed), SECRET, store=store))
+
+    with caplog.at_level(logging.ERROR, logger="wsgi_session"):
+        response = client.get("/", buffered=True)
+
+    assert response.status_code == 503
+    assert response.data == UNAVAILABLE_BODY
+    assert "Set-Cookie" not in response.headers
+    assert closed == [True]
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_environ_key_is_configurable() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["my.session"]["user"] = "alice"
+        start_response("200 OK", [])
+        return [b""]
+
+    store = CountingStore()
+    response = Client(SessionMiddleware(app, SECRET, store=store, environ_key="my.session")).get(
+        "/"
+    )
+
+    assert stored_data(store, one_cookie(response).session_id) == {"user": "alice"}
