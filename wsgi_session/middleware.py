@@ -133,17 +133,36 @@ class SessionMiddleware:
             log.error("session store unavailable; this request's session changes are dropped")
         return None
 
+    def session_headers(
+        self, session: Session, backend: Backend, policy: CookiePolicy, environ: WSGIEnvironment
+    ) -> Headers:
+        """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send."""
+        update = self.commit(session, backend)
+        headers: Headers = [("Vary", "Cookie")]
+        if update is not None:
+            if update.value is None:
+                cookie = policy.expire(environ)
+            else:
+                cookie = policy.dump(environ, update.value, update.max_age)
+            headers.append(("Set-Cookie", cookie))
+        return headers
+
+
+def default_store() -> Store:
+    """The embedded SQLite store in its default location (logged once made)."""
+    from wsgi_session.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore()
+    log.info("sessions are stored in %s", store.path)
+    return store
+
 
 def make_backend(
     store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default."""
     if store is None:
-        from wsgi_session.stores.sqlite import SQLiteStore
-
-        default = SQLiteStore()
-        log.info("sessions are stored in %s", default.path)
-        store = default
+        store = default_store()
     if isinstance(store, BackendFactory):
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
@@ -183,7 +202,9 @@ class _Response:
             self.started = True
             try:
                 if self.session.accessed:
-                    self.extra_headers = self._commit()
+                    self.extra_headers = self.middleware.session_headers(
+                        self.session, self.backend, self.policy, self.environ
+                    )
             except (StoreUnavailable, StoreWriteFailed):
                 if self.middleware.on_store_error == "fail":
                     log.exception("session not saved; answering 503")
@@ -198,17 +219,6 @@ class _Response:
         return self.real_start_response(
             status, _with_session_headers(headers, self.extra_headers), exc_info
         )
-
-    def _commit(self) -> Headers:
-        update = self.middleware.commit(self.session, self.backend)
-        extra: Headers = [("Vary", "Cookie")]
-        if update is not None:
-            if update.value is None:
-                cookie = self.policy.expire(self.environ)
-            else:
-                cookie = self.policy.dump(self.environ, update.value, update.max_age)
-            extra.append(("Set-Cookie", cookie))
-        return extra
 
     def _fail(self) -> Write:
         self.failed = True
