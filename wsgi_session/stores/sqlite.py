@@ -1,0 +1,215 @@
+"""Session records in one SQLite file, shared by every process on one machine."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+from wsgi_session.errors import ConfigurationError, StoreUnavailable
+from wsgi_session.stores.base import Version
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# {table} is only ever filled in with a name that matched _IDENTIFIER.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "{table}" (
+    key TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "{table}_expires" ON "{table}" (expires);
+"""
+_LOAD = 'SELECT data, version FROM "{table}" WHERE key = ? AND expires > ?'
+# An expired record is as good as absent, so creating over it is allowed; its
+# version keeps counting up so that an old token can never match again.
+_CREATE = """
+INSERT INTO "{table}" (key, data, version, expires) VALUES (?, ?, 1, ?)
+ON CONFLICT (key) DO UPDATE
+SET data = excluded.data, version = version + 1, expires = excluded.expires
+WHERE expires <= ?
+"""
+_REPLACE = """
+UPDATE "{table}" SET data = ?, version = version + 1, expires = ?
+WHERE key = ? AND version = ? AND expires > ?
+"""
+_DELETE = 'DELETE FROM "{table}" WHERE key = ?'
+_PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
+
+# Errors that mean the calling code is wrong, not that the database is away.
+_CALLER_BUGS = (sqlite3.ProgrammingError, sqlite3.IntegrityError)
+
+# The pid is refreshed by a fork hook rather than asked for on every call:
+# os.getpid() is a system call, and it would sit on every load and save.
+_pid = os.getpid()
+
+# SQLite forbids using, or even closing, a connection inherited through fork:
+# either can corrupt the file under the parent. Such connections are kept
+# referenced here so that garbage collection never closes them in the child.
+_inherited: list[sqlite3.Connection] = []
+
+_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def default_path() -> Path:
+    """The file a store without an explicit path uses, in the XDG state directory."""
+    state = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "wsgi_session" / "sessions.sqlite3"
+
+
+class SQLiteStore:
+    """Store records in a SQLite file, safe across threads and processes.
+
+    Each thread of each process opens its own connection on first use;
+    nothing is opened at construction, and a connection never crosses a fork
+    (pre-forking servers may build the store before forking). Compare-and-set
+    uses a version column, so writers in different processes never overwrite
+    each other.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        table: str = "wsgi_sessions",
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(table, str) or not _IDENTIFIER.match(table):
+            raise ConfigurationError(f"table: {table!r} is not a plain SQL identifier")
+        if table.lower().startswith("sqlite_"):
+            raise ConfigurationError(f"table: {table!r} is reserved by SQLite")
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
+            raise ConfigurationError(f"timeout: {timeout!r} is not a number of seconds >= 0")
+        self.path = default_path() if path is None else Path(path)
+        if str(self.path) == ":memory:":
+            raise ConfigurationError(
+                "path: an in-memory database is private to one connection; use MemoryStore"
+            )
+        self._timeout = float(timeout)
+        self._clock = clock
+        self._local = threading.local()
+        self._schema, self._load, self._create, self._replace, self._delete, self._purge = (
+            template.format(table=table)
+            for template in (_SCHEMA, _LOAD, _CREATE, _REPLACE, _DELETE, _PURGE)
+        )
+        _stores.add(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def load(self, key: str) -> tuple[bytes, Version] | None:
+        """Return ``(data, version)`` for a live record, or ``None``."""
+        try:
+            row: tuple[bytes, int] | None = (
+                self._connection().execute(self._load, (key, self._clock())).fetchone()
+            )
+        except _CALLER_BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._unavailable(exc) from exc
+        return row
+
+    def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
+        """Create (``version=None``) or compare-and-set a record; ``False`` on conflict."""
+        now = self._clock()
+        if version is None:
+            return self._write(self._create, (key, data, now + ttl, now)) == 1
+        return self._write(self._replace, (data, now + ttl, key, version, now)) == 1
+
+    def delete(self, key: str) -> None:
+        """Remove the record; deleting a missing record is not an error."""
+        self._write(self._delete, (key,))
+
+    def purge_expired(self) -> int:
+        """Delete every expired record and return how many there were."""
+        return self._write(self._purge, (self._clock(),))
+
+    def close(self) -> None:
+        """Close the calling thread's connection; the next call opens a new one."""
+        owned: tuple[int, sqlite3.Connection] | None = self._local.__dict__.pop("owned", None)
+        if owned is None:
+            return
+        pid, connection = owned
+        if pid == _pid:
+            connection.close()
+        else:
+            _inherited.append(connection)
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        try:
+            return self._connection().execute(sql, params).rowcount
+        except _CALLER_BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        owned: tuple[int, sqlite3.Connection] | None = getattr(self._local, "owned", None)
+        if owned is not None and owned[0] == _pid:
+            return owned[1]
+        return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.close()
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Created up front so that the file, and the -wal and -shm files
+            # SQLite gives the same mode, are private to the owner.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        try:
+            self._use_wal(connection)
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(self._schema)
+        except BaseException:
+            connection.close()
+            raise
+        self._local.owned = (_pid, connection)
+        return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        # Switching a file to WAL upgrades a read lock to a write lock, which
+        # SQLite refuses at once instead of waiting (waiting could deadlock).
+        # When several workers open a new file together, the losers retry.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.001)
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"SQLite session store at {self.path}: {exc}")
+
+
+def _close_before_fork() -> None:
+    # A child must not inherit open connections (see _inherited); closing the
+    # forking thread's ones also leaves SQLite's per-process lock state clean.
+    for store in list(_stores):
+        store.close()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_close_before_fork, after_in_child=_after_fork_in_child)
