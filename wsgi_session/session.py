@@ -176,6 +176,7 @@ class Session(MutableMapping[str, Any]):
 
     @modified.setter
     def modified(self, value: bool) -> None:
+        self._load()  # only an accessed session is committed: the forced save must not vanish
         self._forced = bool(value)
 
     def differs_from_origin(self, text: str) -> bool:
