@@ -1,0 +1,146 @@
+"""The ``wsgi-session`` command: ``demo``, ``gc`` and ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+from wsgi_session.config import ENV_PREFIX, SETTING_NAMES, STORE_URLS, Config
+from wsgi_session.errors import SessionError
+from wsgi_session.stores.base import Store
+
+SETTINGS_HELP = "\n\n".join(
+    textwrap.fill(paragraph, 78, break_long_words=False)
+    for paragraph in (
+        f"Settings are environment variables named {ENV_PREFIX}<SETTING> (or with "
+        f"--prefix): {', '.join(SETTING_NAMES)}.",
+        f"STORE is a URL: {STORE_URLS}.",
+    )
+)
+
+# Stores that have nothing for gc to purge, and why.
+_SELF_EXPIRING = {
+    "memcached": "memcached drops expired records by itself",
+    "cookie": "cookie sessions live in the browsers; nothing is stored on the server",
+    "memory": "the memory store lives inside each server process, out of this command's reach",
+}
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except SessionError as exc:
+        print(f"wsgi-session {args.name}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Serve the demo application until interrupted."""
+    from werkzeug.serving import run_simple
+
+    from wsgi_session.demo import Demo
+
+    environ = dict(os.environ)
+    secret = args.prefix + "SECRET_KEY"
+    if not environ.get(secret, "").strip():
+        environ[secret] = secrets.token_hex(32)
+        print(f"{secret} is not set: using a random one, so sessions end when the demo stops")
+    config = Config.load((environ, args.prefix))
+    print(f"sessions are stored in {config.store_description}")
+    run_simple(args.host, args.port, Demo(config), threaded=True)
+    return 0
+
+
+def gc(args: argparse.Namespace) -> int:
+    """Delete the expired records from the configured store."""
+    config = Config.load((os.environ, args.prefix), require_secret=False)
+    reason = _SELF_EXPIRING.get(urlsplit(config.store_url).scheme.lower())
+    purge: Callable[[], int] | None = getattr(config.store, "purge_expired", None)
+    if reason is not None or purge is None:
+        print(f"nothing to purge in {config.store_url}: {reason or 'it expires records itself'}")
+        return 0
+    count = purge()
+    plural = "" if count == 1 else "s"
+    print(f"purged {count} expired session record{plural} from {config.store_description}")
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the settings, reach the store, show the effective configuration."""
+    config = Config.load((os.environ, args.prefix))
+    effective = config.effective()
+    width = max(map(len, effective))
+    for name, value in effective.items():
+        print(f"{name:<{width}}  {value}")
+    store = config.store
+    if isinstance(store, Store):
+        store.load(secrets.token_hex(32))  # an unknown key: answers None if the store is up
+        print(f"\nok: the settings are valid and the store answered ({config.store_url})")
+    else:
+        print("\nok: the settings are valid (this store has no server to reach)")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsgi-session",
+        description="Sessions for any WSGI application: demo and maintenance commands.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def add(name: str, command: Command, summary: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=SETTINGS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(command=command, name=name)
+        sub.add_argument(
+            "--prefix",
+            default=ENV_PREFIX,
+            help=f"prefix of the environment variables to read (default: {ENV_PREFIX})",
+        )
+        return sub
+
+    served = add(
+        "demo",
+        demo,
+        "serve the demo application",
+        "Serve a demo: a visit counter, a login that gives the session a new id and a\n"
+        "logout that deletes it, with the id, store key and expiry on every page.\n"
+        "Uses the settings from the environment; without a secret key a random one.",
+    )
+    served.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    served.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    add(
+        "gc",
+        gc,
+        "delete expired sessions from the configured store",
+        "Delete expired session records from the configured store and report how many.\n"
+        "Run it from cron for the SQLite store; memcached and cookie sessions expire\n"
+        "by themselves. Needs no secret key.",
+    )
+    add(
+        "check",
+        check,
+        "validate the settings and reach the store",
+        "Validate the settings, load a random key from the store to prove it answers,\n"
+        "and print the effective configuration with secrets masked. Exits non-zero,\n"
+        "with the reason, when a setting is wrong or the store cannot be reached.",
+    )
+    return parser
