@@ -1,0 +1,351 @@
+"""Session records in memcached: one server, or a cluster spread by key.
+
+pymemcache's base ``Client`` speaks the protocol; the pool and the choice of
+server are here because pymemcache's own do not fit: ``PooledClient`` hands out
+connections a restarted server has closed (the first requests after a restart
+fail) and raises past its size; ``HashClient`` keeps node health in unlocked
+dicts (``KeyError``/``ValueError`` when threads see a node fail together) and
+hashes with a pure-Python murmur3 (~12 µs per node per call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+)
+
+from wsgi_session.errors import (
+    ConfigurationError,
+    SessionTooLarge,
+    StoreUnavailable,
+    StoreWriteFailed,
+)
+from wsgi_session.stores.base import Version
+
+__all__ = ["MemcachedStore"]
+
+T = TypeVar("T")
+
+DEFAULT_PORT = 11211
+MAX_KEY_LENGTH = 250
+MAX_RELATIVE_TTL = 30 * 24 * 3600
+"""memcached reads a larger expiry as a Unix timestamp, not as seconds from now."""
+
+_MAX_PREFIX_LENGTH = MAX_KEY_LENGTH - 64  # leaves room for a hex SHA-256 digest
+_KEY = re.compile(r"[!-~]+")  # printable ASCII, no whitespace: what memcached accepts
+_ADDRESS = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]+))(?::(?P<port>\d+))?")
+
+# The connection is gone (or the reply unreadable): the server is unreachable.
+_UNREACHABLE = (OSError, MemcacheUnexpectedCloseError, MemcacheUnknownError)
+# What a pooled connection raises when the server closed it while it sat idle.
+_PEER_CLOSED = (
+    MemcacheUnexpectedCloseError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
+
+Address = tuple[str, int]
+
+
+class _Server:
+    """One memcached server and this process's idle connections to it."""
+
+    def __init__(self, address: Address, options: dict[str, Any], max_idle: int) -> None:
+        self.address = address
+        self.name = _format_address(address)
+        self.down_until = 0.0
+        self._options = options
+        self._max_idle = max_idle
+        self._idle: deque[Any] = deque()
+        self._hash_prefix = self.name.encode() + b"\0"
+
+    def score(self, key: bytes) -> int:
+        """Rendezvous weight: the live server with the highest one owns ``key``."""
+        digest = hashlib.blake2b(self._hash_prefix + key, digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    def close(self) -> None:
+        """Close the idle connections; connections in use close when returned."""
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:  # another thread took the last one
+                return
+
+    def call(self, command: Callable[[Any], T]) -> T:
+        """Run ``command(client)`` on a pooled connection, or a new one."""
+        try:
+            client = self._idle.pop()
+        except IndexError:
+            return self._run(Client(self.address, **self._options), command)
+        try:
+            return self._run(client, command)
+        except _PEER_CLOSED:
+            # Closed while idle (restart, idle timeout). Running the command
+            # again is safe: a write that did land answers NOT_STORED/EXISTS
+            # the second time, which is reported as a conflict, never success.
+            return self._run(Client(self.address, **self._options), command)
+
+    def _run(self, client: Any, command: Callable[[Any], T]) -> T:
+        try:
+            result = command(client)
+        except BaseException:
+            # After an error the protocol position on this socket is unknown.
+            client.close()
+            raise
+        # Past the limit, connections opened under load are closed, not kept;
+        # two threads racing here may keep one extra, which is harmless.
+        if len(self._idle) < self._max_idle:
+            self._idle.append(client)
+        else:
+            client.close()
+        return result
+
+
+class MemcachedStore:
+    """Session records in memcached.
+
+    ``servers`` is ``"host:port"``, a comma-separated list of them, or a
+    sequence of ``"host:port"`` strings or ``(host, port)`` tuples. With several
+    servers each key lives on one of them (rendezvous hashing). A server that
+    fails is skipped for ``dead_timeout`` seconds: its keys move to the others
+    (those sessions start over) and requests keep working; then it is tried again.
+
+    ``connect_timeout`` and ``timeout`` bound each connect and each reply, in
+    seconds. Up to ``max_pool_size`` idle connections per server are kept for
+    reuse; under more load more are opened, and closed when done.
+
+    Every write waits for the server's answer. Connections open on first use,
+    separately in each process. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] | Sequence[Address],
+        *,
+        key_prefix: str = "",
+        connect_timeout: float = 0.5,
+        timeout: float = 0.5,
+        dead_timeout: float = 10.0,
+        max_pool_size: int = 16,
+    ) -> None:
+        self.addresses = _parse_servers(servers)
+        self.key_prefix = _check_prefix(key_prefix)
+        _check_seconds("connect_timeout", connect_timeout)
+        _check_seconds("timeout", timeout)
+        _check_seconds("dead_timeout", dead_timeout)
+        if (
+            isinstance(max_pool_size, bool)
+            or not isinstance(max_pool_size, int)
+            or max_pool_size < 1
+        ):
+            raise ConfigurationError(
+                f"MemcachedStore max_pool_size must be a whole number of at least 1, "
+                f"got {max_pool_size!r}"
+            )
+        self._dead_timeout = dead_timeout
+        self._max_pool_size = max_pool_size
+        self._client_options: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "timeout": timeout,
+            # Without TCP_NODELAY a read that follows a write waits ~40 ms
+            # for Nagle's algorithm and the server's delayed ACK.
+            "no_delay": True,
+            # pymemcache's default, noreply, reports writes it never heard back about.
+            "default_noreply": False,
+        }
+        self._process = (os.getpid(), self._new_servers())
+
+    def load(self, key: str) -> tuple[bytes, Version] | None:
+        """Return ``(data, cas_token)`` for a live record, or ``None``."""
+        full_key = self._key(key)
+        data, token = self._call(full_key, lambda client: client.gets(full_key))
+        if data is None:
+            return None
+        return data, token
+
+    def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
+        """Create (``add``) or compare-and-set (``cas``) the record.
+
+        Returns ``False`` when the record exists (create), or changed or
+        vanished (compare-and-set).
+        """
+        full_key = self._key(key)
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        expire = _expiry(ttl)
+        if version is None:
+            stored = self._call(
+                full_key,
+                lambda client: client.add(full_key, data, expire=expire),
+                data,
+            )
+        else:
+            if not (isinstance(version, bytes) and version.isdigit()):
+                raise ValueError(f"version must be a token load() returned, got {version!r}")
+            stored = self._call(
+                full_key,
+                lambda client: client.cas(full_key, data, version, expire=expire),
+                data,
+            )
+        # add answers True/False; cas answers True, False (EXISTS) or None (NOT_FOUND).
+        return stored is True
+
+    def delete(self, key: str) -> None:
+        """Remove the record; a missing record is not an error."""
+        full_key = self._key(key)
+        self._call(full_key, lambda client: client.delete(full_key))
+
+    def close(self) -> None:
+        """Close this process's idle connections; the next call opens new ones."""
+        for server in self._servers():
+            server.close()
+
+    def _key(self, key: str) -> bytes:
+        full_key = self.key_prefix + key
+        if not _KEY.fullmatch(full_key):
+            raise ValueError(
+                f"memcached keys must be printable ASCII without whitespace, got {full_key!r}"
+            )
+        if len(full_key) > MAX_KEY_LENGTH:
+            raise ValueError(
+                f"memcached key is {len(full_key)} bytes (key_prefix included), "
+                f"the limit is {MAX_KEY_LENGTH}"
+            )
+        return full_key.encode("ascii")
+
+    def _new_servers(self) -> tuple[_Server, ...]:
+        return tuple(
+            _Server(address, self._client_options, self._max_pool_size)
+            for address in self.addresses
+        )
+
+    def _servers(self) -> tuple[_Server, ...]:
+        pid, servers = self._process
+        if pid == os.getpid():
+            return servers
+        # A forked child must not share the parent's sockets: the replies of
+        # the two processes would interleave. Closing the child's copies leaves
+        # the parent's connections open. Racing threads may each build a set
+        # here; the one that loses is dropped.
+        for inherited in servers:
+            inherited.close()
+        servers = self._new_servers()
+        self._process = (os.getpid(), servers)
+        return servers
+
+    def _route(self, key: bytes) -> _Server:
+        servers = self._servers()
+        if len(servers) == 1:
+            return servers[0]
+        now = time.monotonic()
+        live = [server for server in servers if server.down_until <= now]
+        if not live:
+            names = ", ".join(server.name for server in servers)
+            raise StoreUnavailable(f"every memcached server is down: {names}")
+        return max(live, key=lambda server: server.score(key))
+
+    def _call(self, key: bytes, command: Callable[[Any], T], data: bytes | None = None) -> T:
+        """Run ``command`` on the server owning ``key``; ``data`` marks a write."""
+        server = self._route(key)
+        try:
+            return server.call(command)
+        except _UNREACHABLE as exc:
+            if len(self.addresses) > 1:
+                server.down_until = time.monotonic() + self._dead_timeout
+            raise StoreUnavailable(
+                f"memcached server {server.name} is unreachable: {exc!r}"
+            ) from exc
+        except MemcacheServerError as exc:
+            if data is None:
+                raise StoreUnavailable(f"memcached server {server.name} failed: {exc}") from exc
+            if "too large" in str(exc):
+                raise SessionTooLarge(
+                    f"session record of {len(data)} bytes is over the item size limit "
+                    f"of memcached server {server.name} (memcached -I, 1 MB by default)"
+                ) from exc
+            raise StoreWriteFailed(
+                f"memcached server {server.name} refused a {len(data)} byte record: {exc}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        names = [_format_address(address) for address in self.addresses]
+        return f"MemcachedStore({names!r}, key_prefix={self.key_prefix!r})"
+
+
+def _expiry(ttl: int) -> int:
+    """The memcached expiry for a record that lives ``ttl`` seconds from now."""
+    if ttl < 1:
+        # memcached reads 0 as "never expires" and negative as "already expired".
+        raise ValueError(f"ttl must be at least 1 second, got {ttl!r}")
+    if ttl > MAX_RELATIVE_TTL:
+        return int(time.time()) + ttl
+    return ttl
+
+
+def _format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _parse_servers(servers: str | Sequence[str] | Sequence[Address]) -> tuple[Address, ...]:
+    specs: Sequence[str | Address] = servers.split(",") if isinstance(servers, str) else servers
+    addresses = tuple(_parse_address(spec) for spec in specs)
+    if not addresses:
+        raise ConfigurationError("MemcachedStore servers is empty: give at least one host:port")
+    for address in addresses:
+        if addresses.count(address) > 1:
+            raise ConfigurationError(
+                f"MemcachedStore servers lists {_format_address(address)} more than once"
+            )
+    return addresses
+
+
+def _parse_address(spec: object) -> Address:
+    host, port = "", 0
+    if isinstance(spec, str):
+        match = _ADDRESS.fullmatch(spec.strip())
+        if match:
+            host, port = match["ipv6"] or match["host"], int(match["port"] or DEFAULT_PORT)
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        host, port = spec if isinstance(spec[0], str) and isinstance(spec[1], int) else ("", 0)
+    if not host or isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigurationError(
+            f"MemcachedStore servers: {spec!r} is not a host:port address "
+            f"(port 1-65535, default {DEFAULT_PORT})"
+        )
+    return host, port
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or (prefix and not _KEY.fullmatch(prefix)):
+        raise ConfigurationError(
+            f"MemcachedStore key_prefix must be printable ASCII without whitespace, got {prefix!r}"
+        )
+    if len(prefix) > _MAX_PREFIX_LENGTH:
+        raise ConfigurationError(
+            f"MemcachedStore key_prefix is {len(prefix)} characters, the limit is "
+            f"{_MAX_PREFIX_LENGTH} (memcached keys are at most {MAX_KEY_LENGTH} bytes)"
+        )
+    return prefix
+
+
+def _check_seconds(setting: str, value: float) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
+        raise ConfigurationError(
+            f"MemcachedStore {setting} must be a positive number of seconds, got {value!r}"
+        )
