@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,10 +28,15 @@ log = logging.getLogger("wsgi_session")
 
 @dataclass(frozen=True)
 class CookieUpdate:
-    """What the response must do with the cookie: set ``value``, or expire it (``None``)."""
+    """What the response must do with the cookie: set ``value``, or expire it (``None``).
+
+    ``check``, if given, is called with the complete Set-Cookie header before it
+    is sent and may raise (the cookie store's size guard needs the attributes).
+    """
 
     value: str | None
     max_age: int | None = None
+    check: Callable[[str], None] | None = None
 
 
 EXPIRE = CookieUpdate(None)
@@ -70,10 +76,26 @@ class BaseBackend:
         left = self.lifetime.remaining(created, now, session.idle_timeout, now)
         return max(1, math.ceil(left))
 
-    def cookie(self, value: str, session: Session, created: float, now: float) -> CookieUpdate:
+    def created(self, session: Session, now: float) -> float:
+        """When ``session`` began: now, if this request started it afresh."""
+        origin = session.origin
+        return now if origin.new or session.destroyed else origin.created
+
+    def resend(self, session: Session) -> bool:
+        """Whether an unchanged session's cookie must be sent again anyway."""
+        return session.origin.resign or (session.permanent and self.lifetime.refresh_each_request)
+
+    def cookie(
+        self,
+        value: str,
+        session: Session,
+        created: float,
+        now: float,
+        check: Callable[[str], None] | None = None,
+    ) -> CookieUpdate:
         if not session.permanent:
-            return CookieUpdate(value)
-        return CookieUpdate(value, self.seconds_left(session, created, now))
+            return CookieUpdate(value, None, check)
+        return CookieUpdate(value, self.seconds_left(session, created, now), check)
 
 
 _SIGNED_ID = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{20,100}")
@@ -205,7 +227,7 @@ class ServerSideBackend(BaseBackend):
             if old_key is not None:
                 self.store.delete(old_key)
             return EXPIRE if origin.had_cookie else None
-        created = now if origin.new or session.destroyed else origin.created
+        created = self.created(session, now)
         record = self._record(session, created, now, text)
         ttl = self.seconds_left(session, created, now)
         if moved:
@@ -217,7 +239,7 @@ class ServerSideBackend(BaseBackend):
             if self.lifetime.needs_refresh(origin.accessed, now):
                 # Losing this race is fine: whoever wrote first refreshed the record too.
                 self.store.save(old_key, record.encode(), ttl, origin.version)
-            elif not (origin.resign or (session.permanent and self.lifetime.refresh_each_request)):
+            elif not self.resend(session):
                 return None
             return self.cookie(self.signer.sign(session.id), session, created, now)
         if not self._save(old_key, record, ttl, origin.version, session):

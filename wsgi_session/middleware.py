@@ -144,6 +144,8 @@ class SessionMiddleware:
                 cookie = policy.expire(environ)
             else:
                 cookie = policy.dump(environ, update.value, update.max_age)
+                if update.check is not None:
+                    update.check(cookie)
             headers.append(("Set-Cookie", cookie))
         return headers
 
