@@ -244,7 +244,9 @@ class ServerSideBackend(BaseBackend):
             return self.cookie(self.signer.sign(session.id), session, created, now)
         if not self._save(old_key, record, ttl, origin.version, session):
             return EXPIRE
-        if origin.resign or session.permanent:
+        # A session that stopped being permanent needs its cookie again, without
+        # Max-Age, or the browser keeps the old expiry.
+        if origin.resign or session.permanent or origin.permanent:
             return self.cookie(self.signer.sign(session.id), session, created, now)
         return None
 
