@@ -391,6 +391,39 @@ def test_late_start_response_still_saves_the_session() -> None:
     assert closed == [True]
 
 
+class LateStartBody:
+    """An app iterable that calls start_response on first iteration and has close()."""
+
+    def __init__(self, environ: Environ, start_response: StartResponse) -> None:
+        self.environ = environ
+        self.start_response = start_response
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.environ["wsgi_session"]["user"] = "alice"
+        self.start_response("200 OK", [])
+        yield b"first"
+        yield b"never read"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_late_start_iterable_is_closed_even_when_not_exhausted() -> None:
+    bodies: list[LateStartBody] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> LateStartBody:
+        bodies.append(LateStartBody(environ, start_response))
+        return bodies[0]
+
+    calls, result = call(SessionMiddleware(app, SECRET, store=MemoryStore()))
+    assert next(iter(result)) == b"first"
+    result.close()
+
+    assert bodies[0].closed
+    assert dict(calls[0][1])["Set-Cookie"].startswith("session=")
+
+
 def test_late_start_response_still_answers_503_on_store_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
