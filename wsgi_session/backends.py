@@ -236,7 +236,7 @@ class ServerSideBackend(BaseBackend):
             self._create(self.store_key(session.id), record, ttl)
             return self.cookie(self.signer.sign(session.id), session, created, now)
         if not session.differs_from_origin(text):
-            if self.lifetime.needs_refresh(origin.accessed, now):
+            if self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout):
                 # Losing this race is fine: whoever wrote first refreshed the record too.
                 self.store.save(old_key, record.encode(), ttl, origin.version)
             elif not self.resend(session):

@@ -49,5 +49,13 @@ class Lifetime:
             left = min(left, created + self.absolute_timeout - now)
         return left
 
-    def needs_refresh(self, accessed: float, now: float) -> bool:
-        return now - accessed >= (self.refresh_interval or 0)
+    def needs_refresh(self, accessed: float, now: float, idle: int | None = None) -> bool:
+        """Whether a record written at ``accessed`` is due a rewrite.
+
+        ``idle`` is the session's own timeout: a session that gives itself a
+        shorter one than the interval must still be refreshed before it expires.
+        """
+        interval = self.refresh_interval or 0
+        if idle is not None:
+            interval = min(interval, idle // 10)
+        return now - accessed >= interval
