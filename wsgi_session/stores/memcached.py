@@ -161,8 +161,9 @@ class MemcachedStore:
         self._client_options: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "timeout": timeout,
-            # Without TCP_NODELAY a read that follows a write waits ~40 ms
-            # for Nagle's algorithm and the server's delayed ACK.
+            # Nagle's algorithm holds a small request back while an earlier
+            # one is unacknowledged: behind a write the server does not answer,
+            # the next request waits for its delayed ACK (~40 ms).
             "no_delay": True,
             # pymemcache's default, noreply, reports writes it never heard back about.
             "default_noreply": False,
