@@ -1,0 +1,128 @@
+"""``python -m benchmarks``: the whole run, printed as markdown."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import growth, loadtest, profiling, report, table
+from benchmarks.apps import payload
+from benchmarks.floors import session_record
+from benchmarks.servers import memcached
+from benchmarks.subjects import ROWS, Context
+
+PINNED = (
+    "The benchmark and its memcached share one CPU: on a machine whose cores are far "
+    "apart (a VM's vCPUs) a wake-up across cores adds tens of µs, at random, to every "
+    "round trip, which drowns what is measured here. Pinned, a round trip costs what its "
+    "system calls and memcached's work cost. The HTTP section is not pinned."
+)
+
+
+def pin() -> set[int] | None:
+    """Keep this process, and the servers it starts from now on, on one CPU."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        return None
+    os.sched_setaffinity(0, {min(allowed)})
+    return allowed
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
+    parser.add_argument("--count", type=int, default=600, help="requests per cell a round (600)")
+    parser.add_argument("--only", default="", help="rows whose name contains this text")
+    parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
+    parser.add_argument("--no-growth", action="store_true", help="skip the growth tables")
+    parser.add_argument("--no-http", action="store_true", help="skip gunicorn + wrk")
+    parser.add_argument(
+        "--counts",
+        type=lambda text: [int(float(n)) for n in text.split(",")],
+        default=list(growth.COUNTS),
+        help="stored sessions for the growth table (1e3,1e5,1e6)",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not share one CPU with memcached (see output)"
+    )
+    parser.add_argument("--http-seconds", type=int, default=8, help="wrk duration per run (8)")
+    parser.add_argument(
+        "--profile", metavar="ROW:SCENARIO", help="profile one cell with cProfile instead"
+    )
+    parser.add_argument("--output", type=Path, help="also write the markdown to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.count, args.http_seconds, args.counts = 2, 150, 2, [1000, 10_000]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    data = payload(100)
+    allowed = None if args.no_pin else pin()
+    with tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp, memcached() as server:
+        ctx = Context(data, server.address, Path(tmp))
+        if args.profile:
+            profiling.run(args.profile, ctx, count=args.count * args.rounds)
+            return 0
+        rows = [row for row in ROWS if row.family == "bare" or args.only in row.name]
+        progress(f"main table: {len(rows)} rows")
+        results = table.run(rows, ctx, session_record(data), args.rounds, args.count, progress)
+        lines = [
+            "## Benchmarks",
+            "",
+            f"Run on {datetime.date.today().isoformat()} with `make bench` "
+            f"(`python -m benchmarks`, {args.rounds} rounds x {args.count} requests per cell).",
+            "",
+            *report.machine(),
+            "",
+            "### Per-request cost over the bare app (median µs)",
+            "",
+            *report.main_table(results),
+            "",
+            *report.rivals_table(results),
+            "",
+            "### The physical floor (same run, record of "
+            f"{len(session_record(data))} bytes, median µs)",
+            "",
+            *report.floors_table(results),
+        ]
+        if results.unavailable:
+            lines += ["", "Not measured:", ""]
+            lines += [f"- {name}: {why}" for name, why in results.unavailable.items()]
+        if not args.no_growth:
+            lines += ["", *growth.run(ctx, min(args.rounds, 3), args.count, args.counts, progress)]
+        http = None
+        if allowed is not None:
+            os.sched_setaffinity(0, allowed)
+        if not args.no_http:
+            if shutil.which("wrk") is None:
+                lines += ["", "HTTP: skipped, `wrk` is not installed."]
+            else:
+                progress("HTTP: gunicorn + wrk")
+                http, http_lines = loadtest.run(args.http_seconds)
+                lines += ["", *http_lines]
+        lines += ["", "### Targets", ""]
+        lines += [target.line() for target in report.targets(results, http)]
+        if allowed is not None:
+            lines += ["", PINNED]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

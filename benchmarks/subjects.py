@@ -1,0 +1,165 @@
+"""The rows of the table: each one registered by a small function building its app.
+
+A row whose library (or store module) cannot be imported is reported as
+unavailable with the reason, and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.apps import SECRET, WSGIApp, bare_app, flask_app, session_app
+
+
+@dataclass
+class Context:
+    """What a row may use: the payload, the benchmark's memcached, a scratch directory."""
+
+    data: dict[str, Any]
+    memcached: str
+    tmpdir: Path
+    sqlite_name: str = "sessions.sqlite3"
+
+    def sqlite_path(self) -> Path:
+        return self.tmpdir / self.sqlite_name
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    framework: str  # "wsgi" or "flask": which bare app it is measured over
+    family: str  # "bare", "ours" or "peer"
+    store: str  # "memory", "sqlite", "memcached", "cookie" or "-"
+    build: Callable[[Context], WSGIApp]
+
+
+ROWS: list[Row] = []
+
+
+def row(name: str, framework: str, family: str, store: str = "-") -> Callable[..., Any]:
+    def register(build: Callable[[Context], WSGIApp]) -> Callable[[Context], WSGIApp]:
+        ROWS.append(Row(name, framework, family, store, build))
+        return build
+
+    return register
+
+
+# -- baselines ------------------------------------------------------------
+
+
+@row("bare WSGI app", "wsgi", "bare")
+def _bare_wsgi(ctx: Context) -> WSGIApp:
+    return bare_app(ctx.data)
+
+
+@row("bare Flask app", "flask", "bare")
+def _bare_flask(ctx: Context) -> WSGIApp:
+    return flask_app(ctx.data)  # type: ignore[no-any-return]
+
+
+# -- wsgi_session -----------------------------------------------------------
+
+
+def make_store(kind: str, ctx: Context) -> Any:
+    """A wsgi_session store of ``kind``; imported here so a missing module only loses its rows."""
+    if kind == "memory":
+        from wsgi_session.stores.memory import MemoryStore
+
+        return MemoryStore()
+    if kind == "sqlite":
+        from wsgi_session.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(ctx.sqlite_path())
+    if kind == "memcached":
+        from wsgi_session.stores.memcached import MemcachedStore
+
+        return MemcachedStore(ctx.memcached)
+    if kind == "cookie":
+        from wsgi_session.stores.cookie import CookieStore
+
+        return CookieStore()
+    raise ValueError(kind)
+
+
+STORES = ("memory", "sqlite", "memcached", "cookie")
+
+
+def ours_wsgi(store: Any, data: dict[str, Any]) -> WSGIApp:
+    from wsgi_session import SessionMiddleware
+
+    app = session_app(lambda environ: environ["wsgi_session"], data)
+    return SessionMiddleware(app, SECRET, store=store)
+
+
+def ours_flask(store: Any, data: dict[str, Any]) -> WSGIApp:
+    from wsgi_session.flask import Session
+
+    return flask_app(data, lambda app: Session(app, store=store))  # type: ignore[no-any-return]
+
+
+def _register_ours() -> None:
+    for kind in STORES:
+        row(f"wsgi_session {kind}", "wsgi", "ours", kind)(
+            lambda ctx, kind=kind: ours_wsgi(make_store(kind, ctx), ctx.data)
+        )
+    for kind in STORES:
+        row(f"wsgi_session {kind} (Flask)", "flask", "ours", kind)(
+            lambda ctx, kind=kind: ours_flask(make_store(kind, ctx), ctx.data)
+        )
+
+
+_register_ours()
+
+
+# -- peers ------------------------------------------------------------------
+
+
+@row("Flask built-in cookie", "flask", "peer", "cookie")
+def _flask_cookie(ctx: Context) -> WSGIApp:
+    return flask_app(ctx.data, lambda app: None)  # type: ignore[no-any-return]
+
+
+def pymemcache_client(address: str, noreply: bool) -> Any:
+    from pymemcache.client.base import Client
+
+    return Client(address, no_delay=True, default_noreply=noreply)
+
+
+@row("Flask-Session memcached", "flask", "peer", "memcached")
+def _flask_session(ctx: Context) -> WSGIApp:
+    from flask_session import Session
+
+    def configure(app: Any) -> None:
+        app.config["SESSION_TYPE"] = "memcached"
+        # Acknowledged writes, like ours; pymemcache's default is noreply.
+        app.config["SESSION_MEMCACHED"] = pymemcache_client(ctx.memcached, noreply=False)
+        Session(app)
+
+    return flask_app(ctx.data, configure)  # type: ignore[no-any-return]
+
+
+def beaker(ctx: Context, **options: str) -> WSGIApp:
+    from beaker.middleware import SessionMiddleware
+
+    def save(session: Any) -> None:
+        session.save()
+
+    app = session_app(lambda environ: environ["beaker.session"], ctx.data, save)
+    config = {"session.key": "session", "session.validate_key": SECRET}
+    config.update({f"session.{name}": value for name, value in options.items()})
+    return SessionMiddleware(app, config)  # type: ignore[no-any-return]
+
+
+@row("Beaker cookie", "wsgi", "peer", "cookie")
+def _beaker_cookie(ctx: Context) -> WSGIApp:
+    return beaker(ctx, type="cookie")
+
+
+@row("Beaker memcached", "wsgi", "peer", "memcached")
+def _beaker_memcached(ctx: Context) -> WSGIApp:
+    # Beaker's memcached backend speaks through python-memcached, pylibmc or
+    # bmemcached, not pymemcache.
+    return beaker(ctx, type="ext:memcached", url=ctx.memcached, memcache_module="memcache")
