@@ -190,7 +190,7 @@ class _StoreURL(_Kind):
         "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=]"
     )
 
-    def parse(self, text: str) -> object:
+    def parse(self, text: str) -> AnyStore:
         try:
             url = urlsplit(text)
         except ValueError as exc:
@@ -286,6 +286,7 @@ def _cookie(url: SplitResult, options: dict[str, Any]) -> AnyStore:
 
 
 _SECONDS = _Number(float)
+_store_url = _StoreURL()
 _STORES = {
     "sqlite": _StoreBuilder(_sqlite, {"table": _Text(), "timeout": _SECONDS}),
     "memcached": _StoreBuilder(
@@ -320,7 +321,7 @@ _SETTINGS = {
     for setting in (
         _Setting("SECRET_KEY", "secret_key", _Secret()),
         _Setting("FALLBACK_KEYS", "fallback_keys", _SecretList()),
-        _Setting("STORE", "store", _StoreURL()),
+        _Setting("STORE", "store", _store_url),
         _Setting("COOKIE_NAME", "cookie_name", _Text()),
         _Setting("COOKIE_DOMAIN", "cookie_domain", _Text(unset="(the request's host only)")),
         _Setting("COOKIE_PATH", "cookie_path", _Text(unset="(the application's SCRIPT_NAME or /)")),
@@ -391,7 +392,7 @@ class Config:
         if problems:
             raise ConfigurationError(_report(problems))
         if "store" not in arguments:
-            arguments["store"] = _SETTINGS["STORE"].kind.parse(DEFAULT_STORE)
+            arguments["store"] = _store_url.parse(DEFAULT_STORE)
         return config
 
     @property
@@ -509,6 +510,16 @@ def _unused_app(environ: Any, start_response: Any) -> Iterable[bytes]:
 
 
 # -- the public entry points --------------------------------------------------
+
+
+def store_from_url(url: str) -> AnyStore:
+    """The store a URL such as ``sqlite:///var/lib/app/sessions.db`` describes."""
+    try:
+        return _store_url.parse(url.strip())
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"store URL {_display('STORE', url)}: {exc}; allowed: {STORE_URLS}"
+        ) from None
 
 
 def load_settings(settings: Mapping[str, str], prefix: str = "") -> Config:
