@@ -16,7 +16,9 @@ from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import SessionMiddleware
 from wsgi_session.session import Session
 from wsgi_session.stores.base import Store
+from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
+from wsgi_session.stores.sqlite import SQLiteStore
 
 __all__ = [
     "Backend",
@@ -26,7 +28,9 @@ __all__ = [
     "CookieUpdate",
     "KeyRing",
     "Lifetime",
+    "MemcachedStore",
     "MemoryStore",
+    "SQLiteStore",
     "ServerSideBackend",
     "Session",
     "SessionError",
