@@ -176,18 +176,9 @@ def login(session: Session) -> None:
     session["user"] = "bob"
 
 
-# The two xfails below are core bugs reported with a proposed fix: a response that
-# lost a race against a regenerate re-sends the retired id's cookie, which the
-# browser stores over the new one, logging the user out. Remove the marks with the fix.
-RESENDS_RETIRED_ID = pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a response re-sends the cookie of an id a concurrent login retired",
-)
-
-
 @pytest.mark.parametrize(
     "permanent",
-    [False, pytest.param(True, marks=RESENDS_RETIRED_ID)],
+    [False, True],
     ids=["browser", "permanent"],
 )
 def test_write_after_a_concurrent_regenerate_lands_under_the_new_id(permanent: bool) -> None:
@@ -227,7 +218,6 @@ def test_regenerate_after_a_concurrent_write_keeps_the_write(race: Race) -> None
     assert race.request("/read").text == "{}"
 
 
-@RESENDS_RETIRED_ID
 def test_stale_reader_racing_a_login_does_not_undo_it() -> None:
     clock = FakeClock()
     race = Race(idle_timeout=1000, refresh_interval=10, clock=clock)

@@ -237,13 +237,18 @@ class ServerSideBackend(BaseBackend):
             return self.cookie(self.signer.sign(session.id), session, created, now)
         if not session.differs_from_origin(text):
             if self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout):
-                # Losing this race is fine: whoever wrote first refreshed the record too.
-                self.store.save(old_key, record.encode(), ttl, origin.version)
+                if not self.store.save(old_key, record.encode(), ttl, origin.version):
+                    # Whoever wrote first refreshed the record too, and may have
+                    # retired this id: its cookie must not be sent again.
+                    return None
             elif not self.resend(session):
                 return None
             return self.cookie(self.signer.sign(session.id), session, created, now)
-        if not self._save(old_key, record, ttl, origin.version, session):
+        saved_key = self._save(old_key, record, ttl, origin.version, session)
+        if saved_key is None:
             return EXPIRE
+        if saved_key != old_key:
+            return None  # a concurrent login moved the session; its response sends the new id
         # A session that stopped being permanent needs its cookie again, without
         # Max-Age, or the browser keeps the old expiry.
         if origin.resign or session.permanent or origin.permanent:
@@ -302,11 +307,15 @@ class ServerSideBackend(BaseBackend):
 
     def _save(
         self, key: str, record: Record, ttl: int, version: Version | None, session: Session
-    ) -> bool:
-        """Compare-and-set ``record``, merging into newer records; ``False`` if destroyed."""
+    ) -> str | None:
+        """Compare-and-set ``record``, merging into newer records.
+
+        Returns the key it was saved under (a regenerated session's new key if
+        a concurrent request moved it), or ``None`` if the session was destroyed.
+        """
         for _ in range(MAX_ATTEMPTS):
             if self.store.save(key, record.encode(), ttl, version):
-                return True
+                return key
             self.stats.conflicts += 1
             found = self.store.load(key)
             theirs = Record.decode(found[0]) if found else None
@@ -320,7 +329,7 @@ class ServerSideBackend(BaseBackend):
                     "session was destroyed by a concurrent request; this request's changes "
                     "are dropped and its cookie expired"
                 )
-                return False
+                return None
             record = self._merged(theirs, session)
             version = found[1]
             self.stats.merges += 1
