@@ -286,6 +286,21 @@ def test_permanent_cookie_carries_the_idle_timeout() -> None:
     assert one_cookie(client.get("/set2")).attrs["max-age"] == "3600"
 
 
+def test_making_a_session_non_permanent_resends_a_browser_session_cookie() -> None:
+    client, _, store = make(
+        {**ROUTES, "transient": lambda s: setattr(s, "permanent", False)}, idle_timeout=3600
+    )
+    client.get("/set")
+    permanent = one_cookie(client.get("/permanent"))
+
+    transient = one_cookie(client.get("/transient"))
+
+    assert transient.value == permanent.value
+    assert "max-age" not in transient.attrs and "expires" not in transient.attrs
+    record = stored_record(store, transient.session_id)
+    assert record is not None and not record.permanent
+
+
 def test_permanent_cookie_uses_the_per_session_idle_timeout() -> None:
     client, _, _ = make(ROUTES, idle_timeout=3600)
     client.get("/set")
