@@ -1,0 +1,236 @@
+"""The ``wsgi-session`` command: demo, gc, check and their help."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from memcached_server import MemcachedServer, free_port
+from wsgi_server import BIN, ServerProcess, server_env
+
+from wsgi_session.cli import main
+from wsgi_session.stores.sqlite import SQLiteStore
+
+SECRET = "cli-test-secret-0123456789abcdef0123456789abcd"
+
+
+@pytest.fixture(autouse=True)
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the variables a test sets; the default SQLite file under tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("WSGI_SESSION_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``wsgi-session argv...`` in this process with ``WSGI_SESSION_<name>`` settings."""
+
+    def run(*argv: str, **settings: str) -> tuple[int, str, str]:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in settings.items():
+                patch.setenv(f"WSGI_SESSION_{name}", value)
+            status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+# -- help ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["demo", "gc", "check", "WSGI_SESSION_", "memcached://"]),
+        (["demo"], ["--host", "--port", "visit counter", "SECRET_KEY"]),
+        (["gc"], ["--prefix", "expired", "cron"]),
+        (["check"], ["--prefix", "masked", "non-zero"]),
+    ],
+)
+def test_help(argv: list[str], expected: list[str]) -> None:
+    for command in ([str(BIN / "wsgi-session")], [sys.executable, "-m", "wsgi_session"]):
+        done = subprocess.run(
+            [*command, *argv, "--help"], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        for text in expected:
+            assert text in done.stdout
+
+
+def test_a_command_is_required() -> None:
+    done = subprocess.run([sys.executable, "-m", "wsgi_session"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "COMMAND" in done.stderr
+
+
+# -- check -------------------------------------------------------------------------
+
+
+def test_check_shows_the_effective_configuration_with_secrets_masked(
+    run: Run, tmp_path: Path
+) -> None:
+    database = tmp_path / "sessions.db"
+    status, out, err = run(
+        "check",
+        SECRET_KEY=SECRET,
+        FALLBACK_KEYS="old-secret-one,old-secret-two",
+        STORE=f"sqlite://{database}",
+        IDLE_TIMEOUT="90m",
+    )
+    assert status == 0, err
+    assert SECRET not in out and "old-secret" not in out
+    assert re.search(r"WSGI_SESSION_SECRET_KEY +\(hidden\) 46 characters", out)
+    assert re.search(r"WSGI_SESSION_FALLBACK_KEYS +\(hidden\) 2 keys", out)
+    assert re.search(r"WSGI_SESSION_IDLE_TIMEOUT +1h30m", out)
+    assert re.search(r"WSGI_SESSION_REFRESH_INTERVAL +9m", out)
+    assert "ok: the settings are valid and the store answered" in out
+    assert database.exists()  # the store was reached
+
+
+def test_check_fails_on_a_bad_setting_naming_it(run: Run) -> None:
+    status, out, err = run("check", SECRET_KEY=SECRET, COOKIE_SAMESITE="loose")
+    assert status == 1
+    assert "WSGI_SESSION_COOKIE_SAMESITE='loose'" in err
+    assert SECRET not in err + out
+
+
+def test_check_fails_without_a_secret(run: Run) -> None:
+    status, _, err = run("check")
+    assert status == 1
+    assert "WSGI_SESSION_SECRET_KEY is not set" in err
+
+
+def test_check_reaches_memcached(run: Run, memcached_server: MemcachedServer) -> None:
+    url = f"memcached://{memcached_server.address}"
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=url)
+    assert status == 0, err
+    assert "the store answered" in out
+    memcached_server.stop()
+    status, _, err = run("check", SECRET_KEY=SECRET, STORE=url)
+    assert status == 1
+    assert "unreachable" in err
+
+
+def test_check_with_the_cookie_store_has_nothing_to_reach(run: Run) -> None:
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE="cookie://")
+    assert status == 0, err
+    assert "no server to reach" in out
+
+
+def test_check_with_another_prefix(run: Run) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MYAPP_SECRET_KEY", SECRET)
+        status, out, err = run("check", "--prefix", "MYAPP_")
+    assert status == 0, err
+    assert "MYAPP_SECRET_KEY" in out
+
+
+# -- gc ------------------------------------------------------------------------------
+
+
+def test_gc_purges_expired_sqlite_records_and_keeps_live_ones(run: Run, tmp_path: Path) -> None:
+    database = tmp_path / "sessions.db"
+    an_hour_ago = SQLiteStore(database, clock=lambda: time.time() - 3600)
+    for key in ("a", "b", "c"):
+        assert an_hour_ago.save(key, b"old", ttl=60)
+    assert SQLiteStore(database).save("live", b"new", ttl=60)
+    # gc needs no secret key: it never reads a session.
+    status, out, err = run("gc", STORE=f"sqlite://{database}")
+    assert status == 0, err
+    assert out.startswith("purged 3 expired session records from sqlite://")
+    assert SQLiteStore(database).load("live") is not None
+    assert run("gc", STORE=f"sqlite://{database}")[1].startswith("purged 0 expired")
+
+
+def test_gc_uses_the_default_sqlite_file(run: Run, tmp_path: Path) -> None:
+    status, out, _ = run("gc")
+    assert status == 0
+    assert str(tmp_path / "state" / "wsgi_session" / "sessions.sqlite3") in out
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("memcached://127.0.0.1:11211", "memcached drops expired records by itself"),
+        ("cookie://", "cookie sessions live in the browsers"),
+        ("memory://", "the memory store lives inside each server process"),
+    ],
+)
+def test_gc_explains_stores_that_expire_by_themselves(run: Run, url: str, reason: str) -> None:
+    status, out, _ = run("gc", STORE=url)
+    assert status == 0
+    assert out.startswith(f"nothing to purge in {url}: {reason}")
+
+
+def test_gc_fails_when_the_store_cannot_be_reached(run: Run, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    status, _, err = run("gc", STORE=f"sqlite://{blocker}/sessions.db")
+    assert status == 1
+    assert err.startswith("wsgi-session gc: error: SQLite session store")
+
+
+def test_gc_refuses_a_bad_setting(run: Run) -> None:
+    status, _, err = run("gc", STORE="sqlite://host/x.db")
+    assert status == 1
+    assert "WSGI_SESSION_STORE='sqlite://host/x.db'" in err
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[ServerProcess]:
+    port = free_port()
+    server = ServerProcess(
+        [str(BIN / "wsgi-session"), "demo", "--port", str(port)],
+        env=server_env(tmp_path),
+        cwd=tmp_path,
+        port=port,
+    )
+    yield server.start()
+    server.stop()
+
+
+def test_demo_counts_logs_in_with_a_new_id_and_logs_out(
+    demo: ServerProcess, tmp_path: Path
+) -> None:
+    browser = requests.Session()
+    assert "loaded this page <strong>1</strong> time in" in browser.get(demo.url).text
+    page = browser.get(demo.url).text
+    assert "loaded this page <strong>2</strong> times" in page
+    assert "loaded from the store" in page and "idle timeout 14d" in page
+    before = browser.cookies["session"]
+
+    page = browser.post(demo.url + "login", data={"name": "Ann <admin>", "remember": "on"}).text
+    assert "Logged in as <strong>Ann &lt;admin&gt;</strong>" in page
+    assert f"changed from {before[:8]}" in page
+    assert browser.cookies["session"] != before
+    assert "kept for 14d" in page  # "keep me logged in": a permanent cookie
+    assert "loaded this page <strong>3</strong> times" in page
+
+    page = browser.post(demo.url + "logout").text
+    assert "Logged out" in page
+    assert "loaded this page <strong>1</strong> time in" in page
+    assert "Not Found" in browser.get(demo.url + "favicon.ico").text
+    assert (tmp_path / "state" / "wsgi_session" / "sessions.sqlite3").exists()
+    assert "sessions end when the demo stops" in demo.output()
+
+
+def test_an_untouched_request_gets_no_cookie(demo: ServerProcess) -> None:
+    response = requests.get(demo.url + "favicon.ico", timeout=10)
+    assert response.status_code == 404
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
