@@ -43,13 +43,19 @@ class ServerProcess:
     """
 
     def __init__(
-        self, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, port: int
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        port: int,
+        log_dir: Path | None = None,
     ) -> None:
         self.command = list(command)
         self.env = dict(env)
         self.cwd = cwd
         self.port = port
-        self.log = cwd / f"server-{port}.log"
+        self.log = (log_dir or cwd) / f"server-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
