@@ -241,6 +241,8 @@ class ServerSideBackend(BaseBackend):
                     # Whoever wrote first refreshed the record too, and may have
                     # retired this id: its cookie must not be sent again.
                     return None
+                if not (session.permanent or self.resend(session)):
+                    return None  # a browser-session cookie has no expiry to push back
             elif not self.resend(session):
                 return None
             return self.cookie(self.signer.sign(session.id), session, created, now)

@@ -46,20 +46,25 @@ class CookiePolicy:
             normalized = SAMESITE_VALUES.get(str(self.samesite).lower())
             if normalized is None:
                 raise ConfigurationError(
-                    f"samesite must be 'Strict', 'Lax', 'None' or None, not {self.samesite!r}"
+                    "cookie_samesite must be 'Strict', 'Lax', 'None' or None, "
+                    f"not {self.samesite!r}"
                 )
             object.__setattr__(self, "samesite", normalized)
         if self.samesite == "None" and self.secure is not True:
-            raise ConfigurationError("samesite='None' requires secure=True (browsers insist)")
+            raise ConfigurationError(
+                "cookie_samesite='None' requires cookie_secure=True (browsers insist)"
+            )
         if self.partitioned and self.secure is not True:
-            raise ConfigurationError("partitioned=True requires secure=True (browsers insist)")
+            raise ConfigurationError(
+                "cookie_partitioned=True requires cookie_secure=True (browsers insist)"
+            )
         if self.name.startswith(("__Secure-", "__Host-")) and self.secure is not True:
-            raise ConfigurationError(f"cookie_name {self.name!r} requires secure=True")
+            raise ConfigurationError(f"cookie_name {self.name!r} requires cookie_secure=True")
         if self.name.startswith("__Host-"):
             if self.domain is not None:
-                raise ConfigurationError(f"cookie_name {self.name!r} forbids a domain")
+                raise ConfigurationError(f"cookie_name {self.name!r} forbids a cookie_domain")
             if self.path not in (None, "/"):
-                raise ConfigurationError(f"cookie_name {self.name!r} requires path='/'")
+                raise ConfigurationError(f"cookie_name {self.name!r} requires cookie_path='/'")
             object.__setattr__(self, "path", "/")
         if self.path is not None and not self.path.startswith("/"):
             raise ConfigurationError(f"cookie_path must start with '/', not {self.path!r}")

@@ -34,8 +34,14 @@ _decoders: dict[str, Callable[[Any], Any]] = {
     " u": UUID,
     " D": Decimal,
     " m": _Markup if _Markup is not None else str,
-    " di": dict,
+    " di": lambda pairs: {_str_key(key): value for key, value in pairs},
 }
+
+
+def _str_key(key: Any) -> str:
+    if type(key) is not str:
+        raise TypeError(f"dict key {key!r} is not a str")
+    return key
 
 
 def _tag(value: Any, where: str) -> Any:
