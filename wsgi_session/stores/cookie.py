@@ -1,0 +1,220 @@
+"""The cookie store: the whole session lives in the cookie, nothing on the server.
+
+A cookie value, format 1::
+
+    signed      "S" + base64(body) + "." + base64(HMAC-SHA256)    (itsdangerous)
+    encrypted   "E" + base64(nonce + AES-GCM(body))
+    body        codec + payload       codec: b"j" as is, b"z" zlib-compressed
+    payload     b"<created> <accessed> <permanent> <idle timeout or 0> <nonce> <tagged JSON>"
+
+Timeouts are enforced from the signed timestamps, so a copy of an old cookie
+is refused once its session would have expired. The nonce is the session's
+``id``: :meth:`~wsgi_session.session.Session.regenerate` changes it, so an old
+copy can be told apart from the current cookie.
+
+What a cookie store cannot do: revoke. A copied cookie stays valid until it
+expires, even after ``destroy()`` or ``regenerate()``, because the server keeps
+nothing to compare it with. Keep ``idle_timeout``/``absolute_timeout`` short,
+or use a server-side store when a stolen cookie must be stoppable at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import partial
+from typing import Protocol
+
+from itsdangerous import BadData
+from itsdangerous.encoding import base64_decode, base64_encode
+
+from wsgi_session.backends import EXPIRE, BaseBackend, CookieUpdate
+from wsgi_session.cookies import CookieSigner, KeyRing
+from wsgi_session.crypto import Cipher, require_cryptography
+from wsgi_session.errors import ConfigurationError, SessionTooLarge
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.serialization import dumps, loads
+from wsgi_session.session import Origin, Session
+
+MAX_SIZE = 4093  # bytes of a Set-Cookie header every browser keeps (werkzeug's limit too)
+SIGN_PURPOSE = "wsgi_session.cookie"
+ENCRYPT_PURPOSE = "wsgi_session.cookie.aes-gcm"
+SIGNED = "S"
+ENCRYPTED = "E"
+PLAIN = b"j"
+ZLIB = b"z"
+COMPRESS_ABOVE = 256  # payload bytes; below this zlib rarely saves anything
+LARGEST_KEYS = 3
+
+
+class _Protection(Protocol):
+    def seal(self, body: bytes) -> str: ...
+
+    def open(self, value: str) -> tuple[bytes, bool] | None:
+        """``(body, sealed_with_current_key)``, or ``None`` if ``value`` is not ours."""
+        ...
+
+
+class _Signed:
+    """Tamper-evident but readable by the client."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self.signer: CookieSigner = keys.signer(SIGN_PURPOSE)
+
+    def seal(self, body: bytes) -> str:
+        return self.signer.sign(SIGNED + base64_encode(body).decode("ascii"))
+
+    def open(self, value: str) -> tuple[bytes, bool] | None:
+        if value[:1] != SIGNED:
+            return None
+        verified = self.signer.unsign(value)
+        if verified is None:
+            return None
+        text, current = verified
+        return base64_decode(text[1:]), current
+
+
+class _Encrypted:
+    """Tamper-evident and unreadable by the client."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self.cipher = Cipher(keys, ENCRYPT_PURPOSE)
+
+    def seal(self, body: bytes) -> str:
+        return ENCRYPTED + base64_encode(self.cipher.encrypt(body)).decode("ascii")
+
+    def open(self, value: str) -> tuple[bytes, bool] | None:
+        if value[:1] != ENCRYPTED:
+            return None
+        return self.cipher.decrypt(base64_decode(value[1:]))
+
+
+class CookieStore:
+    """Sessions kept entirely in a signed (optionally encrypted) cookie.
+
+    ``compress``: zlib-compress payloads when that makes them shorter. The
+    default compresses signed cookies but not encrypted ones, whose length
+    would then reveal how much of the content an attacker could guess
+    (the CRIME attack). ``encrypt``: AES-GCM, needs ``wsgi-session[crypto]``.
+    ``max_size``: the largest Set-Cookie header (name, value and attributes)
+    allowed; a session that does not fit raises :class:`SessionTooLarge`
+    instead of being dropped silently by the browser.
+    """
+
+    def __init__(
+        self, *, compress: bool | None = None, encrypt: bool = False, max_size: int = MAX_SIZE
+    ) -> None:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
+            raise ConfigurationError(f"max_size must be a number of bytes > 0, not {max_size!r}")
+        if encrypt:
+            require_cryptography("encrypt=True")
+        self.compress = not encrypt if compress is None else compress
+        self.encrypt = encrypt
+        self.max_size = max_size
+
+    def make_backend(self, keys: KeyRing, lifetime: Lifetime) -> CookieBackend:
+        return CookieBackend(
+            keys, lifetime, compress=self.compress, encrypt=self.encrypt, max_size=self.max_size
+        )
+
+
+class CookieBackend(BaseBackend):
+    """Reads the session out of its cookie and writes it back when it changed."""
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        lifetime: Lifetime,
+        *,
+        compress: bool = True,
+        encrypt: bool = False,
+        max_size: int = MAX_SIZE,
+    ) -> None:
+        super().__init__(lifetime)
+        self.protection: _Protection = _Encrypted(keys) if encrypt else _Signed(keys)
+        self.compress = compress
+        self.max_size = max_size
+
+    def open(self, cookie: str | None) -> Origin:
+        now = self.clock()
+        if cookie is None:
+            return self.fresh(now, had_cookie=False)
+        # Nothing we wrote is longer than max_size: refuse bigger values before any work.
+        origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
+        return origin or self.fresh(now, had_cookie=True)
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        origin = session.origin
+        text = session.serialize()
+        if text == "{}":
+            return EXPIRE if origin.had_cookie else None
+        now = self.clock()
+        if not (
+            session.differs_from_origin(text)
+            or self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout)
+            or self.resend(session)
+        ):
+            return None
+        created = self.created(session, now)
+        payload = (
+            f"{int(created)} {int(now)} {int(session.permanent)} "
+            f"{session.idle_timeout or 0} {session.id} {text}"
+        )
+        value = self.protection.seal(self._encode(payload.encode()))
+        return self.cookie(value, session, created, now, partial(self._check_size, session))
+
+    def _encode(self, payload: bytes) -> bytes:
+        if self.compress and len(payload) > COMPRESS_ABOVE:
+            # A 4 KB window and little memory: cookies are small, and zlib's
+            # defaults spend more time allocating than compressing them.
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 12, 4)
+            packed = compressor.compress(payload) + compressor.flush()
+            if len(packed) < len(payload):
+                return ZLIB + packed
+        return PLAIN + payload
+
+    def _read(self, cookie: str, now: float) -> Origin | None:
+        """The session in ``cookie``, or ``None`` if it is not a live one we wrote."""
+        try:
+            opened = self.protection.open(cookie)
+            if opened is None:
+                return None
+            body, current = opened
+            codec, rest = body[:1], body[1:]
+            if codec == ZLIB:
+                rest = zlib.decompress(rest)
+            elif codec != PLAIN:
+                return None
+            created, accessed, permanent, idle, nonce, text = rest.decode().split(" ", 5)
+            created_at, accessed_at, idle_timeout = int(created), int(accessed), int(idle) or None
+            if self.lifetime.remaining(created_at, accessed_at, idle_timeout, now) <= 0:
+                return None
+            data = loads(text)
+        except (BadData, ValueError, zlib.error):
+            return None
+        return Origin(
+            id=nonce,
+            new=False,
+            data=data,
+            text=text,
+            created=created_at,
+            accessed=accessed_at,
+            permanent=permanent == "1",
+            idle_timeout=idle_timeout,
+            had_cookie=True,
+            resign=not current,
+        )
+
+    def _check_size(self, session: Session, header: str) -> None:
+        """Refuse a Set-Cookie header browsers would drop without a word."""
+        if len(header) <= self.max_size:
+            return
+        sizes = sorted(
+            ((len(dumps({key: value}).encode()), key) for key, value in session.items()),
+            reverse=True,
+        )
+        largest = ", ".join(f"{key!r} ({size} bytes)" for size, key in sizes[:LARGEST_KEYS])
+        raise SessionTooLarge(
+            f"the session cookie would be {len(header)} bytes, over max_size={self.max_size} "
+            f"(browsers drop larger cookies); largest keys: {largest}. Keep less in the "
+            "session or use a server-side store"
+        )
