@@ -27,9 +27,10 @@ SECRET = secrets.token_hex(32)
 Start = Callable[..., ServerProcess]
 
 
-def wiring_args(wiring: str, worker_class: str, port: int) -> list[str]:
+def wiring_args(wiring: str, worker_class: str, port: int, *extra: str) -> list[str]:
     """gunicorn's arguments for one of the two documented ways, on ``port``."""
     common = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", worker_class]
+    common += extra
     if worker_class == "gthread":
         common += ["--threads", "4"]
     if wiring == "factory":
@@ -42,10 +43,12 @@ def start_gunicorn(tmp_path: Path) -> Iterator[Start]:
     """Start gunicorn with one wiring and worker class; every server stops after the test."""
     servers: list[ServerProcess] = []
 
-    def start(wiring: str, worker_class: str, wait: bool = True, **settings: str) -> ServerProcess:
+    def start(
+        wiring: str, worker_class: str, *extra: str, wait: bool = True, **settings: str
+    ) -> ServerProcess:
         port = free_port()
         server = ServerProcess(
-            gunicorn_command(*wiring_args(wiring, worker_class, port)),
+            gunicorn_command(*wiring_args(wiring, worker_class, port, *extra)),
             env=server_env(tmp_path, **settings),
             cwd=tmp_path,
             port=port,
@@ -97,6 +100,21 @@ def test_memcached_sessions_are_shared_by_the_workers(
         worker_class,
         WSGI_SESSION_SECRET_KEY=SECRET,
         WSGI_SESSION_STORE=f"memcached://{memcached_server.address}?key_prefix=gunicorn:",
+    )
+    assert_shared_by_both_workers(server)
+
+
+@pytest.mark.parametrize("wiring", ["factory", "hook"])
+def test_a_preloaded_application_shares_sessions_too(
+    start_gunicorn: Start, tmp_path: Path, wiring: str
+) -> None:
+    # With --preload the store is made before the fork; each worker must open its own connection.
+    server = start_gunicorn(
+        wiring,
+        "gthread",
+        "--preload",
+        WSGI_SESSION_SECRET_KEY=SECRET,
+        WSGI_SESSION_STORE=f"sqlite://{tmp_path}/sessions.db",
     )
     assert_shared_by_both_workers(server)
 
