@@ -277,12 +277,10 @@ def _memory(url: SplitResult, options: dict[str, Any]) -> AnyStore:
 
 
 def _cookie(url: SplitResult, options: dict[str, Any]) -> AnyStore:
-    # TODO(config): a plain import once stores/cookie.py is committed.
-    cookie = importlib.import_module("wsgi_session.stores.cookie")
+    from wsgi_session.stores.cookie import CookieStore
 
     _no_location(url, "cookie://?encrypt=true")
-    store: AnyStore = cookie.CookieStore(**options)
-    return store
+    return CookieStore(**options)
 
 
 _SECONDS = _Number(float)
