@@ -343,6 +343,7 @@ def test_cookie_url() -> None:
         ("redis://localhost", "unknown store 'redis'"),
         ("sqlite://host/sessions.db", "three slashes"),
         ("sqlite:///var/lib/", "must name a file"),
+        ("sqlite:relative.db", "must be absolute"),
         ("sqlite:///x.db?timeout=soon", "option timeout='soon' must be a number"),
         ("sqlite:///x.db?table=1; drop", "not a plain SQL identifier"),
         ("memcached://", "write memcached://host:port"),

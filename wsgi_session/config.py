@@ -255,6 +255,8 @@ def _sqlite(url: SplitResult, options: dict[str, Any]) -> AnyStore:
             "or sqlite:// for the default file"
         )
     path = unquote(url.path)
+    if path and not path.startswith("/"):
+        raise ValueError("the sqlite path must be absolute: sqlite:///absolute/path.db")
     if path.endswith("/"):
         raise ValueError("the sqlite path must name a file")
     # Four slashes, as SQLAlchemy spells absolute paths, mean the same file as three.
