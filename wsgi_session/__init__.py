@@ -16,6 +16,7 @@ from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import SessionMiddleware
 from wsgi_session.session import Session
 from wsgi_session.stores.base import Store
+from wsgi_session.stores.cookie import CookieStore
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
@@ -25,6 +26,7 @@ __all__ = [
     "BackendFactory",
     "ConfigurationError",
     "CookiePolicy",
+    "CookieStore",
     "CookieUpdate",
     "KeyRing",
     "Lifetime",

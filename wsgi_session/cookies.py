@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, Signer
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie
 
 from wsgi_session.errors import ConfigurationError
 
@@ -74,7 +75,9 @@ class CookiePolicy:
         header = environ.get("HTTP_COOKIE")
         if not header or self.name not in header:
             return None
-        return parse_cookie(header).get(self.name)
+        # WSGI hands headers over as latin-1; a stray non-UTF-8 byte in any cookie
+        # must spoil only that cookie, not fail the request.
+        return parse_cookie(header.encode("latin-1").decode("utf-8", "replace")).get(self.name)
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""

@@ -130,11 +130,20 @@ def dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(_escape(tagged), separators=(",", ":"), ensure_ascii=False)
 
 
+_decoder = json.JSONDecoder(object_hook=_untag)
+
+
 def loads(text: str | bytes) -> dict[str, Any]:
     """Load what :func:`dumps` wrote. Raises ``ValueError`` for anything else."""
     try:
-        data = json.loads(text, object_hook=_untag)
-    except (TypeError, AttributeError, ArithmeticError, RecursionError) as error:
+        data = _decoder.decode(text if isinstance(text, str) else text.decode("utf-8"))
+    except (
+        TypeError,
+        AttributeError,
+        ArithmeticError,
+        RecursionError,
+        UnicodeDecodeError,
+    ) as error:
         raise ValueError(f"malformed session data: {error}") from error
     if type(data) is not dict:
         raise ValueError("malformed session data: not an object")
