@@ -325,3 +325,16 @@ def test_similar_cookie_name_is_not_taken_for_the_session() -> None:
 
     assert response.text == "{}"
     assert store.calls["load"] == 0
+
+
+def test_a_non_utf8_byte_in_another_cookie_spoils_only_that_cookie() -> None:
+    store = CountingStore()
+    client, _, _ = make(store=store)
+    signed = one_cookie(client.get("/set")).value
+    raw = Client(client.application, use_cookies=False)
+
+    # WSGI passes header bytes through as latin-1; b"\xff" is not UTF-8.
+    response = raw.get("/read", headers={"Cookie": f"tracker=\xff\xfe; session={signed}"})
+
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "{'user': 'alice'}"
