@@ -1,0 +1,667 @@
+"""The Flask adapter through Flask's test client: config, cookies, flashes, extensions."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from flask import Flask, Response, abort, flash, get_flashed_messages, request, session
+from flask.testing import FlaskClient
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
+from helpers import SECRET, CountingStore, FakeClock, one_cookie, set_cookies, stored_data
+from markupsafe import Markup
+from werkzeug.test import TestResponse
+
+from wsgi_session import ConfigurationError, MemoryStore
+from wsgi_session.flask import FlaskSession, FlaskSessionMiddleware, Session
+
+OLD_SECRET = "old-secret-fedcba9876543210fedcba9876543210"
+LIFETIME = 3600
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(clock: FakeClock) -> CountingStore:
+    return CountingStore(MemoryStore(clock=clock))
+
+
+@pytest.fixture
+def app(store: CountingStore, clock: FakeClock) -> Flask:
+    return make_app(store, clock)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def make_app(store: Any, clock: Callable[[], float] = time.time) -> Flask:
+    """A Flask app with a few session routes, its session kept by the adapter."""
+    app = Flask(__name__)
+    app.testing = True
+    app.config.update(SECRET_KEY=SECRET, PERMANENT_SESSION_LIFETIME=timedelta(seconds=LIFETIME))
+    Session(app, store=store, clock=clock)
+
+    @app.get("/nothing")
+    def nothing() -> str:
+        return "ok"
+
+    @app.get("/set")
+    def set_user() -> str:
+        session["user"] = "alice"
+        return session.id
+
+    @app.get("/read")
+    def read() -> dict[str, Any]:
+        return dict(session)
+
+    @app.get("/permanent/<int:on>")
+    def permanent(on: int) -> str:
+        session.permanent = bool(on)
+        session["user"] = "alice"
+        return "ok"
+
+    @app.get("/clear")
+    def clear() -> str:
+        session.clear()
+        return "ok"
+
+    @app.get("/flags")
+    def flags() -> dict[str, bool]:
+        return {"new": session.new, "modified": session.modified, "accessed": session.accessed}
+
+    return app
+
+
+def session_id(response: TestResponse) -> str:
+    """The id in the response's session cookie (other cookies may come along)."""
+    (cookie,) = (cookie for cookie in set_cookies(response) if cookie.name == "session")
+    return cookie.session_id
+
+
+# -- the basics ----------------------------------------------------------------
+
+
+def test_flask_session_is_kept_in_the_store_under_the_cookie_id(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    response = client.get("/set")
+
+    cookie = one_cookie(response)
+    assert cookie.name == "session"
+    assert cookie.session_id == response.text
+    assert stored_data(store, response.text) == {"user": "alice"}
+    assert client.get("/read").json == {"user": "alice"}
+
+
+def test_app_factory_style_init_app_installs_the_middleware(store: CountingStore) -> None:
+    extension = Session(store=store)
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = SECRET
+    extension.init_app(app)
+
+    @app.get("/")
+    def index() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    client = app.test_client()
+    assert [client.get("/").text for _ in range(3)] == ["1", "2", "3"]
+    assert isinstance(app.wsgi_app, FlaskSessionMiddleware)
+    assert app.extensions["wsgi_session"] is app.wsgi_app
+
+
+def test_untouched_request_costs_no_store_call_and_sends_no_session_headers(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    client.get("/set")
+    store.calls.clear()
+
+    response = client.get("/nothing")
+
+    assert store.total == 0
+    assert "Set-Cookie" not in response.headers
+    assert "Vary" not in response.headers
+
+
+def test_read_only_request_varies_on_cookie_once_and_sends_no_cookie(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    client.get("/set")
+    store.calls.clear()
+
+    response = client.get("/read")
+
+    assert store.calls == {"load": 1}
+    assert response.headers.getlist("Vary") == ["Cookie"]
+    assert "Set-Cookie" not in response.headers
+
+
+def test_vary_cookie_is_merged_into_the_views_own_vary_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    @app.get("/negotiated")
+    def negotiated() -> Response:
+        response = Response(str(session.get("user")))
+        response.vary.add("Accept-Encoding")
+        response.vary.add("Accept-Language")
+        return response
+
+    @app.get("/varies-itself")
+    def varies_itself() -> Response:
+        session["seen"] = True
+        return Response("ok", headers={"Vary": "cookie"})
+
+    assert client.get("/negotiated").headers.getlist("Vary") == [
+        "Accept-Encoding, Accept-Language, Cookie"
+    ]
+    assert client.get("/varies-itself").headers.getlist("Vary") == ["cookie"]
+
+
+def test_new_accessed_and_modified_describe_the_request(app: Flask, client: FlaskClient) -> None:
+    @app.get("/modify-then-flags")
+    def modify_then_flags() -> dict[str, bool]:
+        session["x"] = 1
+        return {"new": session.new, "modified": session.modified}
+
+    assert client.get("/flags").json == {"new": True, "modified": False, "accessed": True}
+    assert client.get("/modify-then-flags").json == {"new": True, "modified": True}
+    assert client.get("/flags").json == {"new": False, "modified": False, "accessed": True}
+
+
+def test_session_modified_true_forces_a_save(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    @app.get("/nested")
+    def nested() -> str:
+        session["cart"] = ["apple"]
+        return "ok"
+
+    @app.get("/force")
+    def force() -> str:
+        session.modified = True
+        return "ok"
+
+    client.get("/nested")
+    store.calls.clear()
+    client.get("/read")
+    assert store.calls["save"] == 0
+
+    client.get("/force")
+
+    assert store.calls["save"] == 1
+
+
+def test_values_flask_accepts_come_back_with_their_types(app: Flask, client: FlaskClient) -> None:
+    values: dict[str, Any] = {
+        "tuple": (1, "two", (3,)),
+        "bytes": b"\x00\xffraw",
+        "markup": Markup("<b>bold</b>"),
+        "uuid": UUID("12345678-1234-5678-1234-567812345678"),
+        "aware": datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2))),
+        "tag_lookalike": {" t": [1, 2]},
+        "nested_lookalike": [{" b": "not bytes"}, {" di": {" m": "x"}}],
+    }
+    seen: dict[str, Any] = {}
+
+    @app.get("/store-values")
+    def store_values() -> str:
+        session.update(values)
+        return "ok"
+
+    @app.get("/load-values")
+    def load_values() -> str:
+        seen.update(session)
+        return "ok"
+
+    client.get("/store-values")
+    client.get("/load-values")
+
+    assert seen == values
+    assert {key: type(value) for key, value in seen.items()} == {
+        key: type(value) for key, value in values.items()
+    }
+    assert seen["tuple"][2] == (3,)
+    assert seen["aware"].utcoffset() == timedelta(hours=2)
+
+
+def test_after_request_changes_are_saved(app: Flask, client: FlaskClient) -> None:
+    @app.after_request
+    def count_responses(response: Response) -> Response:
+        if request.path != "/read":
+            session["responses"] = session.get("responses", 0) + 1
+        return response
+
+    client.get("/nothing")
+    client.get("/set")
+
+    assert client.get("/read").json == {"responses": 2, "user": "alice"}
+
+
+def test_flashed_messages_are_shown_once(app: Flask, client: FlaskClient) -> None:
+    @app.get("/flash/<message>")
+    def flash_it(message: str) -> str:
+        flash(message, "info")
+        return "ok"
+
+    @app.get("/messages")
+    def messages() -> list[Any]:
+        return get_flashed_messages(with_categories=True)
+
+    client.get("/flash/saved")
+    client.get("/flash/twice")
+
+    assert client.get("/messages").json == [["info", "saved"], ["info", "twice"]]
+    assert client.get("/messages").json == []
+
+
+def test_session_transaction_reads_and_writes_the_stored_session(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    with client.session_transaction() as before:
+        assert isinstance(before, FlaskSession)
+        assert dict(before) == {}
+        before["cart"] = ("pear",)
+
+    client.get("/set")
+    assert client.get("/read").json == {"cart": ["pear"], "user": "alice"}
+
+    with client.session_transaction() as after:
+        assert dict(after) == {"cart": ("pear",), "user": "alice"}
+        del after["cart"]
+
+    assert client.get("/read").json == {"user": "alice"}
+
+
+# -- permanence, lifetime, refresh ----------------------------------------------
+
+
+def test_permanent_session_cookie_expires_after_permanent_session_lifetime(
+    client: FlaskClient,
+) -> None:
+    cookie = one_cookie(client.get("/permanent/1"))
+
+    assert cookie.attrs["max-age"] == str(LIFETIME)
+    assert "expires" in cookie.attrs
+
+
+def test_non_permanent_session_cookie_lasts_the_browser_session(client: FlaskClient) -> None:
+    cookie = one_cookie(client.get("/permanent/0"))
+
+    assert "max-age" not in cookie.attrs
+    assert "expires" not in cookie.attrs
+
+
+def test_making_a_session_non_permanent_resends_its_cookie_without_expiry(
+    client: FlaskClient,
+) -> None:
+    first = one_cookie(client.get("/permanent/1"))
+
+    second = one_cookie(client.get("/permanent/0"))
+
+    assert second.value == first.value
+    assert "max-age" not in second.attrs
+    assert "expires" not in second.attrs
+
+
+def test_permanent_session_lifetime_is_the_idle_timeout(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    for permanent in (1, 0):
+        client.get(f"/permanent/{permanent}")
+        clock.advance(LIFETIME - 1)
+        assert client.get("/read").json == {"user": "alice"}
+
+        clock.advance(LIFETIME)
+
+        assert client.get("/read").json == {}
+
+
+def test_lifetime_changed_after_init_app_applies_to_the_next_request(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["PERMANENT_SESSION_LIFETIME"] = 600  # Flask also accepts seconds
+
+    cookie = one_cookie(client.get("/permanent/1"))
+
+    assert cookie.attrs["max-age"] == "600"
+
+
+@pytest.mark.parametrize(
+    ("refresh", "permanent", "resent"),
+    [(True, 1, True), (False, 1, False), (True, 0, False), (False, 0, False)],
+)
+def test_refresh_each_request_resends_only_a_permanent_sessions_cookie(
+    app: Flask, client: FlaskClient, refresh: bool, permanent: int, resent: bool
+) -> None:
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = refresh
+    client.get(f"/permanent/{permanent}")
+
+    cookies = set_cookies(client.get("/read"))
+
+    assert len(cookies) == int(resent)
+    if resent:
+        assert cookies[0].attrs["max-age"] == str(LIFETIME)
+
+
+def test_modified_permanent_session_resends_its_cookie_without_refresh_each_request(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    client.get("/permanent/1")
+
+    response = client.get("/set")
+
+    assert one_cookie(response).attrs["max-age"] == str(LIFETIME)
+
+
+# -- cookie configuration, read on every request --------------------------------
+
+
+def test_cookie_settings_changed_after_init_app_are_honoured(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config.update(
+        SESSION_COOKIE_NAME="sid",
+        SESSION_COOKIE_HTTPONLY=False,
+        SESSION_COOKIE_SAMESITE="lax",
+        SESSION_COOKIE_PATH="/",
+    )
+
+    cookie = one_cookie(client.get("/set"))
+
+    assert cookie.name == "sid"
+    assert cookie.attrs["samesite"] == "Lax"
+    assert cookie.attrs["path"] == "/"
+    assert "httponly" not in cookie.attrs
+    assert "secure" not in cookie.attrs
+    assert client.get("/read").json == {"user": "alice"}
+
+    app.config["SESSION_COOKIE_NAME"] = "renamed"
+    assert client.get("/read").json == {}
+
+
+def test_clearing_sends_a_deletion_cookie_with_the_same_attributes(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    app.add_url_rule("/shop/clear", view_func=app.view_functions["clear"])
+    app.config.update(
+        SESSION_COOKIE_DOMAIN="example.test",
+        SESSION_COOKIE_PATH="/shop",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PARTITIONED=True,
+    )
+    base = "https://www.example.test"
+    created = one_cookie(client.get("/set", base_url=base))
+    attributes = ("domain", "path", "secure", "samesite", "partitioned")
+    assert {name: created.attrs.get(name) for name in attributes} == {
+        "domain": "example.test",
+        "path": "/shop",
+        "secure": "",
+        "samesite": "Strict",
+        "partitioned": "",
+    }
+
+    deleted = one_cookie(client.get("/shop/clear", base_url=base))
+
+    assert deleted.expires_now
+    assert {name: deleted.attrs.get(name) for name in attributes} == {
+        name: created.attrs.get(name) for name in attributes
+    }
+    assert stored_data(store, created.session_id) is None
+
+
+@pytest.mark.parametrize("when", ["before init_app", "after init_app"])
+def test_invalid_samesite_raises_value_error_like_flask(store: CountingStore, when: str) -> None:
+    app = Flask(__name__)
+    app.testing = True
+    app.config["SECRET_KEY"] = SECRET
+
+    @app.get("/")
+    def index() -> str:
+        session["x"] = 1
+        return "ok"
+
+    if when == "before init_app":
+        app.config["SESSION_COOKIE_SAMESITE"] = "Sometimes"
+        with pytest.raises(ValueError, match="SESSION_COOKIE_SAMESITE must be"):
+            Session(app, store=store)
+        return
+    Session(app, store=store)
+    app.config["SESSION_COOKIE_SAMESITE"] = "Sometimes"
+    with pytest.raises(ValueError, match="SESSION_COOKIE_SAMESITE must be"):
+        app.test_client().get("/")
+
+
+def test_application_root_is_the_cookie_path_under_a_script_name(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["APPLICATION_ROOT"] = "/prefix"  # the test client mounts the app there
+
+    response = client.get("/set")
+
+    assert response.request.environ["SCRIPT_NAME"] == "/prefix"
+    assert one_cookie(response).attrs["path"] == "/prefix"
+    assert client.get("/read").json == {"user": "alice"}
+
+    app.config["SESSION_COOKIE_PATH"] = "/prefix/shop"
+    assert one_cookie(client.get("/clear")).attrs["path"] == "/prefix/shop"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("PERMANENT_SESSION_LIFETIME", timedelta(0), "PERMANENT_SESSION_LIFETIME must be > 0"),
+        ("SECRET_KEY_FALLBACKS", OLD_SECRET, "SECRET_KEY_FALLBACKS must be a list"),
+        (
+            "SESSION_COOKIE_PARTITIONED",
+            True,
+            "SESSION_COOKIE_PARTITIONED=True requires SESSION_COOKIE_SECURE=True",
+        ),
+        ("SESSION_COOKIE_PATH", "shop", "SESSION_COOKIE_PATH .or APPLICATION_ROOT. must start"),
+    ],
+)
+def test_a_bad_setting_fails_the_request_with_its_name(
+    app: Flask, client: FlaskClient, setting: str, value: Any, message: str
+) -> None:
+    app.config[setting] = value
+
+    with pytest.raises(ConfigurationError, match=message):
+        client.get("/read")
+
+
+def test_bad_options_fail_at_construction_with_their_name(store: CountingStore) -> None:
+    app = Flask(__name__)
+    with pytest.raises(ConfigurationError, match="on_store_error"):
+        Session(app, store=store, on_store_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="absolute_timeout"):
+        Session(app, store=store, absolute_timeout=0)
+    app.config["SECRET_KEY"] = SECRET
+    with pytest.raises(ConfigurationError, match="store must implement"):
+        Session(app, store=object())  # type: ignore[arg-type]
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+def test_secret_key_fallbacks_still_verify_and_the_cookie_is_resigned(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["SECRET_KEY"] = OLD_SECRET
+    old = one_cookie(client.get("/set"))
+    app.config.update(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=[OLD_SECRET])
+
+    response = client.get("/read")
+
+    assert response.json == {"user": "alice"}
+    resigned = one_cookie(response)
+    assert resigned.session_id == old.session_id
+    assert resigned.value != old.value
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert client.get("/read").json == {"user": "alice"}
+
+
+def test_a_new_secret_key_without_fallbacks_invalidates_sessions(
+    app: Flask, client: FlaskClient
+) -> None:
+    client.get("/set")
+    app.config["SECRET_KEY"] = OLD_SECRET
+
+    response = client.get("/read")
+
+    assert response.json == {}
+    assert one_cookie(response).expires_now
+
+
+def test_without_secret_key_reading_works_and_writing_raises_flasks_error(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    app.config["SECRET_KEY"] = None
+
+    assert client.get("/read").json == {}
+    with pytest.raises(RuntimeError, match="no secret key was set"):
+        client.get("/set")
+    assert store.total == 0
+
+    app.config["SECRET_KEY"] = SECRET
+    client.get("/set")
+    assert client.get("/read").json == {"user": "alice"}
+
+
+def test_without_secret_key_a_write_to_the_environs_session_is_refused(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    @app.get("/raw")
+    def raw() -> str:
+        request.environ["wsgi_session"]["user"] = "alice"
+        return "ok"
+
+    app.config["SECRET_KEY"] = ""
+
+    with pytest.raises(RuntimeError, match="no secret key was set"):
+        client.get("/raw")
+    assert store.total == 0
+
+
+# -- what extensions do with the session -------------------------------------------
+
+
+class User(UserMixin):
+    def __init__(self, user_id: str) -> None:
+        self.id = user_id
+
+
+def add_login(app: Flask) -> None:
+    """Flask-Login, with the two lines a login and a logout view should have."""
+    manager = LoginManager(app)
+    manager.user_loader(lambda user_id: User(user_id) if user_id == "alice" else None)
+
+    @app.post("/login")
+    def login() -> str:
+        session.regenerate()
+        login_user(User(request.form["user"]), remember=True)
+        return session.id
+
+    @app.post("/logout")
+    def logout() -> str:
+        session.destroy()
+        logout_user()  # after destroy(): it asks for the remember cookie to be cleared
+        return "bye"
+
+    @app.get("/me")
+    @login_required
+    def me() -> str:
+        return str(current_user.id)
+
+
+def test_flask_login_flow_regenerates_on_login_and_destroys_on_logout(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    add_login(app)
+    assert client.get("/me").status_code == 401
+    before_login = session_id(client.get("/set"))
+
+    login = client.post("/login", data={"user": "alice"})
+
+    after_login = session_id(login)
+    assert after_login == login.text != before_login
+    assert stored_data(store, before_login) is None  # the planted id is worthless
+    data = stored_data(store, after_login)
+    assert data is not None
+    assert (data["user"], data["_user_id"], data["_fresh"]) == ("alice", "alice", True)
+    assert client.get_cookie("remember_token") is not None
+    assert client.get("/me").text == "alice"
+
+    logout = client.post("/logout")
+
+    cookies = {cookie.name: cookie for cookie in set_cookies(logout)}
+    assert cookies["session"].expires_now
+    assert cookies["remember_token"].expires_now
+    assert stored_data(store, after_login) is None
+    assert client.get("/me").status_code == 401
+
+
+def test_csrf_token_kept_in_the_session_validates_the_next_post(
+    app: Flask, client: FlaskClient
+) -> None:
+    @app.get("/form")
+    def form() -> str:
+        if "csrf_token" not in session:  # what Flask-WTF does
+            session["csrf_token"] = secrets.token_hex(20)
+        return str(session["csrf_token"])
+
+    @app.post("/form")
+    def submit() -> str:
+        if not hmac.compare_digest(request.form.get("csrf_token", ""), session["csrf_token"]):
+            abort(400)
+        return "accepted"
+
+    token = client.get("/form").text
+    assert client.get("/form").text == token
+
+    assert client.post("/form", data={"csrf_token": token}).text == "accepted"
+    assert client.post("/form", data={"csrf_token": "forged"}).status_code == 400
+
+
+# -- failures and other stores ------------------------------------------------------
+
+
+def test_a_save_the_store_refused_answers_503(client: FlaskClient, store: CountingStore) -> None:
+    store.fail = {"save"}
+
+    response = client.get("/set")
+
+    assert response.status_code == 503
+    assert "Set-Cookie" not in response.headers
+
+
+def test_sqlite_store_keeps_flask_sessions(tmp_path: Path) -> None:
+    from wsgi_session.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "sessions.sqlite3")
+    client = make_app(store).test_client()
+
+    client.get("/set")
+    client.get("/permanent/1")
+
+    assert client.get("/read").json == {"user": "alice"}
+    assert make_app(store).test_client().get("/read").json == {}

@@ -1,0 +1,382 @@
+"""Flask adapter: ``flask.session`` kept by the middleware, configured by ``app.config``.
+
+``Session(app, store=...)`` wraps ``app.wsgi_app`` in a :class:`FlaskSessionMiddleware`
+and installs a :class:`SessionInterface`, so ``flask.session``, ``flash()``, the
+test client and extensions that keep state in the session work unchanged. The
+middleware persists the session when the response starts, after Flask has run
+its ``after_request`` handlers, so ``save_session`` has nothing left to do.
+
+Flask's settings are read on every request, as Flask itself does; what is
+derived from them (cookie policy, keys, lifetime) is cached per distinct set
+of values.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from flask.sessions import SessionInterface as FlaskSessionInterface
+from flask.sessions import SessionMixin
+
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
+from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
+from wsgi_session.errors import ConfigurationError
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.middleware import (
+    ON_STORE_ERROR,
+    SessionMiddleware,
+    default_store,
+    make_backend,
+)
+from wsgi_session.session import Origin, new_session_id
+from wsgi_session.session import Session as RequestSession
+from wsgi_session.stores.base import Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+    from flask import Flask, Request, Response
+else:
+    WSGIApplication = Any
+
+__all__ = ["FlaskSession", "FlaskSessionMiddleware", "Session", "SessionInterface"]
+
+UNAVAILABLE = (
+    "The session is unavailable because no secret key was set.  Set the secret_key on "
+    "the application to something unique and secret."
+)
+# The middleware's option names, as configuration errors call them, and the
+# Flask settings they come from here.
+FLASK_NAMES = {
+    "secret_key": "SECRET_KEY",
+    "fallback_keys": "SECRET_KEY_FALLBACKS",
+    "cookie_name": "SESSION_COOKIE_NAME",
+    "cookie_domain": "SESSION_COOKIE_DOMAIN",
+    "cookie_path": "SESSION_COOKIE_PATH (or APPLICATION_ROOT)",
+    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "cookie_secure": "SESSION_COOKIE_SECURE",
+    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
+    "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
+    "idle_timeout": "PERMANENT_SESSION_LIFETIME",
+}
+_FLASK_NAME = re.compile(r"\b(?:{})\b".format("|".join(FLASK_NAMES)))
+MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
+
+
+class FlaskSession(SessionMixin):
+    """``flask.session``: the request's :class:`wsgi_session.Session` as Flask expects it.
+
+    Besides the mapping and Flask's ``permanent``, ``new``, ``modified`` and
+    ``accessed``, it offers ``id``, ``idle_timeout``, ``regenerate()`` (call it
+    on login) and ``destroy()`` (call it on logout). ``raw`` is the
+    :class:`wsgi_session.Session` itself, the one in the WSGI environ.
+    """
+
+    def __init__(self, session: RequestSession, detached: Detached | None = None) -> None:
+        self.raw = session
+        self.detached = detached
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.raw[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    def clear(self) -> None:
+        self.raw.clear()
+
+    def __repr__(self) -> str:
+        return repr(self.raw).replace("<Session", "<FlaskSession", 1)
+
+    @property
+    def permanent(self) -> bool:
+        """A permanent session's cookie carries Expires/Max-Age (``PERMANENT_SESSION_LIFETIME``)."""
+        return self.raw.permanent
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self.raw.permanent = value
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]  # Flask only reads it
+        """True when no stored session backs this one (yet)."""
+        return self.raw.new
+
+    @property
+    def modified(self) -> bool:
+        """True when this request changed the session; assign ``True`` to force a save."""
+        return self.raw.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self._load()  # a forced save of a session nobody loaded would be skipped
+        self.raw.modified = value
+
+    @property
+    def accessed(self) -> bool:
+        """True once the request used the session (the response then varies on Cookie)."""
+        return self.raw.accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        # Flask sets this on every use of flask.session; loading is what makes it true.
+        if value:
+            self._load()
+
+    @property
+    def id(self) -> str:
+        return self.raw.id
+
+    @property
+    def idle_timeout(self) -> int | None:
+        """This session's own idle timeout in seconds; ``None``: ``PERMANENT_SESSION_LIFETIME``."""
+        return self.raw.idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: int | None) -> None:
+        self.raw.idle_timeout = seconds
+
+    def regenerate(self) -> None:
+        """Give the session a new id, keeping its data (call it on login)."""
+        self.raw.regenerate()
+
+    def destroy(self) -> None:
+        """Delete the stored session and expire the cookie (call it on logout)."""
+        self.raw.destroy()
+
+    def _load(self) -> None:
+        self.raw.origin  # noqa: B018 -- reading it loads the session
+
+
+@dataclass(frozen=True)
+class Detached:
+    """A session opened outside the middleware, and what committing it needs."""
+
+    environ: WSGIEnvironment
+    policy: CookiePolicy
+    backend: Backend
+
+
+class _NoSecret:
+    """The backend while ``SECRET_KEY`` is unset: reads find nothing, writes fail.
+
+    ``flask.session`` is Flask's ``NullSession`` then; this only answers code
+    that uses the environ's session directly.
+    """
+
+    def open(self, cookie: str | None) -> Origin:
+        return Origin(new_session_id(), had_cookie=cookie is not None)
+
+    def commit(self, session: RequestSession) -> CookieUpdate | None:
+        if session.modified:
+            raise RuntimeError(UNAVAILABLE)
+        return None
+
+
+class FlaskSessionMiddleware(SessionMiddleware):
+    """The session middleware with cookie, key and lifetime settings from ``app.config``.
+
+    Read on every request: ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``,
+    ``SESSION_COOKIE_*``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``
+    (the idle timeout) and ``SESSION_REFRESH_EACH_REQUEST``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        flask_app: Flask,
+        store: Store | BackendFactory,
+        *,
+        absolute_timeout: int | None = None,
+        refresh_interval: int | None = None,
+        on_store_error: Literal["fail", "degrade"] = "fail",
+        environ_key: str = "wsgi_session",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # SessionMiddleware.__init__ fixes the secret and cookie settings for good;
+        # here they come from app.config per request, through the two hooks below.
+        if on_store_error not in ON_STORE_ERROR:
+            raise ConfigurationError(
+                f"on_store_error must be one of {ON_STORE_ERROR}, not {on_store_error!r}"
+            )
+        self.app = app
+        self.flask_app = flask_app
+        self.store = store
+        self.on_store_error = on_store_error
+        self.environ_key = environ_key
+        self.refresh_interval = refresh_interval
+        # The template of every request's lifetime: checks the options now, and
+        # gives the base class its clock.
+        self.lifetime = Lifetime(
+            absolute_timeout=absolute_timeout, refresh_interval=refresh_interval, clock=clock
+        )
+        self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
+
+    def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
+        return self.settings()[0]
+
+    def backend_for(self, environ: WSGIEnvironment) -> Backend:
+        return self.settings()[1]
+
+    def settings(self) -> tuple[CookiePolicy, Backend]:
+        """The cookie policy and backend for the application's current config."""
+        config = self.flask_app.config
+        fallbacks = config.get("SECRET_KEY_FALLBACKS")
+        key = (
+            config["SECRET_KEY"],
+            fallbacks
+            if fallbacks is None or isinstance(fallbacks, (str, bytes))
+            else (tuple(fallbacks)),
+            config["SESSION_COOKIE_NAME"],
+            config["SESSION_COOKIE_DOMAIN"],
+            config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"],
+            config["SESSION_COOKIE_HTTPONLY"],
+            config["SESSION_COOKIE_SECURE"],
+            config["SESSION_COOKIE_SAMESITE"],
+            config.get("SESSION_COOKIE_PARTITIONED", False),
+            config["PERMANENT_SESSION_LIFETIME"],
+            config["SESSION_REFRESH_EACH_REQUEST"],
+        )
+        found = self._derived.get(key)
+        if found is None:
+            if len(self._derived) >= MAX_CACHED:
+                self._derived.clear()
+            found = self._derived[key] = self._derive(*key)
+        return found
+
+    def _derive(
+        self,
+        secret: str | bytes | None,
+        fallbacks: Any,
+        name: str,
+        domain: str | None,
+        path: str | None,
+        httponly: bool,
+        secure: bool,
+        samesite: str | None,
+        partitioned: bool,
+        lifetime: timedelta | int,
+        refresh_each_request: bool,
+    ) -> tuple[CookiePolicy, Backend]:
+        try:
+            policy = CookiePolicy(
+                name=name,
+                domain=domain or None,
+                path=path,
+                secure=bool(secure),
+                httponly=bool(httponly),
+                samesite=samesite,
+                partitioned=bool(partitioned),
+            )
+            if not secret:
+                return policy, _NoSecret()
+            seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
+            derived = replace(
+                self.lifetime,
+                idle_timeout=int(seconds),
+                refresh_interval=self.refresh_interval,
+                refresh_each_request=bool(refresh_each_request),
+            )
+            keys = KeyRing(secret, fallbacks or ())
+        except ConfigurationError as error:
+            message = _FLASK_NAME.sub(lambda found: FLASK_NAMES[found[0]], str(error))
+            raise ConfigurationError(f"app.config: {message}") from error
+        return policy, make_backend(self.store, keys, derived)
+
+    def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
+        """A session for a request the middleware does not wrap (``test_request_context``)."""
+        policy, backend = self.settings()
+        session = RequestSession(lambda: backend.open(policy.read(environ)))
+        return FlaskSession(session, Detached(environ, policy, backend))
+
+
+class SessionInterface(FlaskSessionInterface):
+    """Flask's view of the middleware's sessions; saving is the middleware's job."""
+
+    def __init__(self, middleware: FlaskSessionMiddleware) -> None:
+        self.middleware = middleware
+
+    def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
+        if not app.secret_key:
+            return None  # Flask's NullSession: readable, and raises on a write
+        found = request.environ.get(self.middleware.environ_key)
+        if isinstance(found, RequestSession):
+            return FlaskSession(found)
+        # No middleware around this request: the test client's
+        # session_transaction(), or a test_request_context().
+        return self.middleware.detached_session(request.environ)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession) or session.detached is None:
+            return  # the middleware commits when the response starts
+        if not session.accessed:
+            return
+        detached = session.detached
+        headers = self.middleware.session_headers(
+            session.raw, detached.backend, detached.policy, detached.environ
+        )
+        session.raw.seal()
+        for name, value in headers:
+            if name == "Vary":
+                response.vary.add(value)
+            else:
+                response.headers.add(name, value)
+
+
+class Session:
+    """The Flask extension: ``Session(app, store=...)`` or ``Session(store=...).init_app(app)``.
+
+    ``store`` defaults to the embedded SQLite file; the other options are the
+    middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
+    ``environ_key``, ``clock``). Everything else comes from ``app.config``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        store: Store | BackendFactory | None = None,
+        absolute_timeout: int | None = None,
+        refresh_interval: int | None = None,
+        on_store_error: Literal["fail", "degrade"] = "fail",
+        environ_key: str = "wsgi_session",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store if store is not None else default_store()
+        self.options: Mapping[str, Any] = {
+            "absolute_timeout": absolute_timeout,
+            "refresh_interval": refresh_interval,
+            "on_store_error": on_store_error,
+            "environ_key": environ_key,
+            "clock": clock,
+        }
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap ``app.wsgi_app`` and install the session interface."""
+        middleware = FlaskSessionMiddleware(app.wsgi_app, app, self.store, **self.options)
+        middleware.settings()  # a configuration that is already wrong fails now
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.session_interface = SessionInterface(middleware)
+        app.extensions["wsgi_session"] = middleware
