@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
+from wsgi_session.config import wrap
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import (
     ConfigurationError,
@@ -42,4 +43,5 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "StoreWriteFailed",
+    "wrap",
 ]
