@@ -1,0 +1,1 @@
+"""A small Django project whose sessions are kept by wsgi_session."""

@@ -1,0 +1,473 @@
+"""Django adapter: ``request.session`` with Django's API, kept by the WSGI middleware.
+
+``make_middleware`` wraps Django's WSGI application (in ``wsgi.py``) and takes
+the cookie and timeout options from Django's ``SESSION_*`` settings; the Django
+middleware :class:`SessionMiddleware` replaces
+``django.contrib.sessions.middleware.SessionMiddleware`` in ``MIDDLEWARE`` and
+gives each request a :class:`DjangoSession` over the request's
+:class:`~wsgi_session.session.Session`. WSGI only: Django under ASGI never
+passes through the WSGI middleware.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from django.conf import settings
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
+from wsgi_session.config import store_from_url
+from wsgi_session.cookies import WSGIEnvironment
+from wsgi_session.errors import ConfigurationError
+from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
+from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.stores.base import Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication
+else:
+    StartResponse = WSGIApplication = Any
+
+MIDDLEWARE_KEY = "wsgi_session.django"
+"""Where the WSGI middleware made by :func:`make_middleware` puts itself in the environ."""
+
+EXPIRY_KEY = "_session_expiry"
+"""Django's key for a fixed expiry date (ISO 8601), kept in the session data as Django does."""
+
+_DJANGO_DB_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+_SETUP_HINT = (
+    "wrap the WSGI application in wsgi.py: "
+    "application = make_middleware(get_wsgi_application(), store=...) "
+    "with 'from wsgi_session.django import make_middleware'"
+)
+_NOT_GIVEN: Any = object()
+
+
+def make_middleware(
+    application: WSGIApplication,
+    *,
+    store: Store | BackendFactory | None = None,
+    absolute_timeout: int | None = None,
+    refresh_interval: int | None = None,
+    cookie_partitioned: bool = False,
+    on_store_error: Literal["fail", "degrade"] = "fail",
+    clock: Callable[[], float] = time.time,
+) -> WSGISessionMiddleware:
+    """Wrap Django's WSGI application in the session middleware.
+
+    The secret and the cookie, lifetime and save options come from Django's
+    settings (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``, ``SESSION_COOKIE_*``,
+    ``SESSION_EXPIRE_AT_BROWSER_CLOSE``, ``SESSION_SAVE_EVERY_REQUEST``), so
+    Django and the middleware never disagree about them; the arguments are
+    the options Django has no setting for. Without ``store``, the store URL in
+    ``settings.WSGI_SESSION_STORE`` is used (``memcached://h1:11211,h2:11211``,
+    ``sqlite:///var/lib/app/sessions.db``, ``memory://``), else the embedded
+    SQLite default.
+    """
+    return _DjangoSessions(
+        application,
+        store=store,
+        absolute_timeout=absolute_timeout,
+        refresh_interval=refresh_interval,
+        cookie_partitioned=cookie_partitioned,
+        on_store_error=on_store_error,
+        clock=clock,
+    )
+
+
+class _DjangoSessions(WSGISessionMiddleware):
+    """The WSGI middleware configured from Django's settings, findable from the request."""
+
+    def __init__(
+        self,
+        application: WSGIApplication,
+        *,
+        store: Store | BackendFactory | None,
+        absolute_timeout: int | None,
+        refresh_interval: int | None,
+        cookie_partitioned: bool,
+        on_store_error: Literal["fail", "degrade"],
+        clock: Callable[[], float],
+    ) -> None:
+        if store is None and getattr(settings, "WSGI_SESSION_STORE", None):
+            try:
+                store = store_from_url(settings.WSGI_SESSION_STORE)
+            except ConfigurationError as exc:
+                raise ImproperlyConfigured(f"settings.WSGI_SESSION_STORE: {exc}") from exc
+        self.save_every_request = bool(settings.SESSION_SAVE_EVERY_REQUEST)
+        if self.save_every_request and refresh_interval is None:
+            refresh_interval = 0  # Django rewrites the session on every request
+        try:
+            super().__init__(
+                application,
+                settings.SECRET_KEY,
+                fallback_keys=settings.SECRET_KEY_FALLBACKS,
+                store=store,
+                cookie_name=settings.SESSION_COOKIE_NAME,
+                cookie_domain=settings.SESSION_COOKIE_DOMAIN,
+                cookie_path=settings.SESSION_COOKIE_PATH,
+                # False is Django's "no Secure attribute"; None still adds it on https.
+                cookie_secure=True if settings.SESSION_COOKIE_SECURE else None,
+                cookie_httponly=settings.SESSION_COOKIE_HTTPONLY,
+                cookie_samesite=settings.SESSION_COOKIE_SAMESITE or None,
+                cookie_partitioned=cookie_partitioned,
+                idle_timeout=settings.SESSION_COOKIE_AGE,
+                absolute_timeout=absolute_timeout,
+                refresh_interval=refresh_interval,
+                refresh_each_request=self.save_every_request,
+                on_store_error=on_store_error,
+                clock=clock,
+            )
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(
+                f"{exc} (make_middleware takes the cookie options from Django's "
+                "SESSION_COOKIE_* settings and idle_timeout from SESSION_COOKIE_AGE)"
+            ) from exc
+        self.permanent_by_default = not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+        self.django_backend = _DjangoBackend(self.backend, self)
+
+    def backend_for(self, environ: WSGIEnvironment) -> Backend:
+        return self.django_backend
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[MIDDLEWARE_KEY] = self
+        return super().__call__(environ, start_response)
+
+
+class _DjangoBackend:
+    """Adds Django's expiry rules to a backend.
+
+    New sessions start permanent unless ``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
+    and a session past the date given to ``set_expiry(datetime)`` is not
+    loaded (refreshes of an active session must not carry it past that date).
+    """
+
+    def __init__(self, backend: Backend, middleware: _DjangoSessions) -> None:
+        self.backend = backend
+        self.middleware = middleware
+
+    def open(self, cookie: str | None) -> Origin:
+        origin = self.backend.open(cookie)
+        now = self.middleware.lifetime.clock()
+        if not origin.new and _expired(origin.data.get(EXPIRY_KEY), now):
+            origin = Origin(new_session_id(), created=now, accessed=now, had_cookie=True)
+        if origin.new:
+            origin.permanent = self.middleware.permanent_by_default
+        return origin
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        return self.backend.commit(session)
+
+
+def _deadline(value: object) -> float | None:
+    """The POSIX time of an ``EXPIRY_KEY`` value; ``None`` if it is not a date."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _expired(value: object, now: float) -> bool:
+    deadline = _deadline(value)
+    return deadline is not None and deadline <= now
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Put in ``MIDDLEWARE`` where Django's ``SessionMiddleware`` was.
+
+    A subclass of Django's so that the admin's system check accepts it; none of
+    its storage code is used: the WSGI middleware loads and saves the session.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if _DJANGO_DB_MIDDLEWARE in settings.MIDDLEWARE:
+            raise ImproperlyConfigured(
+                f"MIDDLEWARE lists both {_DJANGO_DB_MIDDLEWARE!r} and "
+                "'wsgi_session.django.SessionMiddleware'; remove Django's"
+            )
+        MiddlewareMixin.__init__(self, get_response)  # Django's __init__ loads SESSION_ENGINE
+
+    def process_request(self, request: HttpRequest) -> None:
+        try:
+            attach(request, DjangoSession.of(request.META))
+        except ImproperlyConfigured as exc:
+            attach(request, _NoSession(str(exc)))
+            raise
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        session = request.session
+        if isinstance(session, DjangoSession) and session.middleware.save_every_request:
+            session.load()
+        return response
+
+
+def attach(request: HttpRequest, session: DjangoSession | _NoSession) -> None:
+    """Make ``session`` the request's ``request.session``."""
+    # The stubs type request.session as SessionBase; DjangoSession is its API, not a subclass.
+    request.session = session  # type: ignore[assignment]
+
+
+class _NoSession:
+    """``request.session`` when the WSGI middleware is missing: every use says why.
+
+    Django's error handling touches the session too (with ``CSRF_USE_SESSIONS``
+    the 500 view reads the CSRF secret); it must report the cause, not a
+    missing attribute.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def _fail(self, *args: object) -> NoReturn:
+        raise ImproperlyConfigured(self.message)
+
+    __getattr__ = __contains__ = __getitem__ = __setitem__ = __delitem__ = _fail
+
+
+class DjangoSession:
+    """Django's ``SessionBase`` API over the request's :class:`~wsgi_session.session.Session`.
+
+    Everything is saved by the WSGI middleware when the response starts, so
+    :meth:`save` only forces that write. ``set_expiry`` maps onto the
+    session's ``permanent`` flag and its own idle timeout.
+    """
+
+    TEST_COOKIE_NAME = "testcookie"
+    TEST_COOKIE_VALUE = "worked"
+
+    def __init__(self, session: Session, middleware: _DjangoSessions) -> None:
+        self.session = session
+        self.middleware = middleware
+
+    @classmethod
+    def of(cls, environ: WSGIEnvironment) -> DjangoSession:
+        """The session of the request whose WSGI environ is ``environ``."""
+        middleware = environ.get(MIDDLEWARE_KEY)
+        if not isinstance(middleware, _DjangoSessions):
+            raise ImproperlyConfigured(
+                f"wsgi_session.django.SessionMiddleware found no session: {_SETUP_HINT}. "
+                "(Django's test Client skips wsgi.py: use wsgi_session.django.test.Client.)"
+            )
+        return cls(environ[middleware.environ_key], middleware)
+
+    # -- mapping ---------------------------------------------------------
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.session
+
+    def __getitem__(self, key: str) -> Any:
+        return self.session[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.session[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.session[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.session.get(key, default)
+
+    def pop(self, key: str, default: Any = _NOT_GIVEN) -> Any:
+        if default is _NOT_GIVEN:
+            return self.session.pop(key)
+        return self.session.pop(key, default)
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        return self.session.setdefault(key, value)
+
+    def update(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        self.session.update(values)
+
+    def has_key(self, key: str) -> bool:
+        return key in self.session
+
+    def keys(self) -> KeysView[str]:
+        return self.session.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self.session.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.session.items()
+
+    def clear(self) -> None:
+        self.session.clear()
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def session_key(self) -> str | None:
+        """The id the client holds after this response; ``None`` while the session is empty."""
+        return None if self.is_empty() else self.session.id
+
+    @property
+    def accessed(self) -> bool:
+        return self.session.accessed
+
+    @property
+    def modified(self) -> bool:
+        return self.session.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self.session.modified = value
+
+    def is_empty(self) -> bool:
+        """True when the session holds nothing, so nothing is stored or sent."""
+        return len(self.session) == 0
+
+    def load(self) -> dict[str, Any]:
+        """The session data as a new dict (loads it if nothing has yet)."""
+        return dict(self.session)
+
+    def save(self) -> None:
+        """Force the write that happens when the response starts."""
+        self.session.modified = True
+
+    def cycle_key(self) -> None:
+        """New id, same data: the old id stops working (Django calls it on login)."""
+        self.session.regenerate()
+
+    def flush(self) -> None:
+        """Delete the stored session and expire the cookie (Django calls it on logout)."""
+        self.session.destroy()
+        self.session.permanent = self.middleware.permanent_by_default
+
+    # -- expiry ----------------------------------------------------------
+
+    def set_expiry(self, value: int | datetime | timedelta | None) -> None:
+        """Seconds of inactivity, a date or a delta to expire at, 0: browser close, None: default.
+
+        An int becomes the session's own idle timeout; a date is kept in the
+        data as Django does, and the session is not loaded after it.
+        """
+        session = self.session
+        session.pop(EXPIRY_KEY, None)
+        if value is None:
+            session.permanent = self.middleware.permanent_by_default
+            session.idle_timeout = None
+            return
+        now = self.middleware.lifetime.clock()
+        if isinstance(value, timedelta):
+            value = datetime.fromtimestamp(now, timezone.utc) + value
+        if isinstance(value, datetime):
+            session[EXPIRY_KEY] = value.isoformat()
+            value = max(1, math.ceil(value.timestamp() - now))
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"set_expiry() takes seconds >= 0, a datetime, a timedelta or None, not {value!r}"
+            )
+        session.permanent = value > 0
+        session.idle_timeout = value or None
+
+    def get_expiry_age(self) -> int:
+        """Seconds until the session expires if it is not used again."""
+        session = self.session
+        lifetime = self.middleware.lifetime
+        now = lifetime.clock()
+        created = now if session.destroyed else session.origin.created
+        left = lifetime.remaining(created, now, session.idle_timeout, now)
+        deadline = _deadline(session.get(EXPIRY_KEY))
+        if deadline is not None:
+            left = min(left, deadline - now)
+        return math.floor(left)
+
+    def get_expiry_date(self) -> datetime:
+        """When the session expires if it is not used again (aware when ``USE_TZ``)."""
+        moment = self.middleware.lifetime.clock() + self.get_expiry_age()
+        if settings.USE_TZ:
+            return datetime.fromtimestamp(moment, timezone.utc)
+        return datetime.fromtimestamp(moment)
+
+    def get_expire_at_browser_close(self) -> bool:
+        """True when the cookie has no Max-Age, so the browser drops it on close."""
+        return not self.session.permanent
+
+    def get_session_cookie_age(self) -> int:
+        """The idle timeout every session has unless ``set_expiry`` gave it its own."""
+        return self.middleware.lifetime.idle_timeout
+
+    # -- test cookie -----------------------------------------------------
+
+    def set_test_cookie(self) -> None:
+        self[self.TEST_COOKIE_NAME] = self.TEST_COOKIE_VALUE
+
+    def test_cookie_worked(self) -> bool:
+        return bool(self.get(self.TEST_COOKIE_NAME) == self.TEST_COOKIE_VALUE)
+
+    def delete_test_cookie(self) -> None:
+        del self[self.TEST_COOKIE_NAME]
+
+    # -- async variants (Django's alogin, alogout and aget_user call some) --
+    # The WSGI middleware is synchronous; under WSGI these run in the request's
+    # own thread, so calling the synchronous methods blocks nothing else.
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    async def apop(self, key: str, default: Any = _NOT_GIVEN) -> Any:
+        return self.pop(key, default)
+
+    async def asetdefault(self, key: str, value: Any) -> Any:
+        return self.setdefault(key, value)
+
+    async def aupdate(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        self.update(values)
+
+    async def ahas_key(self, key: str) -> bool:
+        return key in self
+
+    async def akeys(self) -> KeysView[str]:
+        return self.keys()
+
+    async def avalues(self) -> ValuesView[Any]:
+        return self.values()
+
+    async def aitems(self) -> ItemsView[str, Any]:
+        return self.items()
+
+    async def asave(self) -> None:
+        self.save()
+
+    async def acycle_key(self) -> None:
+        self.cycle_key()
+
+    async def aflush(self) -> None:
+        self.flush()
+
+    async def aset_expiry(self, value: int | datetime | timedelta | None) -> None:
+        self.set_expiry(value)
+
+    async def aget_expiry_age(self) -> int:
+        return self.get_expiry_age()
+
+    async def aget_expiry_date(self) -> datetime:
+        return self.get_expiry_date()
+
+    async def aget_expire_at_browser_close(self) -> bool:
+        return self.get_expire_at_browser_close()
+
+    async def aset_test_cookie(self) -> None:
+        self.set_test_cookie()
+
+    async def atest_cookie_worked(self) -> bool:
+        return self.test_cookie_worked()
+
+    async def adelete_test_cookie(self) -> None:
+        self.delete_test_cookie()
+
+    def __repr__(self) -> str:
+        return f"<DjangoSession {self.session!r}>"
