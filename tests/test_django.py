@@ -453,7 +453,8 @@ def test_set_expiry_refuses_negative_seconds(client: Client) -> None:
 # -- settings ----------------------------------------------------------------
 
 
-def test_cookie_settings_are_honoured(make_client: Callable[..., Client]) -> None:
+def test_cookie_settings_are_honoured_and_followed(make_client: Callable[..., Client]) -> None:
+    client = make_client()
     with override_settings(
         SESSION_COOKIE_NAME="sid",
         SESSION_COOKIE_AGE=600,
@@ -463,7 +464,6 @@ def test_cookie_settings_are_honoured(make_client: Callable[..., Client]) -> Non
         SESSION_COOKIE_HTTPONLY=False,
         SESSION_COOKIE_SAMESITE="Strict",
     ):
-        client = make_client()
         response = client.get("/t/set/")
         assert result(client.get("/t/cookie-age/")) == 600
     cookie = one_cookie(response)
@@ -476,6 +476,8 @@ def test_cookie_settings_are_honoured(make_client: Callable[..., Client]) -> Non
         "samesite": "Strict",
         "expires": cookie.attrs["expires"],
     }
+    # Like Django's own middleware, it follows the settings back.
+    assert session_cookie(client.get("/t/set/")).attrs["max-age"] == str(TWO_WEEKS)
 
 
 def test_secure_false_still_marks_https_cookies_secure(make_client: Callable[..., Client]) -> None:
@@ -486,8 +488,8 @@ def test_secure_false_still_marks_https_cookies_secure(make_client: Callable[...
 
 
 def test_expire_at_browser_close(make_client: Callable[..., Client]) -> None:
+    client = make_client()
     with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True):
-        client = make_client()
         assert "max-age" not in session_cookie(client.get("/t/set/")).attrs
         response = client.get("/t/expiry-int/")
     assert session_cookie(response).attrs["max-age"] == "3600"
@@ -498,7 +500,7 @@ def test_save_every_request(make_client: Callable[..., Client], store: Store) ->
     client.get("/t/set/")
     assert set_cookies(client.get("/t/plain/")) == []
     with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
-        client = Client(make_client().application)
+        client = Client(client.application)
         first = session_cookie(client.get("/t/set/"))
         key = hashlib.sha256(first.session_id.encode()).hexdigest()
         version = store.load(key)
@@ -510,16 +512,16 @@ def test_save_every_request(make_client: Callable[..., Client], store: Store) ->
 
 def test_bad_cookie_setting_fails_at_start_up_naming_django_settings() -> None:
     with (
-        override_settings(SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_SECURE=False),
         pytest.raises(ImproperlyConfigured, match=r"samesite.*SESSION_COOKIE_"),
+        override_settings(SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_SECURE=False),
     ):
         make_middleware(get_wsgi_application(), store=MemoryStore())
 
 
 def test_bad_store_url_fails_at_start_up_naming_the_setting() -> None:
     with (
-        override_settings(WSGI_SESSION_STORE="redis://localhost"),
         pytest.raises(ImproperlyConfigured, match=r"WSGI_SESSION_STORE: store URL"),
+        override_settings(WSGI_SESSION_STORE="redis://localhost"),
     ):
         make_middleware(get_wsgi_application())
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
@@ -28,6 +30,7 @@ from wsgi_session.config import store_from_url
 from wsgi_session.cookies import WSGIEnvironment
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
+from wsgi_session.middleware import default_store
 from wsgi_session.session import Origin, Session, new_session_id
 from wsgi_session.stores.base import Store
 
@@ -45,7 +48,7 @@ EXPIRY_KEY = "_session_expiry"
 _DJANGO_DB_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _SETUP_HINT = (
     "wrap the WSGI application in wsgi.py: "
-    "application = make_middleware(get_wsgi_application(), store=...) "
+    "application = make_middleware(get_wsgi_application()) "
     "with 'from wsgi_session.django import make_middleware'"
 )
 _NOT_GIVEN: Any = object()
@@ -73,44 +76,82 @@ def make_middleware(
     SQLite default.
     """
     return _DjangoSessions(
-        application,
-        store=store,
-        absolute_timeout=absolute_timeout,
-        refresh_interval=refresh_interval,
-        cookie_partitioned=cookie_partitioned,
-        on_store_error=on_store_error,
-        clock=clock,
+        _Arguments(
+            application,
+            store,
+            absolute_timeout,
+            refresh_interval,
+            cookie_partitioned,
+            on_store_error,
+            clock,
+        )
     )
 
 
-class _DjangoSessions(WSGISessionMiddleware):
-    """The WSGI middleware configured from Django's settings, findable from the request."""
+_SETTINGS = frozenset(
+    {
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SESSION_COOKIE_NAME",
+        "SESSION_COOKIE_AGE",
+        "SESSION_COOKIE_DOMAIN",
+        "SESSION_COOKIE_PATH",
+        "SESSION_COOKIE_SECURE",
+        "SESSION_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SAMESITE",
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE",
+        "SESSION_SAVE_EVERY_REQUEST",
+        "WSGI_SESSION_STORE",
+    }
+)
+"""The settings the middleware is built from; override_settings on them rebuilds it."""
 
-    def __init__(
-        self,
-        application: WSGIApplication,
-        *,
-        store: Store | BackendFactory | None,
-        absolute_timeout: int | None,
-        refresh_interval: int | None,
-        cookie_partitioned: bool,
-        on_store_error: Literal["fail", "degrade"],
-        clock: Callable[[], float],
-    ) -> None:
-        if store is None and getattr(settings, "WSGI_SESSION_STORE", None):
-            try:
-                store = store_from_url(settings.WSGI_SESSION_STORE)
-            except ConfigurationError as exc:
-                raise ImproperlyConfigured(f"settings.WSGI_SESSION_STORE: {exc}") from exc
+
+@dataclass(frozen=True)
+class _Arguments:
+    """What make_middleware was given: the options Django has no setting for."""
+
+    application: WSGIApplication
+    store: Store | BackendFactory | None
+    absolute_timeout: int | None
+    refresh_interval: int | None
+    cookie_partitioned: bool
+    on_store_error: Literal["fail", "degrade"]
+    clock: Callable[[], float]
+
+
+class _DjangoSessions(WSGISessionMiddleware):
+    """The WSGI middleware configured from Django's settings, findable from the request.
+
+    Like Django's own session middleware it follows ``override_settings``: a
+    change to one of the settings it reads rebuilds the cookie policy, the
+    lifetime and the backend (the store is kept unless its URL changed).
+    """
+
+    def __init__(self, arguments: _Arguments) -> None:
+        self.arguments = arguments
+        self.store = _store_from_settings() if arguments.store is None else arguments.store
+        self._configure()
+        setting_changed.connect(self._setting_changed)  # weakly: it goes with the middleware
+
+    def _setting_changed(self, setting: str, **kwargs: object) -> None:
+        if setting == "WSGI_SESSION_STORE" and self.arguments.store is None:
+            self.store = _store_from_settings()
+        if setting in _SETTINGS:
+            self._configure()
+
+    def _configure(self) -> None:
+        arguments = self.arguments
         self.save_every_request = bool(settings.SESSION_SAVE_EVERY_REQUEST)
+        refresh_interval = arguments.refresh_interval
         if self.save_every_request and refresh_interval is None:
             refresh_interval = 0  # Django rewrites the session on every request
         try:
             super().__init__(
-                application,
+                arguments.application,
                 settings.SECRET_KEY,
                 fallback_keys=settings.SECRET_KEY_FALLBACKS,
-                store=store,
+                store=self.store,
                 cookie_name=settings.SESSION_COOKIE_NAME,
                 cookie_domain=settings.SESSION_COOKIE_DOMAIN,
                 cookie_path=settings.SESSION_COOKIE_PATH,
@@ -118,13 +159,13 @@ class _DjangoSessions(WSGISessionMiddleware):
                 cookie_secure=True if settings.SESSION_COOKIE_SECURE else None,
                 cookie_httponly=settings.SESSION_COOKIE_HTTPONLY,
                 cookie_samesite=settings.SESSION_COOKIE_SAMESITE or None,
-                cookie_partitioned=cookie_partitioned,
+                cookie_partitioned=arguments.cookie_partitioned,
                 idle_timeout=settings.SESSION_COOKIE_AGE,
-                absolute_timeout=absolute_timeout,
+                absolute_timeout=arguments.absolute_timeout,
                 refresh_interval=refresh_interval,
                 refresh_each_request=self.save_every_request,
-                on_store_error=on_store_error,
-                clock=clock,
+                on_store_error=arguments.on_store_error,
+                clock=arguments.clock,
             )
         except ConfigurationError as exc:
             raise ImproperlyConfigured(
@@ -140,6 +181,17 @@ class _DjangoSessions(WSGISessionMiddleware):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[MIDDLEWARE_KEY] = self
         return super().__call__(environ, start_response)
+
+
+def _store_from_settings() -> Store | BackendFactory:
+    """The store ``settings.WSGI_SESSION_STORE`` names, else the embedded default."""
+    url = getattr(settings, "WSGI_SESSION_STORE", None)
+    if not url:
+        return default_store()
+    try:
+        return store_from_url(url)
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"settings.WSGI_SESSION_STORE: {exc}") from exc
 
 
 class _DjangoBackend:

@@ -54,7 +54,7 @@ class Client(DjangoClient):
         self, *args: Any, application: WSGISessionMiddleware | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        app: object = application or get_internal_wsgi_application()
+        app = get_internal_wsgi_application() if application is None else application
         if not isinstance(app, _DjangoSessions):
             raise ImproperlyConfigured(
                 f"{app!r} is not the session middleware: pass application=, or make "
