@@ -27,6 +27,7 @@ from wsgi_session.backends import Record
 from wsgi_session.django import DjangoSession, make_middleware
 from wsgi_session.django import test as django_test
 from wsgi_session.serialization import loads
+from wsgi_session.stores.cookie import CookieStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "django_project"
@@ -101,6 +102,7 @@ ACTIONS: dict[str, Action] = {
     "empty": lambda session: session.is_empty(),
     "set": lambda session: session.update({"data": 1}),
     "flush": lambda session: session.flush(),
+    "flush-and-set": lambda session: (session.flush(), session.update({"after": 1})),
     "cycle": lambda session: session.cycle_key(),
     "clear": lambda session: session.clear(),
     "save": lambda session: session.save(),
@@ -285,6 +287,20 @@ def test_login_message_logout(client: Client, store: Store) -> None:
     assert response.location == "/login/?next=/"
 
 
+def test_cookie_store_logs_in_flashes_and_logs_out(clock: FakeClock) -> None:
+    client = Client(make_middleware(get_wsgi_application(), store=CookieStore(), clock=clock))
+    anonymous, logged_in = log_in(client)
+    assert logged_in.value != anonymous.value
+    home = client.get("/")
+    assert "Hello, alice" in home.text
+    client.post("/note/", data={"text": "In the cookie", "csrfmiddlewaretoken": csrf_token(home)})
+    home = client.get("/")
+    assert '<p class="message">In the cookie</p>' in home.text
+    out = client.post("/logout/", data={"csrfmiddlewaretoken": csrf_token(home)})
+    assert session_cookie(out).expires_now
+    assert client.get("/").status_code == 302
+
+
 def test_post_without_csrf_token_is_refused(client: Client) -> None:
     client.get("/login/")
     response = client.post("/login/", data={"username": USER, "password": PASSWORD})
@@ -362,6 +378,15 @@ def test_flush_deletes_the_record_and_expires_the_cookie(client: Client, store: 
     flushed = client.get("/t/flush/")
     assert session_cookie(flushed).expires_now
     assert stored(store, first.session_id) is None
+
+
+def test_data_set_after_flush_starts_a_new_permanent_session(client: Client, store: Store) -> None:
+    first = session_cookie(client.get("/t/set/"))
+    second = session_cookie(client.get("/t/flush-and-set/"))
+    assert second.session_id != first.session_id
+    assert second.attrs["max-age"] == str(TWO_WEEKS)
+    assert stored(store, first.session_id) is None
+    assert stored(store, second.session_id) == {"after": 1}
 
 
 def test_clear_empties_the_session(client: Client, store: Store) -> None:
@@ -495,6 +520,7 @@ def test_expire_at_browser_close(make_client: Callable[..., Client]) -> None:
     assert session_cookie(response).attrs["max-age"] == "3600"
 
 
+@override_settings(CSRF_USE_SESSIONS=False)  # else the CSRF middleware reads every session
 def test_save_every_request(make_client: Callable[..., Client], store: Store) -> None:
     client = make_client()
     client.get("/t/set/")
