@@ -536,10 +536,21 @@ def test_save_every_request(make_client: Callable[..., Client], store: Store) ->
     assert store.load(key) != version  # rewritten although the view never touched the session
 
 
-def test_bad_cookie_setting_fails_at_start_up_naming_django_settings() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"SESSION_COOKIE_SAMESITE": "None", "SESSION_COOKIE_SECURE": False},
+            "SESSION_COOKIE_SAMESITE='None' requires SESSION_COOKIE_SECURE=True",
+        ),
+        ({"SESSION_COOKIE_AGE": 0}, "SESSION_COOKIE_AGE must be > 0 seconds"),
+        ({"SESSION_COOKIE_PATH": "app"}, "SESSION_COOKIE_PATH must start with '/'"),
+    ],
+)
+def test_bad_setting_fails_at_start_up_naming_it(overrides: dict[str, Any], message: str) -> None:
     with (
-        pytest.raises(ImproperlyConfigured, match=r"samesite.*SESSION_COOKIE_"),
-        override_settings(SESSION_COOKIE_SAMESITE="None", SESSION_COOKIE_SECURE=False),
+        pytest.raises(ImproperlyConfigured, match=f"^{re.escape(message)}"),
+        override_settings(**overrides),
     ):
         make_middleware(get_wsgi_application(), store=MemoryStore())
 

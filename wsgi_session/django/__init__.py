@@ -12,6 +12,7 @@ passes through the WSGI middleware.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
@@ -168,10 +169,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
-            raise ImproperlyConfigured(
-                f"{exc} (make_middleware takes the cookie options from Django's "
-                "SESSION_COOKIE_* settings and idle_timeout from SESSION_COOKIE_AGE)"
-            ) from exc
+            raise ImproperlyConfigured(_in_django_terms(str(exc))) from exc
         self.permanent_by_default = not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
         self.django_backend = _DjangoBackend(self.backend, self)
 
@@ -181,6 +179,25 @@ class _DjangoSessions(WSGISessionMiddleware):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[MIDDLEWARE_KEY] = self
         return super().__call__(environ, start_response)
+
+
+_SETTING_NAMES = {
+    "secret_key": "SECRET_KEY",
+    "fallback_keys": "SECRET_KEY_FALLBACKS",
+    "cookie_name": "SESSION_COOKIE_NAME",
+    "cookie_domain": "SESSION_COOKIE_DOMAIN",
+    "cookie_path": "SESSION_COOKIE_PATH",
+    "cookie_secure": "SESSION_COOKIE_SECURE",
+    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
+    "idle_timeout": "SESSION_COOKIE_AGE",
+}
+_OPTION_NAME = re.compile(rf"\b({'|'.join(_SETTING_NAMES)})\b")
+
+
+def _in_django_terms(message: str) -> str:
+    """A middleware error message with its option names replaced by Django's settings."""
+    return _OPTION_NAME.sub(lambda found: _SETTING_NAMES[found[1]], message)
 
 
 def _store_from_settings() -> Store | BackendFactory:
