@@ -55,7 +55,7 @@ def sockets_to(port: int) -> list[socket.socket]:
     """Open sockets of this process connected to ``port``."""
     found = []
     for obj in gc.get_objects():
-        if isinstance(obj, socket.socket) and obj.fileno() != -1:
+        if type(obj) is socket.socket and obj.fileno() != -1:
             try:
                 if obj.getpeername()[1] == port:
                     found.append(obj)
