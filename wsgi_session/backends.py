@@ -102,7 +102,11 @@ _SIGNED_ID = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{20,100}")
 _FORMAT = b"1"
 _FORWARD = b"F"
 FORWARD_TTL = 300
-MAX_ATTEMPTS = 10
+# A save conflicts only when another request's save landed first, so a request
+# retries at most once per request racing it; the bound only stops a store that
+# misbehaves from looping forever. 10 was too low: 22 gunicorn workers writing one
+# session at once on memcached made a request conflict 10 times and answer 503.
+MAX_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
