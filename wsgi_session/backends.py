@@ -12,9 +12,10 @@ import hashlib
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import StoreWriteFailed
@@ -152,15 +153,20 @@ class Record:
 
 
 class ConflictStats:
-    """Counts of concurrent-write events, for monitoring and tests."""
+    """Counts of concurrent-write events, for monitoring and tests; thread-safe."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.conflicts = 0  # saves refused because another request wrote first
-        self.merges = 0  # saves that succeeded after merging with the newer record
+        self.merges = 0  # times a request's changes were re-applied onto a newer record
         self.dropped = 0  # saves dropped because the session was destroyed meanwhile
 
+    def count(self, event: Literal["conflicts", "merges", "dropped"]) -> None:
+        with self._lock:
+            setattr(self, event, getattr(self, event) + 1)
+
     def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+        return {"conflicts": self.conflicts, "merges": self.merges, "dropped": self.dropped}
 
 
 class ServerSideBackend(BaseBackend):
@@ -298,7 +304,7 @@ class ServerSideBackend(BaseBackend):
         for _ in range(MAX_ATTEMPTS):
             if self.store.save(old_key, Record.forwarding(new_key), FORWARD_TTL, version):
                 return
-            self.stats.conflicts += 1
+            self.stats.count("conflicts")
             found = self.store.load(old_key)
             theirs = Record.decode(found[0]) if found else None
             if found is None or theirs is None or theirs.forward is not None:
@@ -322,7 +328,7 @@ class ServerSideBackend(BaseBackend):
         for _ in range(MAX_ATTEMPTS):
             if self.store.save(key, record.encode(), ttl, version):
                 return key
-            self.stats.conflicts += 1
+            self.stats.count("conflicts")
             found = self.store.load(key)
             theirs = Record.decode(found[0]) if found else None
             if found is not None and theirs is not None and theirs.forward is not None:
@@ -330,7 +336,7 @@ class ServerSideBackend(BaseBackend):
                 found = self.store.load(key)
                 theirs = Record.decode(found[0]) if found else None
             if found is None or theirs is None:
-                self.stats.dropped += 1
+                self.stats.count("dropped")
                 log.warning(
                     "session was destroyed by a concurrent request; this request's changes "
                     "are dropped and its cookie expired"
@@ -338,7 +344,7 @@ class ServerSideBackend(BaseBackend):
                 return None
             record = self._merged(theirs, session)
             version = found[1]
-            self.stats.merges += 1
+            self.stats.count("merges")
         raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
 
     def _merged(self, theirs: Record, session: Session) -> Record:
