@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks import growth, loadtest, profiling, report, table
@@ -35,8 +36,11 @@ def pin() -> set[int] | None:
     return allowed
 
 
+STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - STARTED:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -111,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                 lines += ["", "HTTP: skipped, `wrk` is not installed."]
             else:
                 progress("HTTP: gunicorn + wrk")
-                http, http_lines = loadtest.run(args.http_seconds)
+                try:
+                    http, http_lines = loadtest.run(args.http_seconds, ctx.tmpdir)
+                except Exception as error:  # the tables above are still worth printing
+                    http_lines = [f"HTTP: failed: {type(error).__name__}: {error}"]
                 lines += ["", *http_lines]
         lines += ["", "### Targets", ""]
         lines += [target.line() for target in report.targets(results, http)]
