@@ -60,7 +60,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not share one CPU with memcached (see output)"
     )
-    parser.add_argument("--http-seconds", type=int, default=8, help="wrk duration per run (8)")
+    parser.add_argument("--http-seconds", type=int, default=6, help="wrk duration per run (6)")
     parser.add_argument(
         "--profile", metavar="ROW:SCENARIO", help="profile one cell with cProfile instead"
     )
@@ -74,6 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     data = payload(100)
+    load_start = os.getloadavg()[0]
     allowed = None if args.no_pin else pin()
     with tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp, memcached() as server:
         ctx = Context(data, server.address, Path(tmp))
@@ -84,13 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"main table: {len(rows)} rows")
         results = table.run(rows, ctx, session_record(data), args.rounds, args.count, progress)
         lines = [
-            "## Benchmarks",
-            "",
-            f"Run on {datetime.date.today().isoformat()} with `make bench` "
-            f"(`python -m benchmarks`, {args.rounds} rounds x {args.count} requests per cell).",
-            "",
-            *report.machine(),
-            "",
             "### Per-request cost over the bare app (median µs)",
             "",
             *report.main_table(results),
@@ -122,8 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                 lines += ["", *http_lines]
         lines += ["", "### Targets", ""]
         lines += [target.line() for target in report.targets(results, http)]
+        lines += ["", *report.PEERS]
         if allowed is not None:
             lines += ["", PINNED]
+    header = [
+        "## Benchmarks",
+        "",
+        f"Run on {datetime.date.today().isoformat()} with `make bench` "
+        f"(`python -m benchmarks`, {args.rounds} rounds x {args.count} requests per cell).",
+        "",
+        *report.machine((load_start, os.getloadavg()[0])),
+        "",
+    ]
+    lines = header + lines
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

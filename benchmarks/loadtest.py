@@ -15,7 +15,7 @@ from benchmarks.timing import seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("read", "write")
-PASSES = 2
+PASSES = 3
 VISITORS = 1000
 WRK = ["wrk", "--threads", "1", "--connections", "4"]
 

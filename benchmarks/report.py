@@ -56,7 +56,8 @@ def _command_version(command: Sequence[str]) -> str:
     )
 
 
-def machine() -> list[str]:
+def machine(load: tuple[float, float]) -> list[str]:
+    """The machine and versions; ``load``: the 1-minute load average at the start and the end."""
     versions = []
     for name in PACKAGES:
         try:
@@ -64,13 +65,30 @@ def machine() -> list[str]:
         except metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
     return [
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- {', '.join(versions)}",
         f"- {_command_version(['memcached', '-V'])}, SQLite {sqlite3.sqlite_version}, "
-        f"{_command_version(['wrk', '-v'])}",
+        f"{_command_version(['wrk', '-v']).split(' [')[0]}",
+        f"- Load average (1 min) at the start and end of the run: {load[0]:.2f}, {load[1]:.2f}",
     ]
+
+
+PEERS = [
+    "Peers run with their defaults, as most applications do:",
+    "",
+    "- Flask's built-in sessions open (verify and decode) the cookie on every request, "
+    "used or not.",
+    "- Flask-Session loads the session on every request and, with its defaults (permanent "
+    "sessions, `SESSION_REFRESH_EACH_REQUEST`), writes it back on every request too. Its "
+    "pymemcache client is built with `no_delay=True` and `default_noreply=False`, so its "
+    "writes are acknowledged like ours (pymemcache's default, noreply, would not wait).",
+    "- Beaker's memcached backend speaks through python-memcached (it does not support "
+    "pymemcache); Beaker serializes with pickle by default and does not compare-and-set.",
+    "- wsgi_session writes with compare-and-set (memcached `gets`/`cas`, a version column "
+    "in SQLite), so a write costs a read and a conditional write.",
+]
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
