@@ -244,3 +244,35 @@ def browser_cookie(responses: list[TestResponse]) -> SetCookie:
             held = None if cookie.expires_now else cookie
     assert held is not None
     return held
+
+
+def test_clearing_racing_a_write_keeps_the_key_the_writer_set(race: Race) -> None:
+    clearer_gate = Gate()
+    clearing = race.start(race.app.add("clear", Session.clear, clearer_gate))
+    clearer_gate.wait_loaded()
+    written = race.request(race.app.add("cart", setter("cart", [1])))
+    clearer_gate.go.set()
+    cleared = clearing.result(WAIT)
+
+    assert set_cookies(written) == []
+    # The clear removed what it had loaded; the key set after its load survives,
+    # so the cookie stays: the session still holds data.
+    assert race.data() == {"cart": [1]}
+    assert set_cookies(cleared) == []
+    assert race.request("/read").text == "{'cart': [1]}"
+    assert (race.stats.conflicts, race.stats.merges) == (1, 1)
+
+
+def test_a_write_follows_a_chain_of_regenerations(race: Race) -> None:
+    writer_gate = Gate()
+    writing = race.start(race.app.add("cart", setter("cart", [1]), writer_gate))
+    writer_gate.wait_loaded()
+    first_login = one_cookie(race.request(race.app.add("login", login)))
+    second_login = one_cookie(race.request("/login", first_login))
+    writer_gate.go.set()
+    written = writing.result(WAIT)
+
+    assert set_cookies(written) == []  # the logins' responses carry the current id
+    assert race.data(second_login) == {"seed": 1, "user": "bob", "cart": [1]}
+    assert race.data(first_login) is None  # still retired: a forward, not a live record
+    assert race.request("/read", first_login).text == "{}"

@@ -102,6 +102,7 @@ class BaseBackend:
 _SIGNED_ID = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{20,100}")
 _FORMAT = b"1"
 _FORWARD = b"F"
+EMPTY = "{}"
 FORWARD_TTL = 300
 # A save conflicts only when another request's save landed first, so a request
 # retries at most once per request racing it; the bound only stops a store that
@@ -143,7 +144,7 @@ class Record:
             if fmt != _FORMAT:
                 return None
             if first == _FORWARD:
-                return cls(0, 0, False, None, "{}", forward=rest.decode("ascii"))
+                return cls(0, 0, False, None, EMPTY, forward=rest.decode("ascii"))
             accessed, permanent, idle, text = rest.split(b" ", 3)
             return cls(
                 int(first), int(accessed), permanent == b"1", int(idle) or None, text.decode()
@@ -204,6 +205,7 @@ class ServerSideBackend(BaseBackend):
             found is None
             or record is None
             or record.forward is not None
+            or record.text == EMPTY
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
@@ -233,9 +235,9 @@ class ServerSideBackend(BaseBackend):
         text = session.serialize()
         old_key = None if origin.new else self.store_key(origin.id)
         moved = session.id != origin.id
-        if text == "{}":
+        if text == EMPTY and (old_key is None or moved):
             if old_key is not None:
-                self.store.delete(old_key)
+                self.store.delete(old_key)  # destroyed, or regenerated and emptied: ours alone
             return EXPIRE if origin.had_cookie else None
         created = self.created(session, now)
         record = self._record(session, created, now, text)
@@ -256,11 +258,17 @@ class ServerSideBackend(BaseBackend):
             elif not self.resend(session):
                 return None
             return self.cookie(self.signer.sign(session.id), session, created, now)
-        saved_key = self._save(old_key, record, ttl, origin.version, session)
-        if saved_key is None:
+        # An emptied session is saved empty (loads treat that as no session), not
+        # deleted: a delete cannot compare-and-set, and would lose the keys a
+        # concurrent request set meanwhile.
+        saved = self._save(old_key, record, ttl, origin.version, session)
+        if saved is None:
             return EXPIRE
+        saved_key, saved_record = saved
         if saved_key != old_key:
             return None  # a concurrent login moved the session; its response sends the new id
+        if saved_record.text == EMPTY:
+            return EXPIRE
         # A session that stopped being permanent needs its cookie again, without
         # Max-Age, or the browser keeps the old expiry.
         if origin.resign or session.permanent or origin.permanent:
@@ -319,33 +327,40 @@ class ServerSideBackend(BaseBackend):
 
     def _save(
         self, key: str, record: Record, ttl: int, version: Version | None, session: Session
-    ) -> str | None:
+    ) -> tuple[str, Record] | None:
         """Compare-and-set ``record``, merging into newer records.
 
-        Returns the key it was saved under (a regenerated session's new key if
-        a concurrent request moved it), or ``None`` if the session was destroyed.
+        Returns the key and record saved (a regenerated session's new key if a
+        concurrent request moved it), or ``None`` if the session was destroyed.
         """
         for _ in range(MAX_ATTEMPTS):
             if self.store.save(key, record.encode(), ttl, version):
-                return key
+                return key, record
             self.stats.count("conflicts")
-            found = self.store.load(key)
-            theirs = Record.decode(found[0]) if found else None
-            if found is not None and theirs is not None and theirs.forward is not None:
-                key = theirs.forward  # regenerated meanwhile: follow to the new record
-                found = self.store.load(key)
-                theirs = Record.decode(found[0]) if found else None
-            if found is None or theirs is None:
+            found = self._follow(key)
+            if found is None:
                 self.stats.count("dropped")
                 log.warning(
                     "session was destroyed by a concurrent request; this request's changes "
                     "are dropped and its cookie expired"
                 )
                 return None
+            key, theirs, version = found
             record = self._merged(theirs, session)
-            version = found[1]
             self.stats.count("merges")
         raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
+
+    def _follow(self, key: str) -> tuple[str, Record, Version] | None:
+        """The live record at ``key``, following forwards left by regenerations."""
+        for _ in range(MAX_ATTEMPTS):
+            found = self.store.load(key)
+            theirs = Record.decode(found[0]) if found else None
+            if found is None or theirs is None:
+                return None
+            if theirs.forward is None:
+                return key, theirs, found[1]
+            key = theirs.forward
+        return None
 
     def _merged(self, theirs: Record, session: Session) -> Record:
         """``theirs`` with this request's own changes applied on top."""
