@@ -11,7 +11,7 @@ from typing import Any
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Session, SessionMiddleware, StoreUnavailable
-from wsgi_session.backends import Record
+from wsgi_session.backends import EMPTY, Record
 from wsgi_session.serialization import loads
 from wsgi_session.stores.base import Version
 
@@ -89,8 +89,8 @@ def stored_record(store: CountingStore, session_id: str) -> Record | None:
 def stored_data(store: CountingStore, session_id: str) -> dict[str, Any] | None:
     """The session data kept for ``session_id`` (``None``: no live session record)."""
     record = stored_record(store, session_id)
-    if record is None or record.forward is not None:
-        return None
+    if record is None or record.forward is not None or record.text == EMPTY:
+        return None  # an emptied record loads as no session
     return loads(record.text)
 
 

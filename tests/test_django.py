@@ -23,7 +23,7 @@ from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Store
-from wsgi_session.backends import Record
+from wsgi_session.backends import EMPTY, Record
 from wsgi_session.django import DjangoSession, make_middleware
 from wsgi_session.django import test as django_test
 from wsgi_session.serialization import loads
@@ -208,8 +208,8 @@ def stored(store: Store, session_id: str) -> dict[str, Any] | None:
     """The data of the live session record for ``session_id``, if there is one."""
     found = store.load(hashlib.sha256(session_id.encode("ascii")).hexdigest())
     record = Record.decode(found[0]) if found else None
-    if record is None or record.forward is not None:
-        return None
+    if record is None or record.forward is not None or record.text == EMPTY:
+        return None  # an emptied record loads as no session
     return loads(record.text)
 
 
