@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import re
 import sqlite3
@@ -197,15 +198,20 @@ def test_construction_touches_no_file(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o077 == 0
 
 
-def test_default_path_follows_xdg_state_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_default_path_follows_xdg_state_home_and_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     expected = tmp_path / "xdg" / "wsgi_session" / "sessions.sqlite3"
     assert default_path() == expected
 
-    store = SQLiteStore()
+    with caplog.at_level(logging.INFO, logger="wsgi_session"):
+        store = SQLiteStore()
+        SQLiteStore(tmp_path / "chosen.db")  # a path the user chose is not announced
     assert store.path == expected
+    assert [r.getMessage() for r in caplog.records] == [
+        f"sessions are stored in {expected} (the default location)"
+    ]
     assert not (tmp_path / "xdg").exists()
     store.save("k", b"data", TTL)
     store.close()

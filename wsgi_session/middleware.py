@@ -151,12 +151,10 @@ class SessionMiddleware:
 
 
 def default_store() -> Store:
-    """The embedded SQLite store in its default location (logged once made)."""
+    """The embedded SQLite store in its default location (which it logs)."""
     from wsgi_session.stores.sqlite import SQLiteStore
 
-    store = SQLiteStore()
-    log.info("sessions are stored in %s", store.path)
-    return store
+    return SQLiteStore()
 
 
 def make_backend(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -13,8 +14,10 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-from wsgi_session.errors import ConfigurationError, StoreUnavailable
+from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.stores.base import Version
+
+log = logging.getLogger("wsgi_session")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -92,6 +95,8 @@ class SQLiteStore:
         if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
             raise ConfigurationError(f"timeout: {timeout!r} is not a number of seconds >= 0")
         self.path = default_path() if path is None else Path(path)
+        if path is None:
+            log.info("sessions are stored in %s (the default location)", self.path)
         if str(self.path) == ":memory:":
             raise ConfigurationError(
                 "path: an in-memory database is private to one connection; use MemoryStore"
@@ -151,6 +156,8 @@ class SQLiteStore:
             return self._connection().execute(sql, params).rowcount
         except _CALLER_BUGS:
             raise
+        except sqlite3.DataError as exc:  # the database is up; it refused this value
+            raise StoreWriteFailed(f"SQLite session store at {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise self._unavailable(exc) from exc
 
