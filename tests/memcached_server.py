@@ -6,6 +6,7 @@ process handle rather than a pytest plugin; ``conftest.py`` wraps it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -92,6 +93,9 @@ class MemcachedServer:
     def pause(self) -> None:
         """Freeze the process (SIGSTOP): connections are accepted, never answered."""
         self._signal(signal.SIGSTOP)
+        assert self._process is not None
+        # The signal is delivered asynchronously: wait until the process has stopped.
+        os.waitpid(self._process.pid, os.WUNTRACED)
 
     def resume(self) -> None:
         """Let a paused process run again (SIGCONT)."""

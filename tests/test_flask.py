@@ -470,7 +470,11 @@ def test_application_root_is_the_cookie_path_under_a_script_name(
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("PERMANENT_SESSION_LIFETIME", timedelta(0), "PERMANENT_SESSION_LIFETIME must be > 0"),
+        (
+            "PERMANENT_SESSION_LIFETIME",
+            timedelta(0),
+            "PERMANENT_SESSION_LIFETIME must be between 1 and",
+        ),
         ("SECRET_KEY_FALLBACKS", OLD_SECRET, "SECRET_KEY_FALLBACKS must be a list"),
         (
             "SESSION_COOKIE_PARTITIONED",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 from helpers import (
+    ROUTES,
     SECRET,
     ClosingBody,
     CountingStore,
@@ -16,6 +18,7 @@ from helpers import (
     StartResponse,
     make,
     one_cookie,
+    session_app,
     set_cookies,
     stored_data,
 )
@@ -233,6 +236,33 @@ def test_invalid_on_store_error_is_refused() -> None:
         SessionMiddleware(lambda e, s: [], SECRET, store=MemoryStore(), on_store_error="ignore")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("idle_timeout", "14d", "idle_timeout must be a whole number of seconds"),
+        ("idle_timeout", 0, "idle_timeout must be between 1 and"),
+        ("idle_timeout", 10**400, "idle_timeout must be between 1 and"),
+        ("absolute_timeout", -1, "absolute_timeout must be between 1 and"),
+        ("refresh_interval", 3600, "refresh_interval (3600 s) must be shorter than idle_timeout"),
+        ("secret_key", None, "secret_key must be str or bytes"),
+    ],
+)
+def test_bad_settings_fail_at_construction_naming_them(
+    option: str, value: Any, message: str
+) -> None:
+    options: dict[str, Any] = {"secret_key": SECRET, "idle_timeout": 3600, option: value}
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        SessionMiddleware(lambda e, s: [], store=MemoryStore(), **options)
+
+
+def test_fallback_keys_none_means_no_fallbacks() -> None:
+    middleware = SessionMiddleware(
+        session_app(ROUTES), SECRET, store=MemoryStore(), fallback_keys=None
+    )
+    client = Client(middleware)
+    assert client.get("/read").status_code == 200
+
+
 def test_store_without_the_protocol_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="store"):
         SessionMiddleware(lambda e, s: [], SECRET, store=object())  # type: ignore[arg-type]
@@ -267,8 +297,9 @@ def test_change_after_headers_raises_sealed(touch_first: bool) -> None:
         lambda s: setattr(s, "permanent", True),
         lambda s: s.clear(),
         lambda s: s.pop("user"),
+        lambda s: setattr(s, "modified", True),
     ],
-    ids=["regenerate", "destroy", "permanent", "clear", "pop"],
+    ids=["regenerate", "destroy", "permanent", "clear", "pop", "modified"],
 )
 def test_every_kind_of_change_after_headers_is_refused(change: Any) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
@@ -424,13 +455,14 @@ def test_late_start_iterable_is_closed_even_when_not_exhausted() -> None:
     assert dict(calls[0][1])["Set-Cookie"].startswith("session=")
 
 
+@pytest.mark.parametrize("body", [[b"a", b"b"], []], ids=["with-body", "empty-body"])
 def test_late_start_response_still_answers_503_on_store_failure(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, body: list[bytes]
 ) -> None:
     closed: list[bool] = []
     store = CountingStore()
     store.fail.add("save")  # fault injection
-    client = Client(SessionMiddleware(late_start_app([b"a", b"b"], closed), SECRET, store=store))
+    client = Client(SessionMiddleware(late_start_app(body, closed), SECRET, store=store))
 
     with caplog.at_level(logging.ERROR, logger="wsgi_session"):
         response = client.get("/", buffered=True)

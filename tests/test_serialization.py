@@ -152,6 +152,15 @@ def test_unsupported_value_raises_type_error_naming_key_and_type(
         assert fragment in str(error.value)
 
 
+def test_a_value_nested_too_deeply_raises_type_error_naming_the_key() -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+
+    with pytest.raises(TypeError, match=r"\['cart'\] is nested too deeply"):
+        dumps({"cart": deep})
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [({1: "x"}, "1"), ({"a": {2: "x"}}, "int"), ({"a": {(1,): "x"}}, "tuple"), ({None: 1}, "None")],

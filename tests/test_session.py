@@ -410,3 +410,15 @@ def test_old_cookie_after_destroy_gets_a_fresh_session() -> None:
     client.set_cookie("session", old.value)
 
     assert client.get("/read").text == "{}"
+
+
+@pytest.mark.parametrize("seconds", [0, -5, 1.5, True, "60"])
+def test_a_bad_per_session_idle_timeout_is_refused(seconds: Any) -> None:
+    def set_timeout(session: Session) -> None:
+        session.idle_timeout = seconds
+
+    client, _, store = make({"timeout": set_timeout})
+
+    with pytest.raises(ValueError, match="idle_timeout must be a whole number of seconds > 0"):
+        client.get("/timeout")
+    assert store.calls["save"] == 0

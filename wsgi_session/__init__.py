@@ -15,7 +15,7 @@ from wsgi_session.errors import (
 )
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import SessionMiddleware
-from wsgi_session.session import Session
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 from wsgi_session.stores.cookie import CookieStore
 from wsgi_session.stores.memcached import MemcachedStore
@@ -33,6 +33,7 @@ __all__ = [
     "Lifetime",
     "MemcachedStore",
     "MemoryStore",
+    "Origin",
     "SQLiteStore",
     "ServerSideBackend",
     "Session",

@@ -21,7 +21,7 @@ from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import StoreWriteFailed
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.serialization import dumps, loads
-from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store, Version
 
 log = logging.getLogger("wsgi_session")
@@ -68,9 +68,6 @@ class BaseBackend:
     def __init__(self, lifetime: Lifetime) -> None:
         self.lifetime = lifetime
         self.clock = lifetime.clock
-
-    def fresh(self, now: float, had_cookie: bool) -> Origin:
-        return Origin(id=new_session_id(), created=now, accessed=now, had_cookie=had_cookie)
 
     def seconds_left(self, session: Session, created: float, now: float) -> int:
         """Whole seconds until ``session`` expires if it is not used again."""
@@ -192,12 +189,12 @@ class ServerSideBackend(BaseBackend):
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
         if cookie is None:
-            return self.fresh(now, had_cookie=False)
+            return Origin.fresh(now, had_cookie=False)
         if not _SIGNED_ID.fullmatch(cookie):
-            return self.fresh(now, had_cookie=True)
+            return Origin.fresh(now, had_cookie=True)
         verified = self.signer.unsign(cookie)
         if verified is None:
-            return self.fresh(now, had_cookie=True)
+            return Origin.fresh(now, had_cookie=True)
         session_id, current_key = verified
         found = self.store.load(self.store_key(session_id))
         record = Record.decode(found[0]) if found else None
@@ -209,12 +206,12 @@ class ServerSideBackend(BaseBackend):
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
-            return self.fresh(now, had_cookie=True)
+            return Origin.fresh(now, had_cookie=True)
         try:
             data = loads(record.text)
         except ValueError:
             log.warning("unreadable session record dropped")
-            return self.fresh(now, had_cookie=True)
+            return Origin.fresh(now, had_cookie=True)
         return Origin(
             id=session_id,
             new=False,

@@ -111,9 +111,16 @@ class KeyRing:
     derivation is done once here rather than on every request.
     """
 
-    def __init__(self, secret_key: str | bytes, fallback_keys: Sequence[str | bytes] = ()) -> None:
+    def __init__(
+        self, secret_key: str | bytes, fallback_keys: Sequence[str | bytes] | None = ()
+    ) -> None:
+        if not isinstance(secret_key, (str, bytes)):
+            raise ConfigurationError(
+                f"secret_key must be str or bytes, not {type(secret_key).__name__}"
+            )
         if not secret_key:
             raise ConfigurationError("secret_key is empty: sessions cannot be signed")
+        fallback_keys = fallback_keys or ()
         if isinstance(fallback_keys, (str, bytes)):
             raise ConfigurationError("fallback_keys must be a list of keys, not one string")
         self.secret_key = _as_bytes(secret_key)

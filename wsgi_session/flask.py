@@ -33,7 +33,7 @@ from wsgi_session.middleware import (
     default_store,
     make_backend,
 )
-from wsgi_session.session import Origin, new_session_id
+from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
 
@@ -185,7 +185,7 @@ class _NoSecret:
     """
 
     def open(self, cookie: str | None) -> Origin:
-        return Origin(new_session_id(), had_cookie=cookie is not None)
+        return Origin.fresh(time.time(), had_cookie=cookie is not None)
 
     def commit(self, session: RequestSession) -> CookieUpdate | None:
         if session.modified:

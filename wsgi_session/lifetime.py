@@ -29,18 +29,18 @@ class Lifetime:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        if self.idle_timeout <= 0:
-            raise ConfigurationError(f"idle_timeout must be > 0 seconds, not {self.idle_timeout}")
-        if self.absolute_timeout is not None and self.absolute_timeout <= 0:
-            raise ConfigurationError(
-                f"absolute_timeout must be > 0 seconds or None, not {self.absolute_timeout}"
-            )
+        _check_seconds("idle_timeout", self.idle_timeout, minimum=1)
+        if self.absolute_timeout is not None:
+            _check_seconds("absolute_timeout", self.absolute_timeout, minimum=1)
         if self.refresh_interval is None:
             object.__setattr__(self, "refresh_interval", min(3600, self.idle_timeout // 10))
-        elif self.refresh_interval < 0:
-            raise ConfigurationError(
-                f"refresh_interval must be >= 0 seconds, not {self.refresh_interval}"
-            )
+        else:
+            _check_seconds("refresh_interval", self.refresh_interval, minimum=0)
+            if self.refresh_interval >= self.idle_timeout:
+                raise ConfigurationError(
+                    f"refresh_interval ({self.refresh_interval} s) must be shorter than "
+                    f"idle_timeout ({self.idle_timeout} s), or active sessions expire"
+                )
 
     def remaining(self, created: float, accessed: float, idle: int | None, now: float) -> float:
         """Seconds this session has left; zero or less means it has expired."""
@@ -59,3 +59,17 @@ class Lifetime:
         if idle is not None:
             interval = min(interval, idle // 10)
         return now - accessed >= interval
+
+
+MAX_SECONDS = 100 * 365 * DAY  # beyond this, timestamps overflow what stores and cookies hold
+
+
+def _check_seconds(setting: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(
+            f"{setting} must be a whole number of seconds, not {type(value).__name__} {value!r}"
+        )
+    if not minimum <= value <= MAX_SECONDS:
+        raise ConfigurationError(
+            f"{setting} must be between {minimum} and {MAX_SECONDS} seconds, not {value}"
+        )

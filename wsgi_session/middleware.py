@@ -12,7 +12,7 @@ from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerS
 from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
-from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class SessionMiddleware:
         secret_key: str | bytes,
         *,
         store: Store | BackendFactory | None = None,
-        fallback_keys: Sequence[str | bytes] = (),
+        fallback_keys: Sequence[str | bytes] | None = (),
         cookie_name: str = "session",
         cookie_domain: str | None = None,
         cookie_path: str | None = None,
@@ -110,13 +110,8 @@ class SessionMiddleware:
                 if self.on_store_error == "fail":
                     raise
                 log.exception("session store unavailable; serving an empty session")
-                now = self.lifetime.clock()
-                return Origin(
-                    new_session_id(),
-                    created=now,
-                    accessed=now,
-                    had_cookie=cookie is not None,
-                    degraded=True,
+                return Origin.fresh(
+                    self.lifetime.clock(), had_cookie=cookie is not None, degraded=True
                 )
 
         session = Session(open_session)
@@ -251,9 +246,10 @@ class _LateStart:
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.app_iter:
             if self.response.failed:
-                yield UNAVAILABLE_BODY
-                return
+                break
             yield chunk
+        if self.response.failed:
+            yield UNAVAILABLE_BODY
 
     def close(self) -> None:
         _close(self.app_iter)

@@ -126,7 +126,10 @@ def dumps(data: Mapping[str, Any]) -> str:
     for key, value in data.items():
         if type(key) is not str:
             raise TypeError(f"session key {key!r} is not a str")
-        tagged[key] = _tag(value, f"[{key!r}]")
+        try:
+            tagged[key] = _tag(value, f"[{key!r}]")
+        except RecursionError:
+            raise TypeError(f"session value [{key!r}] is nested too deeply to store") from None
     return json.dumps(_escape(tagged), separators=(",", ":"), ensure_ascii=False)
 
 

@@ -33,6 +33,13 @@ class Origin:
     resign: bool = False  # the cookie verified with a fallback key: send a fresh one
     degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
 
+    @classmethod
+    def fresh(cls, now: float, *, had_cookie: bool, degraded: bool = False) -> Origin:
+        """A new, empty session with a new id, starting ``now``."""
+        return cls(
+            new_session_id(), created=now, accessed=now, had_cookie=had_cookie, degraded=degraded
+        )
+
 
 Opener = Callable[[], Origin]
 
@@ -49,7 +56,6 @@ class Session(MutableMapping[str, Any]):
         "_opener",
         "_origin",
         "_permanent",
-        "_previous_ids",
         "_sealed",
         "_values",
     )
@@ -62,7 +68,6 @@ class Session(MutableMapping[str, Any]):
         self._forced = False
         self._destroyed = False
         self._sealed = False
-        self._previous_ids: list[str] = []
         self._id = ""
         self._permanent = False
         self._idle_timeout: int | None = None
@@ -98,6 +103,7 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def id(self) -> str:
+        """The session id (new after :meth:`regenerate`); never put it in a page or URL."""
         self._load()
         return self._id
 
@@ -128,7 +134,11 @@ class Session(MutableMapping[str, Any]):
     def idle_timeout(self, seconds: int | None) -> None:
         self._check_open()
         self._load()
-        self._idle_timeout = None if seconds is None else int(seconds)
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0
+        ):
+            raise ValueError(f"idle_timeout must be a whole number of seconds > 0, not {seconds!r}")
+        self._idle_timeout = seconds
 
     def regenerate(self) -> None:
         """Give the session a new id, keeping its data (call it on login).
@@ -137,9 +147,7 @@ class Session(MutableMapping[str, Any]):
         attacker planted before login is worthless afterwards.
         """
         self._check_open()
-        origin = self._load()
-        if not origin.new:
-            self._previous_ids.append(self._id)
+        self._load()
         self._id = new_session_id()
         self._forced = True
 
@@ -160,12 +168,8 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def destroyed(self) -> bool:
+        """True once :meth:`destroy` was called in this request."""
         return self._destroyed
-
-    @property
-    def previous_ids(self) -> list[str]:
-        """Ids given up by :meth:`regenerate` in this request."""
-        return self._previous_ids
 
     # -- change tracking -------------------------------------------------
 
@@ -176,6 +180,7 @@ class Session(MutableMapping[str, Any]):
 
     @modified.setter
     def modified(self, value: bool) -> None:
+        self._check_open()
         self._load()  # only an accessed session is committed: the forced save must not vanish
         self._forced = bool(value)
 

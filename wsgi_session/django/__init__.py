@@ -32,7 +32,7 @@ from wsgi_session.cookies import WSGIEnvironment
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
 from wsgi_session.middleware import default_store
-from wsgi_session.session import Origin, Session, new_session_id
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class _DjangoBackend:
         origin = self.backend.open(cookie)
         now = self.middleware.lifetime.clock()
         if not origin.new and _expired(origin.data.get(EXPIRY_KEY), now):
-            origin = Origin(new_session_id(), created=now, accessed=now, had_cookie=True)
+            origin = Origin.fresh(now, had_cookie=True)
         if origin.new:
             origin.permanent = self.middleware.permanent_by_default
         return origin

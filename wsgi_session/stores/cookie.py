@@ -137,10 +137,10 @@ class CookieBackend(BaseBackend):
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
         if cookie is None:
-            return self.fresh(now, had_cookie=False)
+            return Origin.fresh(now, had_cookie=False)
         # Nothing we wrote is longer than max_size: refuse bigger values before any work.
         origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
-        return origin or self.fresh(now, had_cookie=True)
+        return origin or Origin.fresh(now, had_cookie=True)
 
     def commit(self, session: Session) -> CookieUpdate | None:
         origin = session.origin
