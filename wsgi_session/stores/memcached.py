@@ -11,6 +11,7 @@ hashes with a pure-Python murmur3 (~12 µs per node per call).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -37,6 +38,7 @@ from wsgi_session.stores.base import Version
 __all__ = ["MemcachedStore"]
 
 T = TypeVar("T")
+log = logging.getLogger("wsgi_session")
 
 DEFAULT_PORT = 11211
 MAX_KEY_LENGTH = 250
@@ -260,27 +262,45 @@ class MemcachedStore:
         return max(live, key=lambda server: server.score(key))
 
     def _call(self, key: bytes, command: Callable[[Any], T], data: bytes | None = None) -> T:
-        """Run ``command`` on the server owning ``key``; ``data`` marks a write."""
-        server = self._route(key)
-        try:
-            return server.call(command)
-        except _UNREACHABLE as exc:
-            if len(self.addresses) > 1:
+        """Run ``command`` on the server owning ``key``; ``data`` marks a write.
+
+        In a cluster, a server that cannot be reached is skipped and the call
+        goes to the key's next server at once, so the request still succeeds
+        (that session starts over); only when every server is down does it fail.
+        """
+        while True:
+            server = self._route(key)
+            try:
+                return server.call(command)
+            except _UNREACHABLE as exc:
+                if len(self.addresses) == 1:
+                    raise StoreUnavailable(
+                        f"memcached server {server.name} is unreachable: {exc!r}"
+                    ) from exc
                 server.down_until = time.monotonic() + self._dead_timeout
-            raise StoreUnavailable(
-                f"memcached server {server.name} is unreachable: {exc!r}"
-            ) from exc
-        except MemcacheServerError as exc:
-            if data is None:
-                raise StoreUnavailable(f"memcached server {server.name} failed: {exc}") from exc
-            if "too large" in str(exc):
-                raise SessionTooLarge(
-                    f"session record of {len(data)} bytes is over the item size limit "
-                    f"of memcached server {server.name} (memcached -I, 1 MB by default)"
-                ) from exc
-            raise StoreWriteFailed(
-                f"memcached server {server.name} refused a {len(data)} byte record: {exc}"
-            ) from exc
+                log.error(
+                    "memcached server %s is unreachable (%r); its sessions go to the other "
+                    "servers for %s s",
+                    server.name,
+                    exc,
+                    self._dead_timeout,
+                )
+            except MemcacheServerError as exc:
+                raise self._refused(server, exc, data) from exc
+
+    @staticmethod
+    def _refused(server: _Server, exc: MemcacheServerError, data: bytes | None) -> Exception:
+        """The error for a server that answered with an error."""
+        if data is None:
+            return StoreUnavailable(f"memcached server {server.name} failed: {exc}")
+        if "too large" in str(exc):
+            return SessionTooLarge(
+                f"session record of {len(data)} bytes is over the item size limit "
+                f"of memcached server {server.name} (memcached -I, 1 MB by default)"
+            )
+        return StoreWriteFailed(
+            f"memcached server {server.name} refused a {len(data)} byte record: {exc}"
+        )
 
     def __repr__(self) -> str:
         names = [_format_address(address) for address in self.addresses]
