@@ -6,14 +6,17 @@ process handle rather than a pytest plugin; ``conftest.py`` wraps it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
+
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 10.0
@@ -155,6 +158,15 @@ class MemcachedServer:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Client]:
+        """A plain client, to look at what the server really holds."""
+        client = Client((HOST, self.port), default_noreply=False)
+        try:
+            yield client
+        finally:
+            client.close()
 
     def __enter__(self) -> MemcachedServer:
         return self.start()

@@ -12,12 +12,10 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from memcached_server import MemcachedFactory, MemcachedServer, free_port
-from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
 from wsgi_session.errors import (
     ConfigurationError,
@@ -31,22 +29,12 @@ DAY = 24 * 3600
 DEAD_TIMEOUT = 0.5
 
 
-@contextmanager
-def raw_client(server: MemcachedServer) -> Iterator[Client]:
-    """A plain client to look at what the server really holds."""
-    client = Client(("127.0.0.1", server.port), default_noreply=False)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def remaining_ttl(server: MemcachedServer, key: str) -> int:
     """Seconds until the server expires ``key``, from the meta-get ``t`` flag.
 
     memcached's clock ticks once a second and may lag: allow a few seconds.
     """
-    with raw_client(server) as client:
+    with server.client() as client:
         reply = client.raw_command(f"mg {key} t".encode())
     flags = dict((token[:1], token[1:]) for token in reply.split()[1:])
     return int(flags[b"t"])
@@ -414,7 +402,7 @@ def owners(cluster: list[MemcachedServer], keys: list[str]) -> dict[str, int]:
     """Which node of the cluster holds each key, asking the nodes directly."""
     found = {}
     for index, server in enumerate(cluster):
-        with raw_client(server) as client:
+        with server.client() as client:
             found.update({key: index for key in keys if client.get(key) is not None})
     return found
 
@@ -467,7 +455,7 @@ def test_cluster_with_a_dead_node(
     time.sleep(DEAD_TIMEOUT + 0.1)
     assert store.load(lost[0]) is None  # back on its node, which restarted empty
     assert store.save(lost[0], b"home", ttl=60) is True
-    with raw_client(dead) as client:
+    with dead.client() as client:
         assert client.get(lost[0]) == b"home"
     for key in kept:
         assert data(store, key) == key.encode()
