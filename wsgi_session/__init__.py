@@ -14,7 +14,7 @@ from wsgi_session.errors import (
     StoreWriteFailed,
 )
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.middleware import SessionMiddleware
+from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 from wsgi_session.stores.cookie import CookieStore
@@ -25,6 +25,7 @@ from wsgi_session.stores.sqlite import SQLiteStore
 __all__ = [
     "Backend",
     "BackendFactory",
+    "BaseSessionMiddleware",
     "ConfigurationError",
     "CookiePolicy",
     "CookieStore",

@@ -27,12 +27,7 @@ from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
 from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.middleware import (
-    ON_STORE_ERROR,
-    SessionMiddleware,
-    default_store,
-    make_backend,
-)
+from wsgi_session.middleware import BaseSessionMiddleware, default_store, make_backend
 from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
@@ -193,7 +188,7 @@ class _NoSecret:
         return None
 
 
-class FlaskSessionMiddleware(SessionMiddleware):
+class FlaskSessionMiddleware(BaseSessionMiddleware):
     """The session middleware with cookie, key and lifetime settings from ``app.config``.
 
     Read on every request: ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``,
@@ -213,23 +208,17 @@ class FlaskSessionMiddleware(SessionMiddleware):
         environ_key: str = "wsgi_session",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # SessionMiddleware.__init__ fixes the secret and cookie settings for good;
-        # here they come from app.config per request, through the two hooks below.
-        if on_store_error not in ON_STORE_ERROR:
-            raise ConfigurationError(
-                f"on_store_error must be one of {ON_STORE_ERROR}, not {on_store_error!r}"
-            )
-        self.app = app
-        self.flask_app = flask_app
-        self.store = store
-        self.on_store_error = on_store_error
-        self.environ_key = environ_key
-        self.refresh_interval = refresh_interval
-        # The template of every request's lifetime: checks the options now, and
-        # gives the base class its clock.
-        self.lifetime = Lifetime(
+        # The template of every request's lifetime: checks the options now; the
+        # idle timeout comes from app.config per request.
+        lifetime = Lifetime(
             absolute_timeout=absolute_timeout, refresh_interval=refresh_interval, clock=clock
         )
+        super().__init__(
+            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+        )
+        self.flask_app = flask_app
+        self.store = store
+        self.refresh_interval = refresh_interval
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:

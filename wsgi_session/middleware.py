@@ -30,73 +30,42 @@ ON_STORE_ERROR = ("fail", "degrade")
 UNAVAILABLE_BODY = b"Service Unavailable: the session could not be saved. Please retry.\n"
 
 
-class SessionMiddleware:
-    """Give every request a lazy ``Session`` in ``environ[environ_key]``.
+class BaseSessionMiddleware:
+    """The request flow, for any cookie policy and backend.
 
     Nothing is parsed or loaded until the application touches the session. When
     the application calls ``start_response`` the session is persisted (only if
     it changed) and ``Set-Cookie`` and ``Vary: Cookie`` are added. A write the
-    store did not acknowledge turns the response into a 503.
+    store did not acknowledge turns the response into a 503. Subclasses say
+    which cookie policy and backend a request uses: fixed for
+    :class:`SessionMiddleware`, read from the framework's settings per request
+    for the Flask adapter.
     """
 
     def __init__(
         self,
         app: WSGIApplication,
-        secret_key: str | bytes,
         *,
-        store: Store | BackendFactory | None = None,
-        fallback_keys: Sequence[str | bytes] | None = (),
-        cookie_name: str = "session",
-        cookie_domain: str | None = None,
-        cookie_path: str | None = None,
-        cookie_secure: bool | None = None,
-        cookie_httponly: bool = True,
-        cookie_samesite: str | None = "Lax",
-        cookie_partitioned: bool = False,
-        idle_timeout: int = 14 * DAY,
-        absolute_timeout: int | None = None,
-        refresh_interval: int | None = None,
-        refresh_each_request: bool = False,
+        lifetime: Lifetime,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
-        clock: Callable[[], float] = time.time,
     ) -> None:
         if on_store_error not in ON_STORE_ERROR:
             raise ConfigurationError(
                 f"on_store_error must be one of {ON_STORE_ERROR}, not {on_store_error!r}"
             )
         self.app = app
-        self.environ_key = environ_key
+        self.lifetime = lifetime
         self.on_store_error = on_store_error
-        self.policy = CookiePolicy(
-            name=cookie_name,
-            domain=cookie_domain,
-            path=cookie_path,
-            secure=cookie_secure,
-            httponly=cookie_httponly,
-            samesite=cookie_samesite,
-            partitioned=cookie_partitioned,
-        )
-        self.lifetime = Lifetime(
-            idle_timeout=idle_timeout,
-            absolute_timeout=absolute_timeout,
-            refresh_interval=refresh_interval,
-            refresh_each_request=refresh_each_request,
-            clock=clock,
-        )
-        self.backend = make_backend(store, KeyRing(secret_key, fallback_keys), self.lifetime)
-
-    # -- hooks a framework adapter may override ---------------------------
+        self.environ_key = environ_key
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         """The cookie attributes for this request."""
-        return self.policy
+        raise NotImplementedError
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         """The backend for this request."""
-        return self.backend
-
-    # -- the request -------------------------------------------------------
+        raise NotImplementedError
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         policy = self.cookie_policy(environ)
@@ -145,6 +114,63 @@ class SessionMiddleware:
         return headers
 
 
+class SessionMiddleware(BaseSessionMiddleware):
+    """Give every request a lazy ``Session`` in ``environ[environ_key]``.
+
+    ``store`` defaults to the embedded SQLite file; see the README for every
+    option. The cookie attributes and timeouts are checked here, at start-up.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        secret_key: str | bytes,
+        *,
+        store: Store | BackendFactory | None = None,
+        fallback_keys: Sequence[str | bytes] | None = (),
+        cookie_name: str = "session",
+        cookie_domain: str | None = None,
+        cookie_path: str | None = None,
+        cookie_secure: bool | None = None,
+        cookie_httponly: bool = True,
+        cookie_samesite: str | None = "Lax",
+        cookie_partitioned: bool = False,
+        idle_timeout: int = 14 * DAY,
+        absolute_timeout: int | None = None,
+        refresh_interval: int | None = None,
+        refresh_each_request: bool = False,
+        on_store_error: Literal["fail", "degrade"] = "fail",
+        environ_key: str = "wsgi_session",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        lifetime = Lifetime(
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            refresh_interval=refresh_interval,
+            refresh_each_request=refresh_each_request,
+            clock=clock,
+        )
+        super().__init__(
+            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+        )
+        self.policy = CookiePolicy(
+            name=cookie_name,
+            domain=cookie_domain,
+            path=cookie_path,
+            secure=cookie_secure,
+            httponly=cookie_httponly,
+            samesite=cookie_samesite,
+            partitioned=cookie_partitioned,
+        )
+        self.backend = make_backend(store, KeyRing(secret_key, fallback_keys), lifetime)
+
+    def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
+        return self.policy
+
+    def backend_for(self, environ: WSGIEnvironment) -> Backend:
+        return self.backend
+
+
 def default_store() -> Store:
     """The embedded SQLite store in its default location (which it logs)."""
     from wsgi_session.stores.sqlite import SQLiteStore
@@ -173,7 +199,7 @@ class _Response:
 
     def __init__(
         self,
-        middleware: SessionMiddleware,
+        middleware: BaseSessionMiddleware,
         session: Session,
         backend: Backend,
         policy: CookiePolicy,
