@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import StoreWriteFailed
@@ -79,6 +79,20 @@ class BaseBackend:
         origin = session.origin
         return now if origin.new or session.destroyed else origin.created
 
+    def nothing_to_commit(self, session: Session, now: float) -> bool:
+        """Whether ``session`` needs neither a write nor a cookie: the common read.
+
+        Decided without serializing the data whenever it holds only plain values.
+        """
+        origin = session.origin
+        return (
+            not origin.new
+            and origin.text != EMPTY
+            and session.unchanged()
+            and not self.lifetime.needs_refresh(origin.accessed, now, origin.idle_timeout)
+            and not self.resend(session)
+        )
+
     def resend(self, session: Session) -> bool:
         """Whether an unchanged session's cookie must be sent again anyway."""
         return session.origin.resign or (session.permanent and self.lifetime.refresh_each_request)
@@ -108,9 +122,12 @@ FORWARD_TTL = 300
 MAX_ATTEMPTS = 100
 
 
-@dataclass(frozen=True)
-class Record:
-    """A stored session: format version, timestamps, flags, then the data."""
+class Record(NamedTuple):
+    """A stored session: format version, timestamps, flags, then the data.
+
+    A named tuple, not a frozen dataclass: one is built on every load and
+    every save, and a tuple is made in a third of the time.
+    """
 
     created: float
     accessed: float
@@ -229,6 +246,8 @@ class ServerSideBackend(BaseBackend):
     def commit(self, session: Session) -> CookieUpdate | None:
         origin = session.origin
         now = self.clock()
+        if self.nothing_to_commit(session, now):
+            return None
         text = session.serialize()
         old_key = None if origin.new else self.store_key(origin.id)
         moved = session.id != origin.id

@@ -68,26 +68,22 @@ class BaseSessionMiddleware:
         raise NotImplementedError
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        policy = self.cookie_policy(environ)
-        backend = self.backend_for(environ)
+        response = _Response(self, environ, start_response)
+        environ[self.environ_key] = response.session
+        return response.finish(self.app(environ, response.start_response))
 
-        def open_session() -> Origin:
-            cookie = policy.read(environ)
-            try:
-                return backend.open(cookie)
-            except StoreUnavailable:
-                if self.on_store_error == "fail":
-                    raise
-                log.exception("session store unavailable; serving an empty session")
-                return Origin.fresh(
-                    self.lifetime.clock(), had_cookie=cookie is not None, degraded=True
-                )
-
-        session = Session(open_session)
-        environ[self.environ_key] = session
-        response = _Response(self, session, backend, policy, environ, start_response)
-        app_iter = self.app(environ, response.start_response)
-        return response.finish(app_iter)
+    def open_session(
+        self, policy: CookiePolicy, backend: Backend, environ: WSGIEnvironment
+    ) -> Origin:
+        """Load the request's session (on its first use)."""
+        cookie = policy.read(environ)
+        try:
+            return backend.open(cookie)
+        except StoreUnavailable:
+            if self.on_store_error == "fail":
+                raise
+            log.exception("session store unavailable; serving an empty session")
+            return Origin.fresh(self.lifetime.clock(), had_cookie=cookie is not None, degraded=True)
 
     def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
         """Persist an accessed session; raises if the store did not acknowledge."""
@@ -194,38 +190,58 @@ def make_backend(
     )
 
 
+_NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
+
+
 class _Response:
     """One response's start_response wrapper: where the session is committed."""
+
+    __slots__ = (
+        "backend",
+        "environ",
+        "extra_headers",
+        "failed",
+        "middleware",
+        "policy",
+        "real_start_response",
+        "session",
+        "started",
+    )
 
     def __init__(
         self,
         middleware: BaseSessionMiddleware,
-        session: Session,
-        backend: Backend,
-        policy: CookiePolicy,
         environ: WSGIEnvironment,
         start_response: StartResponse,
     ) -> None:
         self.middleware = middleware
-        self.session = session
-        self.backend = backend
-        self.policy = policy
         self.environ = environ
         self.real_start_response = start_response
+        self.session = Session(self.open_session)
         self.started = False
         self.failed = False
-        self.extra_headers: Headers = []
+        self.extra_headers = _NO_HEADERS
+
+    def open_session(self) -> Origin:
+        # The hooks are asked only now: a request that never uses its session
+        # (most static pages) pays for neither.
+        self.policy = self.middleware.cookie_policy(self.environ)
+        self.backend = self.middleware.backend_for(self.environ)
+        return self.middleware.open_session(self.policy, self.backend, self.environ)
 
     def start_response(
         self, status: str, headers: Headers, exc_info: ExcInfo | None = None
     ) -> Write:
         if not self.started:
             self.started = True
+            if not self.session.accessed:
+                # Sealed even if untouched: a first change made now could not be saved either.
+                self.session.seal()
+                return self.real_start_response(status, headers, exc_info)
             try:
-                if self.session.accessed:
-                    self.extra_headers = self.middleware.session_headers(
-                        self.session, self.backend, self.policy, self.environ
-                    )
+                self.extra_headers = self.middleware.session_headers(
+                    self.session, self.backend, self.policy, self.environ
+                )
             except (StoreUnavailable, StoreWriteFailed):
                 if self.middleware.on_store_error == "fail":
                     log.exception("session not saved; answering 503")
@@ -233,7 +249,6 @@ class _Response:
                 log.exception("session not saved; the response goes on without it")
                 self.extra_headers = [("Vary", "Cookie")]
             finally:
-                # Sealed even if untouched: a first change made now could not be saved either.
                 self.session.seal()
         elif self.failed:
             return _discard

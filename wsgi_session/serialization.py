@@ -88,7 +88,7 @@ def _tag_dict(value: Mapping[Any, Any], where: str) -> dict[str, Any]:
                 f"session value {where} has a dict key {key!r} of type "
                 f"{type(key).__qualname__!r}: only str keys survive JSON"
             )
-        tagged[key] = _tag(item, f"{where}[{key!r}]")
+        tagged[key] = item if type(item) in _PLAIN else _tag(item, f"{where}[{key!r}]")
     return _escape(tagged)
 
 
@@ -126,11 +126,18 @@ def dumps(data: Mapping[str, Any]) -> str:
     for key, value in data.items():
         if type(key) is not str:
             raise TypeError(f"session key {key!r} is not a str")
+        if type(value) in _PLAIN:  # most values: no call, no error-path text
+            tagged[key] = value
+            continue
         try:
             tagged[key] = _tag(value, f"[{key!r}]")
         except RecursionError:
             raise TypeError(f"session value [{key!r}] is nested too deeply to store") from None
-    return json.dumps(_escape(tagged), separators=(",", ":"), ensure_ascii=False)
+    return _encoder.encode(_escape(tagged))
+
+
+# Made once: json.dumps() with options builds a new encoder on every call.
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 _decoder = json.JSONDecoder(object_hook=_untag)

@@ -10,6 +10,8 @@ from typing import Any
 from wsgi_session.errors import SessionSealed
 from wsgi_session.serialization import dumps, loads
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # cannot change in place
+
 
 def new_session_id() -> str:
     """256 random bits, URL-safe text."""
@@ -61,16 +63,10 @@ class Session(MutableMapping[str, Any]):
     )
 
     def __init__(self, opener: Opener) -> None:
-        self._values: dict[str, Any] = {}
+        # The rest is set by _load: most requests never use their session.
         self._opener = opener
         self._origin: Origin | None = None
-        self._changed_keys: set[str] = set()
-        self._forced = False
-        self._destroyed = False
         self._sealed = False
-        self._id = ""
-        self._permanent = False
-        self._idle_timeout: int | None = None
 
     # -- loading ---------------------------------------------------------
 
@@ -78,10 +74,13 @@ class Session(MutableMapping[str, Any]):
         origin = self._origin
         if origin is None:
             origin = self._origin = self._opener()
-            self._values = origin.data
+            self._values: dict[str, Any] = origin.data
             self._id = origin.id
             self._permanent = origin.permanent
-            self._idle_timeout = origin.idle_timeout
+            self._idle_timeout: int | None = origin.idle_timeout
+            self._changed_keys: set[str] = set()
+            self._forced = False
+            self._destroyed = False
         return origin
 
     def _data(self) -> dict[str, Any]:
@@ -169,7 +168,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def destroyed(self) -> bool:
         """True once :meth:`destroy` was called in this request."""
-        return self._destroyed
+        return self._origin is not None and self._destroyed
 
     # -- change tracking -------------------------------------------------
 
@@ -186,6 +185,21 @@ class Session(MutableMapping[str, Any]):
 
     def differs_from_origin(self, text: str) -> bool:
         """Whether the session, whose data serializes to ``text``, needs saving."""
+        return self._changed_explicitly() or text != self._load().text
+
+    def unchanged(self) -> bool:
+        """True when this request certainly changed nothing, found without serializing.
+
+        ``False`` means "perhaps": a list or dict may have been mutated in place,
+        which only comparing the serialized text can tell.
+        """
+        if self._origin is None:
+            return True
+        if self._changed_explicitly():
+            return False
+        return all(type(value) in _SCALARS for value in self._values.values())
+
+    def _changed_explicitly(self) -> bool:
         origin = self._load()
         return (
             self._forced
@@ -194,7 +208,6 @@ class Session(MutableMapping[str, Any]):
             or self._id != origin.id
             or self._permanent != origin.permanent
             or self._idle_timeout != origin.idle_timeout
-            or text != origin.text
         )
 
     def serialize(self) -> str:

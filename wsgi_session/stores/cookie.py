@@ -144,10 +144,12 @@ class CookieBackend(BaseBackend):
 
     def commit(self, session: Session) -> CookieUpdate | None:
         origin = session.origin
+        now = self.clock()
+        if self.nothing_to_commit(session, now):
+            return None
         text = session.serialize()
         if text == "{}":
             return EXPIRE if origin.had_cookie else None
-        now = self.clock()
         if not (
             session.differs_from_origin(text)
             or self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout)
