@@ -430,6 +430,14 @@ def test_clearing_sends_a_deletion_cookie_with_the_same_attributes(
     assert stored_data(store, created.session_id) is None
 
 
+def test_partitioned_implies_secure_as_in_flask(app: Flask, client: FlaskClient) -> None:
+    app.config["SESSION_COOKIE_PARTITIONED"] = True  # werkzeug sets Secure for it
+
+    cookie = one_cookie(client.get("/set"))
+
+    assert "secure" in cookie.attrs and "partitioned" in cookie.attrs
+
+
 @pytest.mark.parametrize("when", ["before init_app", "after init_app"])
 def test_invalid_samesite_raises_value_error_like_flask(store: CountingStore, when: str) -> None:
     app = Flask(__name__)
@@ -477,9 +485,9 @@ def test_application_root_is_the_cookie_path_under_a_script_name(
         ),
         ("SECRET_KEY_FALLBACKS", OLD_SECRET, "SECRET_KEY_FALLBACKS must be a list"),
         (
-            "SESSION_COOKIE_PARTITIONED",
-            True,
-            "SESSION_COOKIE_PARTITIONED=True requires SESSION_COOKIE_SECURE=True",
+            "SESSION_COOKIE_SAMESITE",
+            "None",
+            "SESSION_COOKIE_SAMESITE='None' requires SESSION_COOKIE_SECURE=True",
         ),
         ("SESSION_COOKIE_PATH", "shop", "SESSION_COOKIE_PATH .or APPLICATION_ROOT. must start"),
     ],

@@ -272,7 +272,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 name=name,
                 domain=domain or None,
                 path=path,
-                secure=bool(secure),
+                secure=bool(secure) or bool(partitioned),  # as werkzeug: Partitioned implies Secure
                 httponly=bool(httponly),
                 samesite=samesite,
                 partitioned=bool(partitioned),
