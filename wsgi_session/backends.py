@@ -79,6 +79,17 @@ class BaseBackend:
         origin = session.origin
         return now if origin.new or session.destroyed else origin.created
 
+    def commit(self, session: Session) -> CookieUpdate | None:
+        """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
+        now = self.clock()
+        if self.nothing_to_commit(session, now):
+            return None
+        return self.persist(session, session.serialize(), now)
+
+    def persist(self, session: Session, text: str, now: float) -> CookieUpdate | None:
+        """Keep ``session``, whose data serializes to ``text``; what cookie to send."""
+        raise NotImplementedError
+
     def nothing_to_commit(self, session: Session, now: float) -> bool:
         """Whether ``session`` needs neither a write nor a cookie: the common read.
 
@@ -243,12 +254,8 @@ class ServerSideBackend(BaseBackend):
             resign=not current_key,
         )
 
-    def commit(self, session: Session) -> CookieUpdate | None:
+    def persist(self, session: Session, text: str, now: float) -> CookieUpdate | None:
         origin = session.origin
-        now = self.clock()
-        if self.nothing_to_commit(session, now):
-            return None
-        text = session.serialize()
         old_key = None if origin.new else self.store_key(origin.id)
         moved = session.id != origin.id
         if text == EMPTY and (old_key is None or moved):

@@ -123,9 +123,7 @@ class FlaskSession(SessionMixin):
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        if value:
-            self._load()  # a forced save of a session nobody loaded would be skipped
-        self.raw.modified = value
+        self.raw.modified = value  # loads the session, so the forced save is not skipped
 
     @property
     def accessed(self) -> bool:

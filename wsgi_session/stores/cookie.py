@@ -27,7 +27,7 @@ from typing import Protocol
 from itsdangerous import BadData
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from wsgi_session.backends import EXPIRE, BaseBackend, CookieUpdate
+from wsgi_session.backends import EMPTY, EXPIRE, BaseBackend, CookieUpdate
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
@@ -142,13 +142,9 @@ class CookieBackend(BaseBackend):
         origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
         return origin or Origin.fresh(now, had_cookie=True)
 
-    def commit(self, session: Session) -> CookieUpdate | None:
+    def persist(self, session: Session, text: str, now: float) -> CookieUpdate | None:
         origin = session.origin
-        now = self.clock()
-        if self.nothing_to_commit(session, now):
-            return None
-        text = session.serialize()
-        if text == "{}":
+        if text == EMPTY:
             return EXPIRE if origin.had_cookie else None
         if not (
             session.differs_from_origin(text)
