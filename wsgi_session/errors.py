@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 
 class SessionError(Exception):
     """Base class of every error wsgi_session raises on purpose."""
@@ -33,3 +36,13 @@ class SessionSealed(SessionError, RuntimeError):
 
 class ConfigurationError(SessionError, ValueError):
     """A setting has a value that cannot work; the message names the setting."""
+
+
+def renamed(message: str, names: Mapping[str, str]) -> str:
+    """``message`` with the middleware's option names replaced by ``names[option]``.
+
+    Framework adapters use it so an error names the setting the user wrote
+    (``SESSION_COOKIE_SAMESITE``), not the option it became (``cookie_samesite``).
+    """
+    options = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    return options.sub(lambda found: names[found[1]], message)

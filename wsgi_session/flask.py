@@ -13,7 +13,6 @@ of values.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
 from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
-from wsgi_session.errors import ConfigurationError
+from wsgi_session.errors import ConfigurationError, renamed
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import BaseSessionMiddleware, default_store, make_backend
 from wsgi_session.session import Origin
@@ -58,7 +57,6 @@ FLASK_NAMES = {
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
 }
-_FLASK_NAME = re.compile(r"\b(?:{})\b".format("|".join(FLASK_NAMES)))
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
 
 
@@ -286,7 +284,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             )
             keys = KeyRing(secret, fallbacks or ())
         except ConfigurationError as error:
-            message = _FLASK_NAME.sub(lambda found: FLASK_NAMES[found[0]], str(error))
+            message = renamed(str(error), FLASK_NAMES)
             raise ConfigurationError(f"app.config: {message}") from error
         return policy, make_backend(self.store, keys, derived)
 

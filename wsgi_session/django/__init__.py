@@ -12,7 +12,6 @@ passes through the WSGI middleware.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from django.utils.deprecation import MiddlewareMixin
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
 from wsgi_session.config import store_from_url
 from wsgi_session.cookies import WSGIEnvironment
-from wsgi_session.errors import ConfigurationError
+from wsgi_session.errors import ConfigurationError, renamed
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
 from wsgi_session.middleware import default_store
 from wsgi_session.session import Origin, Session
@@ -169,7 +168,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
-            raise ImproperlyConfigured(_in_django_terms(str(exc))) from exc
+            raise ImproperlyConfigured(renamed(str(exc), _SETTING_NAMES)) from exc
         self.permanent_by_default = not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
         self.django_backend = _DjangoBackend(self.backend, self)
 
@@ -192,12 +191,6 @@ _SETTING_NAMES = {
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "idle_timeout": "SESSION_COOKIE_AGE",
 }
-_OPTION_NAME = re.compile(rf"\b({'|'.join(_SETTING_NAMES)})\b")
-
-
-def _in_django_terms(message: str) -> str:
-    """A middleware error message with its option names replaced by Django's settings."""
-    return _OPTION_NAME.sub(lambda found: _SETTING_NAMES[found[1]], message)
 
 
 def _store_from_settings() -> Store | BackendFactory:
