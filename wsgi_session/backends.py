@@ -74,11 +74,6 @@ class BaseBackend:
         left = self.lifetime.remaining(created, now, session.idle_timeout, now)
         return max(1, math.ceil(left))
 
-    def created(self, session: Session, now: float) -> float:
-        """When ``session`` began: now, if this request started it afresh."""
-        origin = session.origin
-        return now if origin.new or session.destroyed else origin.created
-
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
         now = self.clock()
@@ -262,7 +257,7 @@ class ServerSideBackend(BaseBackend):
             if old_key is not None:
                 self.store.delete(old_key)  # destroyed, or regenerated and emptied: ours alone
             return EXPIRE if origin.had_cookie else None
-        created = self.created(session, now)
+        created = session.created_at(now)
         record = self._record(session, created, now, text)
         ttl = self.seconds_left(session, created, now)
         if moved:

@@ -127,7 +127,7 @@ class Demo:
             ("started", _time(origin.created)),
             (
                 "expires",
-                f"{_time(now + self.lifetime.remaining(origin.created, now, idle, now))} "
+                f"{_time(now + self.lifetime.left(session, now))} "
                 f"unless used again (idle timeout {format_duration(idle)})",
             ),
             (

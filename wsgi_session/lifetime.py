@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsgi_session.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from wsgi_session.session import Session
 
 DAY = 24 * 3600
 
@@ -48,6 +52,10 @@ class Lifetime:
         if self.absolute_timeout is not None:
             left = min(left, created + self.absolute_timeout - now)
         return left
+
+    def left(self, session: Session, now: float) -> float:
+        """Seconds ``session`` has left if it is not used again after ``now``."""
+        return self.remaining(session.created_at(now), now, session.idle_timeout, now)
 
     def needs_refresh(self, accessed: float, now: float, idle: int | None = None) -> bool:
         """Whether a record written at ``accessed`` is due a rewrite.

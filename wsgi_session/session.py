@@ -165,6 +165,11 @@ class Session(MutableMapping[str, Any]):
         self._permanent = False
         self._idle_timeout = None
 
+    def created_at(self, now: float) -> float:
+        """When the session began: ``now`` if this request starts it afresh."""
+        origin = self._load()
+        return now if origin.new or self.destroyed else origin.created
+
     @property
     def destroyed(self) -> bool:
         """True once :meth:`destroy` was called in this request."""

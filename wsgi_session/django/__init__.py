@@ -437,8 +437,7 @@ class DjangoSession:
         session = self.session
         lifetime = self.middleware.lifetime
         now = lifetime.clock()
-        created = now if session.destroyed else session.origin.created
-        left = lifetime.remaining(created, now, session.idle_timeout, now)
+        left = lifetime.left(session, now)
         deadline = _deadline(session.get(EXPIRY_KEY))
         if deadline is not None:
             left = min(left, deadline - now)

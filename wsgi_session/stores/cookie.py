@@ -152,7 +152,7 @@ class CookieBackend(BaseBackend):
             or self.resend(session)
         ):
             return None
-        created = self.created(session, now)
+        created = session.created_at(now)
         payload = (
             f"{int(created)} {int(now)} {int(session.permanent)} "
             f"{session.idle_timeout or 0} {session.id} {text}"
