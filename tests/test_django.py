@@ -377,7 +377,32 @@ def test_flush_deletes_the_record_and_expires_the_cookie(client: Client, store: 
     first = session_cookie(client.get("/t/set/"))
     flushed = client.get("/t/flush/")
     assert session_cookie(flushed).expires_now
-    assert stored(store, first.session_id) is None
+    assert store.load(hashlib.sha256(first.session_id.encode()).hexdigest()) is None  # deleted
+
+
+def test_django_cache_middleware_never_shares_a_session_page(
+    make_client: Callable[..., Client],
+) -> None:
+    middleware = [
+        "django.middleware.cache.UpdateCacheMiddleware",
+        "wsgi_session.django.SessionMiddleware",
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ]
+    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(MIDDLEWARE=middleware, CACHES=caches, CACHE_MIDDLEWARE_SECONDS=60):
+        first, second = make_client(), make_client()
+        created = first.get("/t/set/")  # a new session: the response sets a cookie
+        other = second.get("/t/set/")  # another visitor, no cookie either
+        read = first.get("/t/read/")
+        stranger = second.get("/t/read/")
+
+    # Django's view of the response already varies on Cookie and, when a cookie
+    # is being set, is private: the cache must not hand it to the next visitor.
+    assert "private" in created.headers["Cache-Control"]
+    assert session_cookie(other).session_id != session_cookie(created).session_id
+    assert "Cookie" in read.headers["Vary"]
+    assert result(stranger) == {"data": 1}  # its own session, not the first visitor's
+    assert session_cookie(other).session_id != session_cookie(created).session_id
 
 
 def test_data_set_after_flush_starts_a_new_permanent_session(client: Client, store: Store) -> None:

@@ -23,6 +23,7 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
@@ -268,8 +269,17 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         session = request.session
-        if isinstance(session, DjangoSession) and session.middleware.save_every_request:
+        if not isinstance(session, DjangoSession):
+            return response
+        if session.middleware.save_every_request:
             session.load()
+        # The WSGI middleware adds Vary and Set-Cookie after Django is done, too
+        # late for Django's cache middleware: say here what Django's own session
+        # middleware says, so a per-user page is never cached for everyone.
+        if session.session.accessed:
+            patch_vary_headers(response, ("Cookie",))
+            if session.session.modified:
+                patch_cache_control(response, private=True)
         return response
 
 
