@@ -22,6 +22,7 @@ from helpers import (
     one_cookie,
     set_cookies,
     stored_data,
+    stored_record,
 )
 from werkzeug.test import Client, TestResponse
 
@@ -276,3 +277,34 @@ def test_a_write_follows_a_chain_of_regenerations(race: Race) -> None:
     assert race.data(second_login) == {"seed": 1, "user": "bob", "cart": [1]}
     assert race.data(first_login) is None  # still retired: a forward, not a live record
     assert race.request("/read", first_login).text == "{}"
+
+
+@pytest.mark.parametrize("regenerate", [False, True], ids=["same-id", "regenerated"])
+def test_a_remember_me_login_racing_a_slow_write_stays_permanent(regenerate: bool) -> None:
+    race = Race()
+    try:
+
+        def remember_me(session: Session) -> None:
+            if regenerate:
+                session.regenerate()
+            session.permanent = True
+            session.idle_timeout = 30 * 24 * 3600
+            session["user"] = "bob"
+
+        writer_gate = Gate()
+        writer = race.start(race.app.add("cart", setter("cart", [1]), writer_gate))
+        writer_gate.wait_loaded()
+        logged_in = race.request(race.app.add("remember", remember_me))
+        writer_gate.go.set()
+        written = writer.result(WAIT)
+
+        cookie = browser_cookie([logged_in, written])
+        assert cookie.attrs["max-age"] == str(30 * 24 * 3600)
+        record = stored_record(race.store, cookie.session_id)
+        assert record is not None
+        # The slow writer merged its key but kept the login's flags.
+        assert (record.permanent, record.idle_timeout) == (True, 30 * 24 * 3600)
+        assert race.data(cookie) == {"seed": 1, "user": "bob", "cart": [1]}
+        assert race.stats.merges >= 1
+    finally:
+        race.close()

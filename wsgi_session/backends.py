@@ -259,15 +259,14 @@ class ServerSideBackend(BaseBackend):
             return EXPIRE if origin.had_cookie else None
         created = session.created_at(now)
         record = self._record(session, created, now, text)
-        ttl = self.seconds_left(session, created, now)
         if moved:
-            return self._move(session, record, ttl, old_key, origin.version)
+            return self._move(session, record, old_key, origin.version)
         if old_key is None:
-            self._create(self.store_key(session.id), record, ttl)
+            self._create(self.store_key(session.id), record)
             return self.cookie(self.signer.sign(session.id), session, created, now)
         if not session.differs_from_origin(text):
             if self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout):
-                if not self.store.save(old_key, record.encode(), ttl, origin.version):
+                if not self._write(old_key, record, origin.version):
                     # Whoever wrote first refreshed the record too, and may have
                     # retired this id: its cookie must not be sent again.
                     return None
@@ -279,7 +278,7 @@ class ServerSideBackend(BaseBackend):
         # An emptied session is saved empty (loads treat that as no session), not
         # deleted: a delete cannot compare-and-set, and would lose the keys a
         # concurrent request set meanwhile.
-        saved = self._save(old_key, record, ttl, origin.version, session)
+        saved = self._save(old_key, record, origin.version, session)
         if saved is None:
             return EXPIRE
         saved_key, saved_record = saved
@@ -296,30 +295,36 @@ class ServerSideBackend(BaseBackend):
     def _record(self, session: Session, created: float, now: float, text: str) -> Record:
         return Record(created, now, session.permanent, session.idle_timeout, text)
 
-    def _create(self, key: str, record: Record, ttl: int) -> None:
-        if not self.store.save(key, record.encode(), ttl, None):
+    def _write(self, key: str, record: Record, version: Version | None) -> bool:
+        """Compare-and-set ``record``, kept by the store for as long as it can live."""
+        left = self.lifetime.remaining(
+            record.created, record.accessed, record.idle_timeout, record.accessed
+        )
+        return self.store.save(key, record.encode(), max(1, math.ceil(left)), version)
+
+    def _create(self, key: str, record: Record) -> None:
+        if not self._write(key, record, None):
             raise StoreWriteFailed("a new session id collided with a stored one")
 
     def _move(
         self,
         session: Session,
         record: Record,
-        ttl: int,
         old_key: str | None,
         old_version: Version | None,
     ) -> CookieUpdate:
         """Store the session under its new id and retire the old record."""
         new_key = self.store_key(session.id)
-        self._create(new_key, record, ttl)
+        self._create(new_key, record)
         if old_key is not None:
             if session.destroyed:
                 self.store.delete(old_key)
             else:
-                self._retire(old_key, old_version, new_key, session, ttl)
+                self._retire(old_key, old_version, new_key, session)
         return self.cookie(self.signer.sign(session.id), session, record.created, record.accessed)
 
     def _retire(
-        self, old_key: str, version: Version | None, new_key: str, session: Session, ttl: int
+        self, old_key: str, version: Version | None, new_key: str, session: Session
     ) -> None:
         """Replace a regenerated session's old record by a pointer to the new one.
 
@@ -339,12 +344,12 @@ class ServerSideBackend(BaseBackend):
             merged = self._merged(theirs, session)
             current = self.store.load(new_key)
             if current is not None:
-                self._save(new_key, merged, ttl, current[1], session)
+                self._save(new_key, merged, current[1], session)
             version = found[1]
         raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
 
     def _save(
-        self, key: str, record: Record, ttl: int, version: Version | None, session: Session
+        self, key: str, record: Record, version: Version | None, session: Session
     ) -> tuple[str, Record] | None:
         """Compare-and-set ``record``, merging into newer records.
 
@@ -352,7 +357,7 @@ class ServerSideBackend(BaseBackend):
         concurrent request moved it), or ``None`` if the session was destroyed.
         """
         for _ in range(MAX_ATTEMPTS):
-            if self.store.save(key, record.encode(), ttl, version):
+            if self._write(key, record, version):
                 return key, record
             self.stats.count("conflicts")
             found = self._follow(key)
@@ -387,10 +392,13 @@ class ServerSideBackend(BaseBackend):
         data.update(changed)
         for key in deleted:
             data.pop(key, None)
-        return Record(
-            theirs.created,
-            self.clock(),
-            session.permanent,
-            session.idle_timeout,
-            dumps(data),
-        )
+        # Flags too: this request's only where it changed them (a remember-me
+        # login in a concurrent request must not be undone by a slow cart update).
+        origin = session.origin
+        permanent = session.permanent
+        if permanent == origin.permanent:
+            permanent = theirs.permanent
+        idle_timeout = session.idle_timeout
+        if idle_timeout == origin.idle_timeout:
+            idle_timeout = theirs.idle_timeout
+        return Record(theirs.created, self.clock(), permanent, idle_timeout, dumps(data))
