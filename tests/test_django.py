@@ -681,6 +681,15 @@ def test_test_client_login_checks_the_password(test_client: django_test.Client) 
     assert test_client.session["visits"] == 1
 
 
+def test_test_client_session_can_be_saved_twice(test_client: django_test.Client) -> None:
+    session = test_client.session
+    session["cart"] = [1]
+    session.save()
+    session["cart"] = [1, 2]
+    session.save()  # the record exists now: updated, not created again
+    assert test_client.get("/t/read/").json() == {"result": {"cart": [1, 2]}}
+
+
 def test_test_client_session_can_be_set_up(test_client: django_test.Client) -> None:
     session = test_client.session
     session["cart"] = [1, 2]

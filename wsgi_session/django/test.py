@@ -136,6 +136,11 @@ class _ClientSession(DjangoSession):
             self.environ,
         )
         self.client.keep_cookies(headers)
+        # Go on from what was stored, as the next request would: saving again
+        # then updates that record instead of creating it a second time.
+        reopened = self.client.session
+        assert isinstance(reopened, _ClientSession)
+        self.session, self.environ = reopened.session, reopened.environ
 
 
 class _SessionClientHandler(ClientHandler):
