@@ -537,6 +537,19 @@ def test_secure_false_still_marks_https_cookies_secure(make_client: Callable[...
     assert "secure" in session_cookie(https).attrs
 
 
+def test_https_behind_a_trusted_proxy_marks_cookies_secure(
+    make_client: Callable[..., Client],
+) -> None:
+    forwarded = {"X-Forwarded-Proto": "https"}
+    assert "secure" not in session_cookie(make_client().get("/t/set/", headers=forwarded)).attrs
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        client = make_client()
+        proxied = client.get("/t/set/", headers=forwarded)
+        plain = client.get("/t/set/", headers={"X-Forwarded-Proto": "http"})
+    assert "secure" in session_cookie(proxied).attrs
+    assert "secure" not in session_cookie(plain).attrs
+
+
 def test_expire_at_browser_close(make_client: Callable[..., Client]) -> None:
     client = make_client()
     with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -28,7 +28,7 @@ from django.utils.deprecation import MiddlewareMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
 from wsgi_session.config import store_from_url
-from wsgi_session.cookies import WSGIEnvironment
+from wsgi_session.cookies import CookiePolicy, WSGIEnvironment
 from wsgi_session.errors import ConfigurationError, renamed
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
 from wsgi_session.middleware import default_store
@@ -172,9 +172,17 @@ class _DjangoSessions(WSGISessionMiddleware):
             raise ImproperlyConfigured(renamed(str(exc), _SETTING_NAMES)) from exc
         self.permanent_by_default = not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
         self.django_backend = _DjangoBackend(self.backend, self)
+        self.proxied_https_policy = replace(self.policy, secure=True)
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.django_backend
+
+    def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
+        # "Secure on https" must see https the way Django does: behind a TLS
+        # proxy that Django is told to trust (SECURE_PROXY_SSL_HEADER).
+        if self.policy.secure is None and _forwarded_https(environ):
+            return self.proxied_https_policy
+        return self.policy
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[MIDDLEWARE_KEY] = self
@@ -281,6 +289,16 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if session.session.modified:
                 patch_cache_control(response, private=True)
         return response
+
+
+def _forwarded_https(environ: WSGIEnvironment) -> bool:
+    """Whether ``SECURE_PROXY_SSL_HEADER`` says this request came over https."""
+    trusted = settings.SECURE_PROXY_SSL_HEADER
+    if not trusted:
+        return False
+    header, secure_value = trusted
+    forwarded = environ.get(header)
+    return forwarded is not None and forwarded.split(",", 1)[0].strip() == secure_value
 
 
 def attach(request: HttpRequest, session: DjangoSession | _NoSession) -> None:
