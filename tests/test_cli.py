@@ -83,6 +83,7 @@ def test_check_shows_the_effective_configuration_with_secrets_masked(
     run: Run, tmp_path: Path
 ) -> None:
     database = tmp_path / "sessions.db"
+    SQLiteStore(database).save("k", b"v", ttl=60)
     status, out, err = run(
         "check",
         SECRET_KEY=SECRET,
@@ -97,7 +98,15 @@ def test_check_shows_the_effective_configuration_with_secrets_masked(
     assert re.search(r"WSGI_SESSION_IDLE_TIMEOUT +1h30m", out)
     assert re.search(r"WSGI_SESSION_REFRESH_INTERVAL +9m", out)
     assert "ok: the settings are valid and the store answered" in out
-    assert database.exists()  # the store was reached
+
+
+def test_check_does_not_create_a_missing_sqlite_file(run: Run, tmp_path: Path) -> None:
+    database = tmp_path / "sessions.db"
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=f"sqlite://{database}")
+    assert status == 0, err
+    assert f"there is no session database at {database} yet" in out
+    # Created by check, it would belong to whoever ran it (often root), not the app.
+    assert not database.exists()
 
 
 def test_check_fails_on_a_bad_setting_naming_it(run: Run) -> None:
@@ -155,10 +164,17 @@ def test_gc_purges_expired_sqlite_records_and_keeps_live_ones(run: Run, tmp_path
     assert run("gc", STORE=f"sqlite://{database}")[1].startswith("purged 0 expired")
 
 
-def test_gc_uses_the_default_sqlite_file(run: Run, tmp_path: Path) -> None:
+def test_gc_uses_the_default_sqlite_file_and_never_creates_it(run: Run, tmp_path: Path) -> None:
+    default = tmp_path / "state" / "wsgi_session" / "sessions.sqlite3"
+    status, _, err = run("gc")
+    assert status == 1
+    assert err.strip() == f"wsgi-session gc: no session database at {default}"
+    assert not default.exists()
+
+    SQLiteStore(default).save("k", b"v", ttl=60)
     status, out, _ = run("gc")
     assert status == 0
-    assert str(tmp_path / "state" / "wsgi_session" / "sessions.sqlite3") in out
+    assert str(default) in out
 
 
 @pytest.mark.parametrize(
@@ -176,9 +192,9 @@ def test_gc_explains_stores_that_expire_by_themselves(run: Run, url: str, reason
 
 
 def test_gc_fails_when_the_store_cannot_be_reached(run: Run, tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    status, _, err = run("gc", STORE=f"sqlite://{blocker}/sessions.db")
+    not_a_database = tmp_path / "sessions.db"
+    not_a_database.mkdir()
+    status, _, err = run("gc", STORE=f"sqlite://{not_a_database}")
     assert status == 1
     assert err.startswith("wsgi-session gc: error: SQLite session store")
 

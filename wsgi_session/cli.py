@@ -8,6 +8,7 @@ import secrets
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from wsgi_session.config import ENV_PREFIX, SETTING_NAMES, STORE_URLS, Config
@@ -70,6 +71,11 @@ def gc(args: argparse.Namespace) -> int:
     if reason is not None or purge is None:
         print(f"nothing to purge in {config.store_url}: {reason or 'it expires records itself'}")
         return 0
+    missing = _missing_database(config.store)
+    if missing is not None:
+        # Creating it here would make it belong to whoever runs gc (often root).
+        print(f"wsgi-session gc: no session database at {missing}", file=sys.stderr)
+        return 1
     count = purge()
     plural = "" if count == 1 else "s"
     print(f"purged {count} expired session record{plural} from {config.store_description}")
@@ -84,12 +90,27 @@ def check(args: argparse.Namespace) -> int:
     for name, value in effective.items():
         print(f"{name:<{width}}  {value}")
     store = config.store
-    if isinstance(store, Store):
+    missing = _missing_database(store)
+    if missing is not None:
+        print(
+            f"\nok: the settings are valid; there is no session database at {missing} yet: "
+            "the application creates it on first use (as its own user)"
+        )
+    elif isinstance(store, Store):
         store.load(secrets.token_hex(32))  # an unknown key: answers None if the store is up
         print(f"\nok: the settings are valid and the store answered ({config.store_url})")
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
     return 0
+
+
+def _missing_database(store: object) -> Path | None:
+    """The path of an SQLite store whose file does not exist yet, else ``None``."""
+    from wsgi_session.stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        return store.path
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
