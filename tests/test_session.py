@@ -328,8 +328,9 @@ def test_regenerate_moves_the_data_to_a_new_id() -> None:
     assert new.session_id != old.session_id
     assert stored_data(store, new.session_id) == {"user": "alice"}
     assert stored_data(store, old.session_id) is None
-    retired = store.inner.load(store_key(old.session_id))
-    assert retired is None or b"alice" not in retired[0]
+    retired = stored_record(store, old.session_id)
+    assert retired is not None and retired.forward == store_key(new.session_id)
+    assert b"alice" not in store.inner.load(store_key(old.session_id))[0]  # type: ignore[index]
     assert client.get("/read").text == "{'user': 'alice'}"
 
 
@@ -352,6 +353,8 @@ def test_retired_record_vanishes_after_a_short_while() -> None:
     client, _, store = make(ROUTES, store=CountingStore(MemoryStore(clock=clock)), clock=clock)
     old = one_cookie(client.get("/set"))
     client.get("/regenerate")
+    retired = stored_record(store, old.session_id)
+    assert retired is not None and retired.forward is not None  # a forward, for 5 minutes
 
     clock.advance(301)
 
