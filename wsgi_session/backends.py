@@ -364,8 +364,9 @@ class ServerSideBackend(BaseBackend):
             if found is None:
                 self.stats.count("dropped")
                 log.warning(
-                    "session was destroyed by a concurrent request; this request's changes "
-                    "are dropped and its cookie expired"
+                    "session was destroyed by a concurrent request (or lost with the store "
+                    "server that held it); this request's changes are dropped and its "
+                    "cookie expired"
                 )
                 return None
             key, theirs, version = found
