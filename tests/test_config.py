@@ -351,7 +351,7 @@ def test_cookie_url() -> None:
         ("memcached://h:11211?timeout=1&timeout=2", "given twice"),
         ("memcached://h:99999", "not a host:port address"),
         ("memcached://h?max_pool_size=0", "at least 1"),
-        ("memory:///tmp/x", "takes no host or path"),
+        ("memory:///some/path", "takes no host or path"),
         ("cookie://?encrypt=perhaps", "option encrypt='perhaps' must be true or false"),
     ],
 )
