@@ -486,3 +486,39 @@ def test_environ_key_is_configurable() -> None:
     )
 
     assert stored_data(store, one_cookie(response).session_id) == {"user": "alice"}
+
+
+class ReplayingStore(CountingStore):
+    """Fault injection: the first create lands but answers "exists", as a client
+    retry of a create whose reply was lost would (a real server cannot be made
+    to drop that reply on demand)."""
+
+    def save(self, key: str, data: bytes, ttl: int, version: Any = None) -> bool:
+        stored = super().save(key, data, ttl, version)
+        if version is None and self.calls["save"] == 1:
+            return False
+        return stored
+
+
+def test_a_create_that_landed_but_answered_exists_is_not_an_error() -> None:
+    store = ReplayingStore()
+    client = Client(SessionMiddleware(session_app(ROUTES), SECRET, store=store))
+
+    response = client.get("/set")
+
+    assert response.status_code == 200
+    assert stored_data(store, one_cookie(response).session_id) == {"user": "alice"}
+
+
+def test_a_create_that_finds_someone_elses_record_is_a_503() -> None:
+    class Colliding(CountingStore):
+        """Fault injection: every key already holds another session's record."""
+
+        def save(self, key: str, data: bytes, ttl: int, version: Any = None) -> bool:
+            if version is None:
+                self.inner.save(key, b'1 0 0 0 0 {"user":"mallory"}', ttl)
+            return super().save(key, data, ttl, version)
+
+    client = Client(SessionMiddleware(session_app(ROUTES), SECRET, store=Colliding()))
+
+    assert client.get("/set").status_code == 503

@@ -303,7 +303,12 @@ class ServerSideBackend(BaseBackend):
         return self.store.save(key, record.encode(), max(1, math.ceil(left)), version)
 
     def _create(self, key: str, record: Record) -> None:
-        if not self._write(key, record, None):
+        if self._write(key, record, None):
+            return
+        # A fresh 256-bit id cannot collide; "exists" means a client retry (after
+        # a dropped connection) repeated a create that had landed. Ours? Fine.
+        found = self.store.load(key)
+        if found is None or found[0] != record.encode():
             raise StoreWriteFailed("a new session id collided with a stored one")
 
     def _move(
