@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import threading
 from collections.abc import Callable
@@ -69,11 +68,6 @@ class BaseBackend:
         self.lifetime = lifetime
         self.clock = lifetime.clock
 
-    def seconds_left(self, session: Session, created: float, now: float) -> int:
-        """Whole seconds until ``session`` expires if it is not used again."""
-        left = self.lifetime.remaining(created, now, session.idle_timeout, now)
-        return max(1, math.ceil(left))
-
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
         now = self.clock()
@@ -113,7 +107,8 @@ class BaseBackend:
     ) -> CookieUpdate:
         if not session.permanent:
             return CookieUpdate(value, None, check)
-        return CookieUpdate(value, self.seconds_left(session, created, now), check)
+        max_age = self.lifetime.whole_seconds(created, now, session.idle_timeout)
+        return CookieUpdate(value, max_age, check)
 
 
 _SIGNED_ID = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{20,100}")
@@ -258,7 +253,7 @@ class ServerSideBackend(BaseBackend):
                 self.store.delete(old_key)  # destroyed, or regenerated and emptied: ours alone
             return EXPIRE if origin.had_cookie else None
         created = session.created_at(now)
-        record = self._record(session, created, now, text)
+        record = Record(created, now, session.permanent, session.idle_timeout, text)
         if moved:
             return self._move(session, record, old_key, origin.version)
         if old_key is None:
@@ -292,15 +287,10 @@ class ServerSideBackend(BaseBackend):
             return self.cookie(self.signer.sign(session.id), session, created, now)
         return None
 
-    def _record(self, session: Session, created: float, now: float, text: str) -> Record:
-        return Record(created, now, session.permanent, session.idle_timeout, text)
-
     def _write(self, key: str, record: Record, version: Version | None) -> bool:
         """Compare-and-set ``record``, kept by the store for as long as it can live."""
-        left = self.lifetime.remaining(
-            record.created, record.accessed, record.idle_timeout, record.accessed
-        )
-        return self.store.save(key, record.encode(), max(1, math.ceil(left)), version)
+        ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
+        return self.store.save(key, record.encode(), ttl, version)
 
     def _create(self, key: str, record: Record) -> None:
         if self._write(key, record, None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class Lifetime:
         if self.absolute_timeout is not None:
             left = min(left, created + self.absolute_timeout - now)
         return left
+
+    def whole_seconds(self, created: float, accessed: float, idle: int | None) -> int:
+        """Whole seconds (at least 1) to keep a session last used at ``accessed``."""
+        return max(1, math.ceil(self.remaining(created, accessed, idle, accessed)))
 
     def left(self, session: Session, now: float) -> float:
         """Seconds ``session`` has left if it is not used again after ``now``."""
