@@ -1,4 +1,4 @@
-"""Each example, started the way the README shows, answering real HTTP requests."""
+"""Each example, started the way docs/deploying.md shows, answering real HTTP requests."""
 
 from __future__ import annotations
 

@@ -113,8 +113,8 @@ class BaseSessionMiddleware:
 class SessionMiddleware(BaseSessionMiddleware):
     """Give every request a lazy ``Session`` in ``environ[environ_key]``.
 
-    ``store`` defaults to the embedded SQLite file; see the README for every
-    option. The cookie attributes and timeouts are checked here, at start-up.
+    ``store`` defaults to the embedded SQLite file; docs/middleware.md describes
+    every option. The cookie attributes and timeouts are checked here, at start-up.
     """
 
     def __init__(
