@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgi_session.errors import SessionSealed
-from wsgi_session.serialization import dumps, loads
+from wsgi_session.serialization import EMPTY, PLAIN_TYPES, dumps, loads
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # cannot change in place
+ID_BYTES = 32  # 256 random bits
+ID_LENGTH = -(-ID_BYTES * 4 // 3)  # characters of unpadded URL-safe base64: 43
 
 
 def new_session_id() -> str:
-    """256 random bits, URL-safe text."""
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe text of ``ID_LENGTH`` characters."""
+    return secrets.token_urlsafe(ID_BYTES)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Origin:
     id: str
     new: bool = True
     data: dict[str, Any] = field(default_factory=dict)
-    text: str = "{}"  # the data exactly as loaded: unchanged text means nothing to save
+    text: str = EMPTY  # the data exactly as loaded: unchanged text means nothing to save
     created: float = 0.0
     accessed: float = 0.0  # when the record was last written
     permanent: bool = False
@@ -202,7 +203,7 @@ class Session(MutableMapping[str, Any]):
             return True
         if self._changed_explicitly():
             return False
-        return all(type(value) in _SCALARS for value in self._values.values())
+        return all(type(value) in PLAIN_TYPES for value in self._values.values())
 
     def _changed_explicitly(self) -> bool:
         origin = self._load()

@@ -1,0 +1,189 @@
+"""What a request writes and which cookie goes out: the whole decision, with no I/O.
+
+When the response starts, :func:`decide` turns the session into a :class:`Plan`,
+the backend carries it out and reports an :class:`Outcome` (a compare-and-set
+may find that a concurrent request got there first), and :func:`cookie_after`
+says what to do with the cookie::
+
+    plan      when                                        the store          the cookie
+    NOTHING   unchanged, no refresh due, nothing to       -                  -
+              resend; or new, empty and no cookie came
+    RESEND    unchanged, no refresh due, but the cookie   -                  sent
+              must go out again (fallback key, refresh
+              on every request)
+    REFRESH   unchanged, record older than the refresh    rewritten (CAS),   see WRITTEN
+              interval                                    new access time
+    CREATE    new session with data                       created            sent
+    UPDATE    changed, or cleared, under the same id      saved (CAS),       by the outcome
+                                                          merging
+    MOVE      data under a new id (regenerate, or         created; the old   sent
+              destroy then set)                           one retired
+    DELETE    no data under a new id (destroyed)          old one deleted    expired
+    EXPIRE    new and empty, but a cookie came (one that  -                  expired
+              did not verify or named no live session)
+
+After a write under the session's own id (REFRESH, UPDATE) the outcome decides::
+
+    WRITTEN    as planned, or merged into a concurrent write: sent if the cookie
+               holds the data (cookie store), was signed with a fallback key, or
+               has a Max-Age to push back or to drop; else nothing
+    EMPTIED    written, and what is stored now holds no data: expired
+    OUTRUN     a concurrent write refreshed the record first: nothing (it may
+               have retired this id; its own response sends the cookie)
+    MOVED      a concurrent login moved the session: nothing (its response
+               sends the new id)
+    DESTROYED  a concurrent logout deleted it: expired
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.serialization import EMPTY
+from wsgi_session.session import Session
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    RESEND = "resend"
+    REFRESH = "refresh"
+    CREATE = "create"
+    UPDATE = "update"
+    MOVE = "move"
+    DELETE = "delete"
+    EXPIRE = "expire"
+
+
+class Outcome(enum.Enum):
+    WRITTEN = "written"
+    EMPTIED = "emptied"
+    OUTRUN = "outrun"
+    MOVED = "moved"
+    DESTROYED = "destroyed"
+
+
+class Cookie(enum.Enum):
+    KEEP = "keep"  # no Set-Cookie
+    SEND = "send"
+    EXPIRE = "expire"
+
+
+class Plan(NamedTuple):
+    """What to do with ``session``, whose data serializes to ``text``, at ``now``."""
+
+    action: Action
+    session: Session
+    text: str
+    now: float
+
+
+# -- the predicates ----------------------------------------------------------------
+
+
+def plain_read(session: Session, lifetime: Lifetime, now: float) -> bool:
+    """A stored session this request certainly left as it was: the common read.
+
+    Decided without serializing the data whenever it holds only plain values.
+    """
+    return (
+        not session.origin.new
+        and session.unchanged()
+        and not refresh_due(session, lifetime, now)
+        and not must_resend(session, lifetime)
+    )
+
+
+def refresh_due(session: Session, lifetime: Lifetime, now: float) -> bool:
+    """The stored access time is old enough to rewrite (so idle sessions still expire)."""
+    return lifetime.needs_refresh(session.origin.accessed, now, session.idle_timeout)
+
+
+def must_resend(session: Session, lifetime: Lifetime) -> bool:
+    """An unchanged session's cookie goes out anyway (re-signed, or Max-Age pushed back)."""
+    return session.origin.resign or (session.permanent and lifetime.refresh_each_request)
+
+
+def moved(session: Session) -> bool:
+    """The session has a new id: regenerated, or destroyed."""
+    return session.id != session.origin.id
+
+
+def cookie_outdated_by_write(session: Session) -> bool:
+    """After a write under the same id, a signed-id cookie must still be replaced.
+
+    A fallback key signed it; or it has a Max-Age to push back; or the session
+    stopped being permanent, and without a new cookie (no Max-Age) the browser
+    would keep the old expiry.
+    """
+    origin = session.origin
+    return origin.resign or session.permanent or origin.permanent
+
+
+# -- the decision ------------------------------------------------------------------
+
+
+def decide(session: Session, lifetime: Lifetime, now: float) -> Plan:
+    """The plan for an accessed ``session`` at the end of its request."""
+    origin = session.origin
+    if plain_read(session, lifetime, now):
+        return Plan(Action.NOTHING, session, origin.text, now)
+    text = session.serialize()
+    if text == EMPTY and (origin.new or moved(session)):
+        if not origin.new:
+            action = Action.DELETE
+        elif origin.had_cookie:
+            action = Action.EXPIRE
+        else:
+            action = Action.NOTHING
+    elif origin.new:
+        action = Action.CREATE
+    elif moved(session):
+        action = Action.MOVE
+    elif session.differs_from_origin(text):
+        # A cleared session is saved empty (loads treat that as no session), not
+        # deleted: a delete cannot compare-and-set, and would lose the keys a
+        # concurrent request set meanwhile.
+        action = Action.UPDATE
+    elif refresh_due(session, lifetime, now):
+        action = Action.REFRESH
+    elif must_resend(session, lifetime):
+        action = Action.RESEND
+    else:
+        action = Action.NOTHING
+    return Plan(action, session, text, now)
+
+
+_COOKIE = {
+    Action.NOTHING: Cookie.KEEP,
+    Action.RESEND: Cookie.SEND,
+    Action.CREATE: Cookie.SEND,
+    Action.MOVE: Cookie.SEND,
+    Action.DELETE: Cookie.EXPIRE,
+    Action.EXPIRE: Cookie.EXPIRE,
+}
+
+_COOKIE_AFTER_CONFLICT = {
+    Outcome.EMPTIED: Cookie.EXPIRE,
+    Outcome.OUTRUN: Cookie.KEEP,
+    Outcome.MOVED: Cookie.KEEP,
+    Outcome.DESTROYED: Cookie.EXPIRE,
+}
+
+
+def cookie_after(plan: Plan, outcome: Outcome, *, cookie_holds_data: bool) -> Cookie:
+    """The cookie to send once ``plan`` was carried out with ``outcome``.
+
+    ``cookie_holds_data``: the cookie is where the session lives (the cookie
+    store), so every write is a new cookie.
+    """
+    if outcome is not Outcome.WRITTEN:
+        return _COOKIE_AFTER_CONFLICT[outcome]
+    fixed = _COOKIE.get(plan.action)
+    if fixed is not None:
+        return fixed
+    # REFRESH and UPDATE wrote under the id the client already holds.
+    if cookie_holds_data or cookie_outdated_by_write(plan.session):
+        return Cookie.SEND
+    return Cookie.KEEP
