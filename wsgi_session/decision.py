@@ -37,37 +37,17 @@ After a write under the session's own id (REFRESH, UPDATE) the outcome decides::
 
 from __future__ import annotations
 
-import enum
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.serialization import EMPTY
-from wsgi_session.session import Session
+from wsgi_session.session import Origin, Session
 
-
-class Action(enum.Enum):
-    NOTHING = "nothing"
-    RESEND = "resend"
-    REFRESH = "refresh"
-    CREATE = "create"
-    UPDATE = "update"
-    MOVE = "move"
-    DELETE = "delete"
-    EXPIRE = "expire"
-
-
-class Outcome(enum.Enum):
-    WRITTEN = "written"
-    EMPTIED = "emptied"
-    OUTRUN = "outrun"
-    MOVED = "moved"
-    DESTROYED = "destroyed"
-
-
-class Cookie(enum.Enum):
-    KEEP = "keep"  # no Set-Cookie
-    SEND = "send"
-    EXPIRE = "expire"
+# Plain strings, not enums: an enum member costs a slow attribute lookup on
+# Python 3.11, and the decision runs on every request that uses its session.
+Action = Literal["nothing", "resend", "refresh", "create", "update", "move", "delete", "expire"]
+Outcome = Literal["written", "emptied", "outrun", "moved", "destroyed"]
+Cookie = Literal["keep", "send", "expire"]
 
 
 class Plan(NamedTuple):
@@ -87,22 +67,27 @@ def plain_read(session: Session, lifetime: Lifetime, now: float) -> bool:
 
     Decided without serializing the data whenever it holds only plain values.
     """
+    origin = session.origin
     return (
-        not session.origin.new
+        not origin.new
         and session.unchanged()
-        and not refresh_due(session, lifetime, now)
-        and not must_resend(session, lifetime)
+        and not refresh_due(origin, lifetime, now)
+        and not must_resend(origin, lifetime)
     )
 
 
-def refresh_due(session: Session, lifetime: Lifetime, now: float) -> bool:
+# The next two are asked about unchanged sessions only, whose flags are still
+# the origin's: reading them there spares a call on every request.
+
+
+def refresh_due(origin: Origin, lifetime: Lifetime, now: float) -> bool:
     """The stored access time is old enough to rewrite (so idle sessions still expire)."""
-    return lifetime.needs_refresh(session.origin.accessed, now, session.idle_timeout)
+    return lifetime.needs_refresh(origin.accessed, now, origin.idle_timeout)
 
 
-def must_resend(session: Session, lifetime: Lifetime) -> bool:
-    """An unchanged session's cookie goes out anyway (re-signed, or Max-Age pushed back)."""
-    return session.origin.resign or (session.permanent and lifetime.refresh_each_request)
+def must_resend(origin: Origin, lifetime: Lifetime) -> bool:
+    """The cookie goes out anyway: re-signed, or a permanent one's Max-Age pushed back."""
+    return origin.resign or (origin.permanent and lifetime.refresh_each_request)
 
 
 def moved(session: Session) -> bool:
@@ -128,47 +113,48 @@ def decide(session: Session, lifetime: Lifetime, now: float) -> Plan:
     """The plan for an accessed ``session`` at the end of its request."""
     origin = session.origin
     if plain_read(session, lifetime, now):
-        return Plan(Action.NOTHING, session, origin.text, now)
+        return Plan("nothing", session, origin.text, now)
     text = session.serialize()
+    action: Action
     if text == EMPTY and (origin.new or moved(session)):
         if not origin.new:
-            action = Action.DELETE
+            action = "delete"
         elif origin.had_cookie:
-            action = Action.EXPIRE
+            action = "expire"
         else:
-            action = Action.NOTHING
+            action = "nothing"
     elif origin.new:
-        action = Action.CREATE
+        action = "create"
     elif moved(session):
-        action = Action.MOVE
+        action = "move"
     elif session.differs_from_origin(text):
         # A cleared session is saved empty (loads treat that as no session), not
         # deleted: a delete cannot compare-and-set, and would lose the keys a
         # concurrent request set meanwhile.
-        action = Action.UPDATE
-    elif refresh_due(session, lifetime, now):
-        action = Action.REFRESH
-    elif must_resend(session, lifetime):
-        action = Action.RESEND
+        action = "update"
+    elif refresh_due(origin, lifetime, now):
+        action = "refresh"
+    elif must_resend(origin, lifetime):
+        action = "resend"
     else:
-        action = Action.NOTHING
+        action = "nothing"
     return Plan(action, session, text, now)
 
 
-_COOKIE = {
-    Action.NOTHING: Cookie.KEEP,
-    Action.RESEND: Cookie.SEND,
-    Action.CREATE: Cookie.SEND,
-    Action.MOVE: Cookie.SEND,
-    Action.DELETE: Cookie.EXPIRE,
-    Action.EXPIRE: Cookie.EXPIRE,
+_COOKIE: dict[Action, Cookie] = {
+    "nothing": "keep",
+    "resend": "send",
+    "create": "send",
+    "move": "send",
+    "delete": "expire",
+    "expire": "expire",
 }
 
-_COOKIE_AFTER_CONFLICT = {
-    Outcome.EMPTIED: Cookie.EXPIRE,
-    Outcome.OUTRUN: Cookie.KEEP,
-    Outcome.MOVED: Cookie.KEEP,
-    Outcome.DESTROYED: Cookie.EXPIRE,
+_COOKIE_AFTER_CONFLICT: dict[Outcome, Cookie] = {
+    "emptied": "expire",
+    "outrun": "keep",
+    "moved": "keep",
+    "destroyed": "expire",
 }
 
 
@@ -178,12 +164,12 @@ def cookie_after(plan: Plan, outcome: Outcome, *, cookie_holds_data: bool) -> Co
     ``cookie_holds_data``: the cookie is where the session lives (the cookie
     store), so every write is a new cookie.
     """
-    if outcome is not Outcome.WRITTEN:
+    if outcome != "written":
         return _COOKIE_AFTER_CONFLICT[outcome]
     fixed = _COOKIE.get(plan.action)
     if fixed is not None:
         return fixed
     # REFRESH and UPDATE wrote under the id the client already holds.
     if cookie_holds_data or cookie_outdated_by_write(plan.session):
-        return Cookie.SEND
-    return Cookie.KEEP
+        return "send"
+    return "keep"

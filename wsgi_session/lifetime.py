@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from wsgi_session.errors import ConfigurationError, check_seconds
 from wsgi_session.session import Session
@@ -48,7 +49,7 @@ class Lifetime:
                     idle=self.idle_timeout,
                 )
 
-    @property
+    @cached_property  # asked on every request; derived once, not a field: replace() derives anew
     def refresh_after(self) -> int:
         """Seconds after which an unchanged record is rewritten.
 

@@ -22,6 +22,7 @@ from wsgi_session.session import Origin, Session
 
 FORMAT = b"1"
 FORWARD = b"F"
+_FORWARD_HEAD = FORWARD + b" "
 
 
 class Record(NamedTuple):
@@ -42,11 +43,6 @@ class Record(NamedTuple):
     def of(cls, session: Session, text: str, now: float) -> Record:
         """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""
         return cls(session.created_at(now), now, session.permanent, session.idle_timeout, text)
-
-    @property
-    def empty(self) -> bool:
-        """True when the record holds no session (emptied, or a forward): it loads as none."""
-        return self.forward is not None or self.text == EMPTY
 
     def origin(self, session_id: str, *, version: object = None, resign: bool) -> Origin:
         """The session as loaded by a request; ``ValueError`` if its data is unreadable."""
@@ -91,7 +87,7 @@ class Record(NamedTuple):
         fmt, _, body = raw.partition(b" ")
         if fmt != FORMAT:
             return None
-        if body[:2] == FORWARD + b" ":
+        if body[:2] == _FORWARD_HEAD:
             try:
                 key = body[2:].decode("ascii")
             except UnicodeDecodeError:

@@ -97,14 +97,16 @@ class Session(MutableMapping[str, Any]):
     @property
     def origin(self) -> Origin:
         """What the backend loaded (loads it if nothing has yet)."""
-        return self._load()
+        # Asked several times by every commit: skip the call once loaded.
+        return self._origin or self._load()
 
     # -- identity and lifetime -------------------------------------------
 
     @property
     def id(self) -> str:
         """The session id (new after :meth:`regenerate`); never put it in a page or URL."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._id
 
     @property
@@ -115,7 +117,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def permanent(self) -> bool:
         """Whether the cookie outlives the browser session (sent with Max-Age)."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._permanent
 
     @permanent.setter
@@ -127,7 +130,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def idle_timeout(self) -> int | None:
         """This session's own idle timeout in seconds; ``None``: the middleware's."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._idle_timeout
 
     @idle_timeout.setter
@@ -203,10 +207,11 @@ class Session(MutableMapping[str, Any]):
             return True
         if self._changed_explicitly():
             return False
-        return all(type(value) in PLAIN_TYPES for value in self._values.values())
+        # Asked on every request that used its session: a set operation, no generator.
+        return PLAIN_TYPES.issuperset(map(type, self._values.values()))
 
     def _changed_explicitly(self) -> bool:
-        origin = self._load()
+        origin = self._origin or self._load()
         return (
             self._forced
             or bool(self._changed_keys)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from wsgi_session.cookies import KeyRing
-from wsgi_session.decision import Cookie, Outcome, Plan, cookie_after, decide
+from wsgi_session.decision import Outcome, Plan, cookie_after, decide
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.session import Origin, Session
 
@@ -63,11 +63,13 @@ class BaseBackend:
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
         plan = decide(session, self.lifetime, self.clock())
+        if plan.action == "nothing":  # most requests: skip the rest
+            return None
         outcome = self.execute(plan)
         cookie = cookie_after(plan, outcome, cookie_holds_data=self.cookie_holds_data)
-        if cookie is Cookie.KEEP:
+        if cookie == "keep":
             return None
-        if cookie is Cookie.EXPIRE:
+        if cookie == "expire":
             return EXPIRE
         return self.send(plan)
 

@@ -31,7 +31,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.crypto import Cipher, require_cryptography
-from wsgi_session.decision import Action, Outcome, Plan
+from wsgi_session.decision import Outcome, Plan
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
@@ -154,9 +154,9 @@ class CookieBackend(BaseBackend):
     def execute(self, plan: Plan) -> Outcome:
         # Nothing is kept on the server: the cookie is the write. An emptied
         # session has nothing to put in one.
-        if plan.action is Action.UPDATE and plan.text == EMPTY:
-            return Outcome.EMPTIED
-        return Outcome.WRITTEN
+        if plan.action == "update" and plan.text == EMPTY:
+            return "emptied"
+        return "written"
 
     def send(self, plan: Plan) -> CookieUpdate:
         session = plan.session

@@ -9,7 +9,7 @@ import re
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
 from wsgi_session.cookies import CookieSigner, KeyRing
-from wsgi_session.decision import Action, Outcome, Plan
+from wsgi_session.decision import Outcome, Plan
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
@@ -20,7 +20,7 @@ log = logging.getLogger("wsgi_session")
 
 # The id, a dot, the signature: anything else is refused before any HMAC or store work.
 _SIGNED_ID = re.compile(rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}\.[A-Za-z0-9_-]{{20,100}}")
-_NO_WRITE = frozenset({Action.NOTHING, Action.RESEND, Action.EXPIRE})
+_NO_WRITE = frozenset({"nothing", "resend", "expire"})
 
 
 class ServerSideBackend(BaseBackend):
@@ -58,7 +58,8 @@ class ServerSideBackend(BaseBackend):
         if (
             found is None
             or record is None
-            or record.empty
+            or record.forward is not None  # a regenerated session's old id stops working
+            or record.text == EMPTY  # an emptied session is no session
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
@@ -72,37 +73,37 @@ class ServerSideBackend(BaseBackend):
     def execute(self, plan: Plan) -> Outcome:
         action = plan.action
         if action in _NO_WRITE:
-            return Outcome.WRITTEN
+            return "written"
         session = plan.session
         origin = session.origin
-        if action is Action.DELETE:  # destroyed, or regenerated and emptied: ours alone
+        if action == "delete":  # destroyed, or regenerated and emptied: ours alone
             self.store.delete(self.store_key(origin.id))
-            return Outcome.WRITTEN
+            return "written"
         record = Record.of(session, plan.text, plan.now)
-        if action is Action.CREATE:
+        if action == "create":
             self.writer.create(self.store_key(session.id), record)
-            return Outcome.WRITTEN
+            return "written"
         old_key = self.store_key(origin.id)
-        if action is Action.MOVE:
+        if action == "move":
             new_key = self.store_key(session.id)
             self.writer.create(new_key, record)
             if session.destroyed:
                 self.store.delete(old_key)
             else:
                 self.writer.retire(old_key, origin.version, new_key, session)
-            return Outcome.WRITTEN
-        if action is Action.REFRESH:
+            return "written"
+        if action == "refresh":
             if self.writer.write(old_key, record, origin.version):
-                return Outcome.WRITTEN
+                return "written"
             # Whoever wrote first refreshed the record too, and may have retired this id.
-            return Outcome.OUTRUN
-        saved = self.writer.save(old_key, record, origin.version, session)  # an UPDATE
+            return "outrun"
+        saved = self.writer.save(old_key, record, origin.version, session)  # "update"
         if saved is None:
-            return Outcome.DESTROYED
+            return "destroyed"
         saved_key, saved_record = saved
         if saved_key != old_key:
-            return Outcome.MOVED
-        return Outcome.EMPTIED if saved_record.text == EMPTY else Outcome.WRITTEN
+            return "moved"
+        return "emptied" if saved_record.text == EMPTY else "written"
 
     def send(self, plan: Plan) -> CookieUpdate:
         return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))
