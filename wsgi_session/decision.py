@@ -6,33 +6,36 @@ may find that a concurrent request got there first), and :func:`cookie_after`
 says what to do with the cookie::
 
     plan      when                                        the store          the cookie
-    NOTHING   unchanged, no refresh due, nothing to       -                  -
+    nothing   unchanged, no refresh due, nothing to       -                  -
               resend; or new, empty and no cookie came
-    RESEND    unchanged, no refresh due, but the cookie   -                  sent
+    resend    unchanged, no refresh due, but the cookie   -                  sent
               must go out again (fallback key, refresh
               on every request)
-    REFRESH   unchanged, record older than the refresh    rewritten (CAS),   see WRITTEN
+    refresh   unchanged, record older than the refresh    rewritten (CAS),   by the outcome
               interval                                    new access time
-    CREATE    new session with data                       created            sent
-    UPDATE    changed, or cleared, under the same id      saved (CAS),       by the outcome
+    create    new session with data                       created            sent
+    update    changed, or cleared, under the same id      saved (CAS),       by the outcome
                                                           merging
-    MOVE      data under a new id (regenerate, or         created; the old   sent
+    move      data under a new id (regenerate, or         created; the old   sent
               destroy then set)                           one retired
-    DELETE    no data under a new id (destroyed)          old one deleted    expired
-    EXPIRE    new and empty, but a cookie came (one that  -                  expired
+    delete    no data under a new id (destroyed)          old one deleted    expired
+    expire    new and empty, but a cookie came (one that  -                  expired
               did not verify or named no live session)
 
-After a write under the session's own id (REFRESH, UPDATE) the outcome decides::
+After a write under the session's own id (refresh, update) the outcome decides::
 
-    WRITTEN    as planned, or merged into a concurrent write: sent if the cookie
+    written    as planned, or merged into a concurrent write: sent if the cookie
                holds the data (cookie store), was signed with a fallback key, or
                has a Max-Age to push back or to drop; else nothing
-    EMPTIED    written, and what is stored now holds no data: expired
-    OUTRUN     a concurrent write refreshed the record first: nothing (it may
+    emptied    written, and what is stored now holds no data: expired
+    outrun     a concurrent write refreshed the record first: nothing (it may
                have retired this id; its own response sends the cookie)
-    MOVED      a concurrent login moved the session: nothing (its response
+    moved      a concurrent login moved the session: nothing (its response
                sends the new id)
-    DESTROYED  a concurrent logout deleted it: expired
+    destroyed  a concurrent logout deleted it: expired
+
+The cookie store keeps nothing on the server: its "store" is the cookie, so
+every write sends one (``cookie_holds_data``).
 """
 
 from __future__ import annotations
