@@ -1,12 +1,13 @@
 """What a request writes and which cookie goes out: the whole decision, with no I/O.
 
-When the response starts, :func:`decide` turns the session into a :class:`Plan`,
-the backend carries it out and reports an :class:`Outcome` (a compare-and-set
-may find that a concurrent request got there first), and :func:`cookie_after`
-says what to do with the cookie::
+When the response starts, :func:`decide` turns the session into a :class:`Plan`
+(``None``: nothing to write, no cookie to send), the backend carries it out
+and reports an :class:`Outcome` (a compare-and-set may find that a concurrent
+request got there first), and :func:`cookie_after` says what to do with the
+cookie::
 
     plan      when                                        the store          the cookie
-    nothing   unchanged, no refresh due, nothing to       -                  -
+    None      unchanged, no refresh due, nothing to       -                  -
               resend; or new, empty and no cookie came
     resend    unchanged, no refresh due, but the cookie   -                  sent
               must go out again (fallback key, refresh
@@ -48,7 +49,7 @@ from wsgi_session.session import Origin, Session
 
 # Plain strings, not enums: an enum member costs a slow attribute lookup on
 # Python 3.11, and the decision runs on every request that uses its session.
-Action = Literal["nothing", "resend", "refresh", "create", "update", "move", "delete", "expire"]
+Action = Literal["resend", "refresh", "create", "update", "move", "delete", "expire"]
 Outcome = Literal["written", "emptied", "outrun", "moved", "destroyed"]
 Cookie = Literal["keep", "send", "expire"]
 
@@ -112,11 +113,11 @@ def cookie_outdated_by_write(session: Session) -> bool:
 # -- the decision ------------------------------------------------------------------
 
 
-def decide(session: Session, lifetime: Lifetime, now: float) -> Plan:
-    """The plan for an accessed ``session`` at the end of its request."""
-    origin = session.origin
+def decide(session: Session, lifetime: Lifetime, now: float) -> Plan | None:
+    """The plan for an accessed ``session`` at the end of its request; ``None``: nothing to do."""
     if plain_read(session, lifetime, now):
-        return Plan("nothing", session, origin.text, now)
+        return None
+    origin = session.origin
     text = session.serialize()
     action: Action
     if text == EMPTY and (origin.new or moved(session)):
@@ -125,7 +126,7 @@ def decide(session: Session, lifetime: Lifetime, now: float) -> Plan:
         elif origin.had_cookie:
             action = "expire"
         else:
-            action = "nothing"
+            return None
     elif origin.new:
         action = "create"
     elif moved(session):
@@ -140,12 +141,11 @@ def decide(session: Session, lifetime: Lifetime, now: float) -> Plan:
     elif must_resend(origin, lifetime):
         action = "resend"
     else:
-        action = "nothing"
+        return None
     return Plan(action, session, text, now)
 
 
 _COOKIE: dict[Action, Cookie] = {
-    "nothing": "keep",
     "resend": "send",
     "create": "send",
     "move": "send",

@@ -172,8 +172,8 @@ class Session(MutableMapping[str, Any]):
 
     def created_at(self, now: float) -> float:
         """When the session began: ``now`` if this request starts it afresh."""
-        origin = self._load()
-        return now if origin.new or self.destroyed else origin.created
+        origin = self._origin or self._load()
+        return now if origin.new or self._destroyed else origin.created
 
     @property
     def destroyed(self) -> bool:
@@ -256,7 +256,8 @@ class Session(MutableMapping[str, Any]):
 
     def _write(self, key: str) -> None:
         self._check_open()
-        self._load()
+        if self._origin is None:
+            self._load()
         self._changed_keys.add(key)
 
     # -- mapping interface -----------------------------------------------

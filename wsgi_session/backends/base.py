@@ -63,7 +63,7 @@ class BaseBackend:
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
         plan = decide(session, self.lifetime, self.clock())
-        if plan.action == "nothing":  # most requests: skip the rest
+        if plan is None:
             return None
         outcome = self.execute(plan)
         cookie = cookie_after(plan, outcome, cookie_holds_data=self.cookie_holds_data)

@@ -20,7 +20,7 @@ log = logging.getLogger("wsgi_session")
 
 # The id, a dot, the signature: anything else is refused before any HMAC or store work.
 _SIGNED_ID = re.compile(rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}\.[A-Za-z0-9_-]{{20,100}}")
-_NO_WRITE = frozenset({"nothing", "resend", "expire"})
+_NO_WRITE = frozenset({"resend", "expire"})
 
 
 class ServerSideBackend(BaseBackend):
