@@ -172,7 +172,7 @@ def cookie_after(plan: Plan, outcome: Outcome, *, cookie_holds_data: bool) -> Co
     fixed = _COOKIE.get(plan.action)
     if fixed is not None:
         return fixed
-    # REFRESH and UPDATE wrote under the id the client already holds.
+    # "refresh" and "update" wrote under the id the client already holds.
     if cookie_holds_data or cookie_outdated_by_write(plan.session):
         return "send"
     return "keep"

@@ -51,7 +51,7 @@ class BaseBackend:
     """The commit flow every backend shares: decide, execute, then the cookie.
 
     Subclasses say how a plan is carried out (:meth:`execute`) and what the
-    cookie's value is (:meth:`cookie_value`); the decision is not theirs.
+    cookie they set holds (:meth:`send`); the decision is not theirs.
     """
 
     cookie_holds_data = False  # True when the cookie is where the session lives
