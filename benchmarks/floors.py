@@ -17,7 +17,7 @@ TTL = 3600
 
 def session_record(data: dict[str, Any]) -> bytes:
     """What wsgi_session stores for ``data``: the floors read and write records this size."""
-    from wsgi_session.backends import Record
+    from wsgi_session.record import Record
     from wsgi_session.serialization import dumps
 
     now = time.time()

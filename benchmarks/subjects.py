@@ -78,7 +78,7 @@ def make_store(kind: str, ctx: Context) -> Any:
 
         return MemcachedStore(ctx.memcached)
     if kind == "cookie":
-        from wsgi_session.stores.cookie import CookieStore
+        from wsgi_session import CookieStore
 
         return CookieStore()
     raise ValueError(kind)

@@ -11,8 +11,8 @@ from typing import Any
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Session, SessionMiddleware, StoreUnavailable
-from wsgi_session.backends import EMPTY, Record
-from wsgi_session.serialization import loads
+from wsgi_session.record import Record
+from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.stores.base import Version
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"

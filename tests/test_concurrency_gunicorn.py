@@ -27,8 +27,8 @@ from memcached_server import HOST
 from wsgi_server import ServerProcess, free_port, gunicorn_command, server_env
 
 from wsgi_session import ServerSideBackend, Store
-from wsgi_session.backends import Record
 from wsgi_session.config import store_from_url
+from wsgi_session.record import Record
 from wsgi_session.serialization import loads
 
 TESTS = Path(__file__).resolve().parent

@@ -327,7 +327,7 @@ def test_memcached_url_against_a_real_server(memcached_server: MemcachedServer) 
 
 
 def test_cookie_url() -> None:
-    from wsgi_session.stores.cookie import CookieStore
+    from wsgi_session.backends.cookie import CookieStore
 
     store = store_from_url("cookie://?encrypt=true&max_size=3000")
     assert isinstance(store, CookieStore)

@@ -25,10 +25,10 @@ from wsgi_session import (
     SessionMiddleware,
     SessionTooLarge,
 )
+from wsgi_session.backends import cookie as cookie_store
+from wsgi_session.backends.cookie import SIGN_PURPOSE, CookieStore
 from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import new_session_id
-from wsgi_session.stores import cookie as cookie_store
-from wsgi_session.stores.cookie import SIGN_PURPOSE, CookieStore
 
 OLD_SECRET = "old-secret-0123456789abcdef0123456789abcdef"
 NAME = "session"
@@ -585,7 +585,7 @@ def test_encrypt_without_cryptography_names_the_setting_and_the_extra() -> None:
     # A real interpreter in which importing the cryptography package fails.
     code = (
         "import sys; sys.modules['cryptography'] = None\n"
-        "from wsgi_session.stores.cookie import CookieStore\n"
+        "from wsgi_session.backends.cookie import CookieStore\n"
         "CookieStore()\n"
         "CookieStore(encrypt=True)\n"
     )

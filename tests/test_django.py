@@ -23,11 +23,11 @@ from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Store
-from wsgi_session.backends import EMPTY, Record
+from wsgi_session.backends.cookie import CookieStore
 from wsgi_session.django import DjangoSession, make_middleware
 from wsgi_session.django import test as django_test
-from wsgi_session.serialization import loads
-from wsgi_session.stores.cookie import CookieStore
+from wsgi_session.record import Record
+from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.stores.sqlite import SQLiteStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "django_project"

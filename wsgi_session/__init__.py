@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
+from wsgi_session.backends import (
+    Backend,
+    BackendFactory,
+    CookieStore,
+    CookieUpdate,
+    ServerSideBackend,
+)
 from wsgi_session.config import wrap
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import (
@@ -17,7 +23,6 @@ from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
-from wsgi_session.stores.cookie import CookieStore
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore

@@ -7,17 +7,15 @@ import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from itsdangerous import BadSignature, Signer
 from werkzeug.http import dump_cookie
 from werkzeug.sansio.http import parse_cookie
 
 from wsgi_session.errors import ConfigurationError
+from wsgi_session.wsgi import WSGIEnvironment
 
 log = logging.getLogger("wsgi_session")
-
-WSGIEnvironment = dict[str, Any]
 
 SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
@@ -42,33 +40,57 @@ class CookiePolicy:
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ' =;,"\t\r\n'):
-            raise ConfigurationError(f"cookie_name {self.name!r} is not a valid cookie name")
+            raise ConfigurationError(
+                "{cookie_name} {name!r} is not a valid cookie name", "cookie_name", name=self.name
+            )
         if self.samesite is not None:
             normalized = SAMESITE_VALUES.get(str(self.samesite).lower())
             if normalized is None:
                 raise ConfigurationError(
-                    "cookie_samesite must be 'Strict', 'Lax', 'None' or None, "
-                    f"not {self.samesite!r}"
+                    "{cookie_samesite} must be 'Strict', 'Lax', 'None' or None, not {value!r}",
+                    "cookie_samesite",
+                    value=self.samesite,
                 )
             object.__setattr__(self, "samesite", normalized)
         if self.samesite == "None" and self.secure is not True:
             raise ConfigurationError(
-                "cookie_samesite='None' requires cookie_secure=True (browsers insist)"
+                "{cookie_samesite}='None' requires {cookie_secure}=True (browsers insist)",
+                "cookie_samesite",
+                "cookie_secure",
             )
         if self.partitioned and self.secure is not True:
             raise ConfigurationError(
-                "cookie_partitioned=True requires cookie_secure=True (browsers insist)"
+                "{cookie_partitioned}=True requires {cookie_secure}=True (browsers insist)",
+                "cookie_partitioned",
+                "cookie_secure",
             )
         if self.name.startswith(("__Secure-", "__Host-")) and self.secure is not True:
-            raise ConfigurationError(f"cookie_name {self.name!r} requires cookie_secure=True")
+            raise ConfigurationError(
+                "{cookie_name} {name!r} requires {cookie_secure}=True",
+                "cookie_name",
+                "cookie_secure",
+                name=self.name,
+            )
         if self.name.startswith("__Host-"):
             if self.domain is not None:
-                raise ConfigurationError(f"cookie_name {self.name!r} forbids a cookie_domain")
+                raise ConfigurationError(
+                    "{cookie_name} {name!r} forbids a {cookie_domain}",
+                    "cookie_name",
+                    "cookie_domain",
+                    name=self.name,
+                )
             if self.path not in (None, "/"):
-                raise ConfigurationError(f"cookie_name {self.name!r} requires cookie_path='/'")
+                raise ConfigurationError(
+                    "{cookie_name} {name!r} requires {cookie_path}='/'",
+                    "cookie_name",
+                    "cookie_path",
+                    name=self.name,
+                )
             object.__setattr__(self, "path", "/")
         if self.path is not None and not self.path.startswith("/"):
-            raise ConfigurationError(f"cookie_path must start with '/', not {self.path!r}")
+            raise ConfigurationError(
+                "{cookie_path} must start with '/', not {path!r}", "cookie_path", path=self.path
+            )
 
     def read(self, environ: WSGIEnvironment) -> str | None:
         """The raw value the client sent for this cookie, or ``None``."""
@@ -116,13 +138,19 @@ class KeyRing:
     ) -> None:
         if not isinstance(secret_key, (str, bytes)):
             raise ConfigurationError(
-                f"secret_key must be str or bytes, not {type(secret_key).__name__}"
+                "{secret_key} must be str or bytes, not {kind}",
+                "secret_key",
+                kind=type(secret_key).__name__,
             )
         if not secret_key:
-            raise ConfigurationError("secret_key is empty: sessions cannot be signed")
+            raise ConfigurationError(
+                "{secret_key} is empty: sessions cannot be signed", "secret_key"
+            )
         fallback_keys = fallback_keys or ()
         if isinstance(fallback_keys, (str, bytes)):
-            raise ConfigurationError("fallback_keys must be a list of keys, not one string")
+            raise ConfigurationError(
+                "{fallback_keys} must be a list of keys, not one string", "fallback_keys"
+            )
         self.secret_key = _as_bytes(secret_key)
         if len(self.secret_key) < MIN_SECRET_BYTES:
             log.warning(

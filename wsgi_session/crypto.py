@@ -19,11 +19,12 @@ except ImportError:  # optional dependency: Cipher() says how to install it
 NONCE_BYTES = 12
 
 
-def require_cryptography(setting: str) -> None:
-    """Raise a ``ConfigurationError`` naming ``setting`` if ``cryptography`` is missing."""
+def require_cryptography() -> None:
+    """Raise a ``ConfigurationError`` naming the ``encrypt`` option without ``cryptography``."""
     if AESGCM is None:
         raise ConfigurationError(
-            f"{setting} needs the 'cryptography' package: pip install 'wsgi-session[crypto]'"
+            "{encrypt}=True needs the 'cryptography' package: pip install 'wsgi-session[crypto]'",
+            "encrypt",
         )
 
 
@@ -36,7 +37,7 @@ class Cipher:
     """
 
     def __init__(self, keys: KeyRing, purpose: str) -> None:
-        require_cryptography("encrypt=True")
+        require_cryptography()
         self._aad = purpose.encode()
         # Current key first: it is the one nearly every cookie was sealed with.
         self._keys = [AESGCM(key) for key in reversed(keys.derive(purpose))]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
@@ -17,11 +16,7 @@ from werkzeug.wrappers import Request, Response
 from wsgi_session.backends import ServerSideBackend
 from wsgi_session.config import Config, format_duration
 from wsgi_session.session import Session
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
-else:
-    StartResponse = WSGIEnvironment = Any
+from wsgi_session.wsgi import StartResponse, WSGIEnvironment
 
 MAX_NAME = 40
 

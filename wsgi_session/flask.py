@@ -22,20 +22,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
-from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
-from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
-from wsgi_session.errors import ConfigurationError, renamed
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
+from wsgi_session.cookies import CookiePolicy, KeyRing
+from wsgi_session.errors import ConfigurationError
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.middleware import BaseSessionMiddleware, default_store, make_backend
+from wsgi_session.middleware import BaseSessionMiddleware
 from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
+from wsgi_session.view import SessionView
+from wsgi_session.wsgi import WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
     from flask import Flask, Request, Response
-else:
-    WSGIApplication = Any
 
 __all__ = ["FlaskSession", "FlaskSessionMiddleware", "Session", "SessionInterface"]
 
@@ -43,7 +42,7 @@ UNAVAILABLE = (
     "The session is unavailable because no secret key was set.  Set the secret_key on "
     "the application to something unique and secret."
 )
-# The middleware's option names, as configuration errors call them, and the
+# The middleware's option names, as configuration errors carry them, and the
 # Flask settings they come from here.
 FLASK_NAMES = {
     "secret_key": "SECRET_KEY",
@@ -60,7 +59,7 @@ FLASK_NAMES = {
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
 
 
-class FlaskSession(SessionMixin):
+class FlaskSession(SessionView, SessionMixin):
     """``flask.session``: the request's :class:`wsgi_session.Session` as Flask expects it.
 
     Besides the mapping and Flask's ``permanent``, ``new``, ``modified`` and
@@ -70,32 +69,14 @@ class FlaskSession(SessionMixin):
     """
 
     def __init__(self, session: RequestSession, detached: Detached | None = None) -> None:
-        self.raw = session
+        super().__init__(session)
         self.detached = detached
-
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.raw[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.raw[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.raw)
 
     def __len__(self) -> int:
         return len(self.raw)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.raw
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.raw.get(key, default)
-
-    def clear(self) -> None:
-        self.raw.clear()
 
     def __repr__(self) -> str:
         return repr(self.raw).replace("<Session", "<FlaskSession", 1)
@@ -113,26 +94,6 @@ class FlaskSession(SessionMixin):
     def new(self) -> bool:  # type: ignore[override]  # Flask only reads it
         """True when no stored session backs this one (yet)."""
         return self.raw.new
-
-    @property
-    def modified(self) -> bool:
-        """True when this request changed the session; assign ``True`` to force a save."""
-        return self.raw.modified
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        self.raw.modified = value  # loads the session, so the forced save is not skipped
-
-    @property
-    def accessed(self) -> bool:
-        """True once the request used the session (the response then varies on Cookie)."""
-        return self.raw.accessed
-
-    @accessed.setter
-    def accessed(self, value: bool) -> None:
-        # Flask sets this on every use of flask.session; loading is what makes it true.
-        if value:
-            self._load()
 
     @property
     def id(self) -> str:
@@ -154,9 +115,6 @@ class FlaskSession(SessionMixin):
     def destroy(self) -> None:
         """Delete the stored session and expire the cookie (call it on logout)."""
         self.raw.destroy()
-
-    def _load(self) -> None:
-        self.raw.origin  # noqa: B018 -- reading it loads the session
 
 
 @dataclass(frozen=True)
@@ -214,7 +172,6 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         )
         self.flask_app = flask_app
         self.store = store
-        self.refresh_interval = refresh_interval
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
@@ -279,13 +236,13 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             derived = replace(
                 self.lifetime,
                 idle_timeout=int(seconds),
-                refresh_interval=self.refresh_interval,
                 refresh_each_request=bool(refresh_each_request),
             )
             keys = KeyRing(secret, fallbacks or ())
         except ConfigurationError as error:
-            message = renamed(str(error), FLASK_NAMES)
-            raise ConfigurationError(f"app.config: {message}") from error
+            raise ConfigurationError(
+                "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
+            ) from error
         return policy, make_backend(self.store, keys, derived)
 
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:

@@ -10,14 +10,10 @@ using the hook? Call this one from yours.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 from wsgi_session.config import from_env
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
-else:
-    WSGIApplication = Any
+from wsgi_session.wsgi import WSGIApplication
 
 
 class Worker(Protocol):

@@ -6,12 +6,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
 
-from wsgi_session.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from wsgi_session.session import Session
+from wsgi_session.errors import ConfigurationError, check_seconds
+from wsgi_session.session import Session
 
 DAY = 24 * 3600
 
@@ -22,7 +20,9 @@ class Lifetime:
 
     ``refresh_interval``: an unchanged session whose record is older than this
     is rewritten with a new access time (and a permanent cookie re-sent), so
-    an active reader is not logged out while idle sessions still expire.
+    an active reader is not logged out while idle sessions still expire;
+    ``None`` (kept as given) derives it from the idle timeout
+    (:attr:`refresh_after`).
     ``refresh_each_request`` re-sends a permanent session's cookie on every
     request that accessed it (Flask's ``SESSION_REFRESH_EACH_REQUEST``).
     """
@@ -34,18 +34,30 @@ class Lifetime:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        _check_seconds("idle_timeout", self.idle_timeout, minimum=1)
+        check_seconds("idle_timeout", self.idle_timeout, minimum=1)
         if self.absolute_timeout is not None:
-            _check_seconds("absolute_timeout", self.absolute_timeout, minimum=1)
-        if self.refresh_interval is None:
-            object.__setattr__(self, "refresh_interval", min(3600, self.idle_timeout // 10))
-        else:
-            _check_seconds("refresh_interval", self.refresh_interval, minimum=0)
+            check_seconds("absolute_timeout", self.absolute_timeout, minimum=1)
+        if self.refresh_interval is not None:
+            check_seconds("refresh_interval", self.refresh_interval, minimum=0)
             if self.refresh_interval >= self.idle_timeout:
                 raise ConfigurationError(
-                    f"refresh_interval ({self.refresh_interval} s) must be shorter than "
-                    f"idle_timeout ({self.idle_timeout} s), or active sessions expire"
+                    "{refresh_interval} ({interval} s) must be shorter than "
+                    "{idle_timeout} ({idle} s), or active sessions expire",
+                    "refresh_interval",
+                    "idle_timeout",
+                    interval=self.refresh_interval,
+                    idle=self.idle_timeout,
                 )
+
+    @cached_property  # asked on every request; derived once, not a field: replace() derives anew
+    def refresh_after(self) -> int:
+        """Seconds after which an unchanged record is rewritten.
+
+        ``refresh_interval`` if given, else a tenth of the idle timeout, at most an hour.
+        """
+        if self.refresh_interval is None:
+            return min(3600, self.idle_timeout // 10)
+        return self.refresh_interval
 
     def remaining(self, created: float, accessed: float, idle: int | None, now: float) -> float:
         """Seconds this session has left; zero or less means it has expired."""
@@ -68,21 +80,7 @@ class Lifetime:
         ``idle`` is the session's own timeout: a session that gives itself a
         shorter one than the interval must still be refreshed before it expires.
         """
-        interval = self.refresh_interval or 0
+        interval = self.refresh_after
         if idle is not None:
             interval = min(interval, idle // 10)
         return now - accessed >= interval
-
-
-MAX_SECONDS = 100 * 365 * DAY  # beyond this, timestamps overflow what stores and cookies hold
-
-
-def _check_seconds(setting: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(
-            f"{setting} must be a whole number of seconds, not {type(value).__name__} {value!r}"
-        )
-    if not minimum <= value <= MAX_SECONDS:
-        raise ConfigurationError(
-            f"{setting} must be between {minimum} and {MAX_SECONDS} seconds, not {value}"
-        )

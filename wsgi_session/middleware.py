@@ -5,26 +5,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
-from wsgi_session.cookies import CookiePolicy, KeyRing, WSGIEnvironment
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
+from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication
-else:
-    StartResponse = WSGIApplication = Any
+from wsgi_session.wsgi import (
+    ExcInfo,
+    Headers,
+    StartResponse,
+    Write,
+    WSGIApplication,
+    WSGIEnvironment,
+)
 
 log = logging.getLogger("wsgi_session")
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
-Headers = list[tuple[str, str]]
-Write = Callable[[bytes], object]
 
 ON_STORE_ERROR = ("fail", "degrade")
 UNAVAILABLE_BODY = b"Service Unavailable: the session could not be saved. Please retry.\n"
@@ -52,7 +50,10 @@ class BaseSessionMiddleware:
     ) -> None:
         if on_store_error not in ON_STORE_ERROR:
             raise ConfigurationError(
-                f"on_store_error must be one of {ON_STORE_ERROR}, not {on_store_error!r}"
+                "{on_store_error} must be one of {allowed}, not {value!r}",
+                "on_store_error",
+                allowed=ON_STORE_ERROR,
+                value=on_store_error,
             )
         self.app = app
         self.lifetime = lifetime
@@ -165,29 +166,6 @@ class SessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.backend
-
-
-def default_store() -> Store:
-    """The embedded SQLite store in its default location (which it logs)."""
-    from wsgi_session.stores.sqlite import SQLiteStore
-
-    return SQLiteStore()
-
-
-def make_backend(
-    store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
-) -> Backend:
-    """The backend for ``store``; ``None`` means the embedded SQLite default."""
-    if store is None:
-        store = default_store()
-    if isinstance(store, BackendFactory):
-        return store.make_backend(keys, lifetime)
-    if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime)
-    raise ConfigurationError(
-        f"store must implement load/save/delete (the Store protocol) or make_backend, "
-        f"not {type(store).__name__}"
-    )
 
 
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from wsgi_session.config import ENV_PREFIX, Config
 from wsgi_session.middleware import SessionMiddleware
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
-else:
-    WSGIApplication = Any
+from wsgi_session.wsgi import WSGIApplication
 
 
 def filter_factory(

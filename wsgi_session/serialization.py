@@ -22,7 +22,11 @@ try:
 except ImportError:  # markupsafe is optional: Markup-like values then load as str
     _Markup = None  # type: ignore[assignment, misc]
 
-_PLAIN = (str, int, float, bool, type(None))
+PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Types JSON keeps as they are, and which cannot change in place: no tagging, no copying."""
+
+EMPTY = "{}"
+"""What :func:`dumps` writes for a session without data: stored or sent, it means no session."""
 
 _decoders: dict[str, Callable[[Any], Any]] = {
     " t": tuple,
@@ -47,7 +51,7 @@ def _str_key(key: Any) -> str:
 def _tag(value: Any, where: str) -> Any:
     """Return ``value`` as plain JSON types, tagging what JSON would lose."""
     kind = type(value)
-    if kind in _PLAIN:
+    if kind in PLAIN_TYPES:
         return value
     if kind is dict:
         return _tag_dict(value, where)
@@ -88,7 +92,7 @@ def _tag_dict(value: Mapping[Any, Any], where: str) -> dict[str, Any]:
                 f"session value {where} has a dict key {key!r} of type "
                 f"{type(key).__qualname__!r}: only str keys survive JSON"
             )
-        tagged[key] = item if type(item) in _PLAIN else _tag(item, f"{where}[{key!r}]")
+        tagged[key] = item if type(item) in PLAIN_TYPES else _tag(item, f"{where}[{key!r}]")
     return _escape(tagged)
 
 
@@ -126,7 +130,7 @@ def dumps(data: Mapping[str, Any]) -> str:
     for key, value in data.items():
         if type(key) is not str:
             raise TypeError(f"session key {key!r} is not a str")
-        if type(value) in _PLAIN:  # most values: no call, no error-path text
+        if type(value) in PLAIN_TYPES:  # most values: no call, no error-path text
             tagged[key] = value
             continue
         try:

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgi_session.errors import SessionSealed
-from wsgi_session.serialization import dumps, loads
+from wsgi_session.serialization import EMPTY, PLAIN_TYPES, dumps, loads
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # cannot change in place
+ID_BYTES = 32  # 256 random bits
+ID_LENGTH = -(-ID_BYTES * 4 // 3)  # characters of unpadded URL-safe base64: 43
 
 
 def new_session_id() -> str:
-    """256 random bits, URL-safe text."""
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe text of ``ID_LENGTH`` characters."""
+    return secrets.token_urlsafe(ID_BYTES)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Origin:
     id: str
     new: bool = True
     data: dict[str, Any] = field(default_factory=dict)
-    text: str = "{}"  # the data exactly as loaded: unchanged text means nothing to save
+    text: str = EMPTY  # the data exactly as loaded: unchanged text means nothing to save
     created: float = 0.0
     accessed: float = 0.0  # when the record was last written
     permanent: bool = False
@@ -96,14 +97,16 @@ class Session(MutableMapping[str, Any]):
     @property
     def origin(self) -> Origin:
         """What the backend loaded (loads it if nothing has yet)."""
-        return self._load()
+        # Asked several times by every commit: skip the call once loaded.
+        return self._origin or self._load()
 
     # -- identity and lifetime -------------------------------------------
 
     @property
     def id(self) -> str:
         """The session id (new after :meth:`regenerate`); never put it in a page or URL."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._id
 
     @property
@@ -114,7 +117,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def permanent(self) -> bool:
         """Whether the cookie outlives the browser session (sent with Max-Age)."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._permanent
 
     @permanent.setter
@@ -126,7 +130,8 @@ class Session(MutableMapping[str, Any]):
     @property
     def idle_timeout(self) -> int | None:
         """This session's own idle timeout in seconds; ``None``: the middleware's."""
-        self._load()
+        if self._origin is None:
+            self._load()
         return self._idle_timeout
 
     @idle_timeout.setter
@@ -167,8 +172,8 @@ class Session(MutableMapping[str, Any]):
 
     def created_at(self, now: float) -> float:
         """When the session began: ``now`` if this request starts it afresh."""
-        origin = self._load()
-        return now if origin.new or self.destroyed else origin.created
+        origin = self._origin or self._load()
+        return now if origin.new or self._destroyed else origin.created
 
     @property
     def destroyed(self) -> bool:
@@ -202,10 +207,11 @@ class Session(MutableMapping[str, Any]):
             return True
         if self._changed_explicitly():
             return False
-        return all(type(value) in _SCALARS for value in self._values.values())
+        # Asked on every request that used its session: a set operation, no generator.
+        return PLAIN_TYPES.issuperset(map(type, self._values.values()))
 
     def _changed_explicitly(self) -> bool:
-        origin = self._load()
+        origin = self._origin or self._load()
         return (
             self._forced
             or bool(self._changed_keys)
@@ -250,7 +256,8 @@ class Session(MutableMapping[str, Any]):
 
     def _write(self, key: str) -> None:
         self._check_open()
-        self._load()
+        if self._origin is None:
+            self._load()
         self._changed_keys.add(key)
 
     # -- mapping interface -----------------------------------------------

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
+from collections.abc import Awaitable, Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
@@ -26,19 +26,15 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
-from wsgi_session.backends import Backend, BackendFactory, CookieUpdate
+from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store
 from wsgi_session.config import store_from_url
-from wsgi_session.cookies import CookiePolicy, WSGIEnvironment
-from wsgi_session.errors import ConfigurationError, renamed
+from wsgi_session.cookies import CookiePolicy
+from wsgi_session.errors import ConfigurationError
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
-from wsgi_session.middleware import default_store
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication
-else:
-    StartResponse = WSGIApplication = Any
+from wsgi_session.view import SessionView
+from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 MIDDLEWARE_KEY = "wsgi_session.django"
 """Where the WSGI middleware made by :func:`make_middleware` puts itself in the environ."""
@@ -46,13 +42,13 @@ MIDDLEWARE_KEY = "wsgi_session.django"
 EXPIRY_KEY = "_session_expiry"
 """Django's key for a fixed expiry date (ISO 8601), kept in the session data as Django does."""
 
+_NOT_GIVEN: Any = object()
 _DJANGO_DB_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _SETUP_HINT = (
     "wrap the WSGI application in wsgi.py: "
     "application = make_middleware(get_wsgi_application()) "
     "with 'from wsgi_session.django import make_middleware'"
 )
-_NOT_GIVEN: Any = object()
 
 
 def make_middleware(
@@ -169,7 +165,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
-            raise ImproperlyConfigured(renamed(str(exc), _SETTING_NAMES)) from exc
+            raise ImproperlyConfigured(exc.naming(_SETTING_NAMES)) from exc
         self.permanent_by_default = not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
         self.django_backend = _DjangoBackend(self.backend, self)
         self.proxied_https_policy = replace(self.policy, secure=True)
@@ -284,9 +280,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
         # The WSGI middleware adds Vary and Set-Cookie after Django is done, too
         # late for Django's cache middleware: say here what Django's own session
         # middleware says, so a per-user page is never cached for everyone.
-        if session.session.accessed:
+        if session.accessed:
             patch_vary_headers(response, ("Cookie",))
-            if session.session.modified:
+            if session.modified:
                 patch_cache_control(response, private=True)
         return response
 
@@ -324,7 +320,7 @@ class _NoSession:
     __getattr__ = __contains__ = __getitem__ = __setitem__ = __delitem__ = _fail
 
 
-class DjangoSession:
+class DjangoSession(SessionView):
     """Django's ``SessionBase`` API over the request's :class:`~wsgi_session.session.Session`.
 
     Everything is saved by the WSGI middleware when the response starts, so
@@ -336,8 +332,13 @@ class DjangoSession:
     TEST_COOKIE_VALUE = "worked"
 
     def __init__(self, session: Session, middleware: _DjangoSessions) -> None:
-        self.session = session
+        super().__init__(session)
         self.middleware = middleware
+
+    @property
+    def session(self) -> Session:
+        """The request's :class:`~wsgi_session.session.Session` (also ``raw``)."""
+        return self.raw
 
     @classmethod
     def of(cls, environ: WSGIEnvironment) -> DjangoSession:
@@ -350,88 +351,58 @@ class DjangoSession:
             )
         return cls(environ[middleware.environ_key], middleware)
 
-    # -- mapping ---------------------------------------------------------
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.session
-
-    def __getitem__(self, key: str) -> Any:
-        return self.session[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.session[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.session[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.session.get(key, default)
+    # -- mapping (item access is SessionView's) -------------------------
 
     def pop(self, key: str, default: Any = _NOT_GIVEN) -> Any:
         if default is _NOT_GIVEN:
-            return self.session.pop(key)
-        return self.session.pop(key, default)
+            return self.raw.pop(key)
+        return self.raw.pop(key, default)
 
     def setdefault(self, key: str, value: Any) -> Any:
-        return self.session.setdefault(key, value)
+        return self.raw.setdefault(key, value)
 
     def update(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        self.session.update(values)
-
-    def has_key(self, key: str) -> bool:
-        return key in self.session
+        self.raw.update(values)
 
     def keys(self) -> KeysView[str]:
-        return self.session.keys()
+        return self.raw.keys()
 
     def values(self) -> ValuesView[Any]:
-        return self.session.values()
+        return self.raw.values()
 
     def items(self) -> ItemsView[str, Any]:
-        return self.session.items()
+        return self.raw.items()
 
-    def clear(self) -> None:
-        self.session.clear()
+    def has_key(self, key: str) -> bool:
+        return key in self.raw
 
     # -- state -----------------------------------------------------------
 
     @property
     def session_key(self) -> str | None:
         """The id the client holds after this response; ``None`` while the session is empty."""
-        return None if self.is_empty() else self.session.id
-
-    @property
-    def accessed(self) -> bool:
-        return self.session.accessed
-
-    @property
-    def modified(self) -> bool:
-        return self.session.modified
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        self.session.modified = value
+        return None if self.is_empty() else self.raw.id
 
     def is_empty(self) -> bool:
         """True when the session holds nothing, so nothing is stored or sent."""
-        return len(self.session) == 0
+        return len(self.raw) == 0
 
     def load(self) -> dict[str, Any]:
         """The session data as a new dict (loads it if nothing has yet)."""
-        return dict(self.session)
+        return dict(self.raw)
 
     def save(self) -> None:
         """Force the write that happens when the response starts."""
-        self.session.modified = True
+        self.raw.modified = True
 
     def cycle_key(self) -> None:
         """New id, same data: the old id stops working (Django calls it on login)."""
-        self.session.regenerate()
+        self.raw.regenerate()
 
     def flush(self) -> None:
         """Delete the stored session and expire the cookie (Django calls it on logout)."""
-        self.session.destroy()
-        self.session.permanent = self.middleware.permanent_by_default
+        self.raw.destroy()
+        self.raw.permanent = self.middleware.permanent_by_default
 
     # -- expiry ----------------------------------------------------------
 
@@ -441,7 +412,7 @@ class DjangoSession:
         An int becomes the session's own idle timeout; a date is kept in the
         data as Django does, and the session is not loaded after it.
         """
-        session = self.session
+        session = self.raw
         session.pop(EXPIRY_KEY, None)
         if value is None:
             session.permanent = self.middleware.permanent_by_default
@@ -462,7 +433,7 @@ class DjangoSession:
 
     def get_expiry_age(self) -> int:
         """Seconds until the session expires if it is not used again."""
-        session = self.session
+        session = self.raw
         lifetime = self.middleware.lifetime
         now = lifetime.clock()
         left = lifetime.left(session, now)
@@ -480,7 +451,7 @@ class DjangoSession:
 
     def get_expire_at_browser_close(self) -> bool:
         """True when the cookie has no Max-Age, so the browser drops it on close."""
-        return not self.session.permanent
+        return not self.raw.permanent
 
     def get_session_cookie_age(self) -> int:
         """The idle timeout every session has unless ``set_expiry`` gave it its own."""
@@ -497,66 +468,47 @@ class DjangoSession:
     def delete_test_cookie(self) -> None:
         del self[self.TEST_COOKIE_NAME]
 
-    # -- async variants (Django's alogin, alogout and aget_user call some) --
-    # The WSGI middleware is synchronous; under WSGI these run in the request's
-    # own thread, so calling the synchronous methods blocks nothing else.
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        return self.get(key, default)
-
-    async def aset(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    async def apop(self, key: str, default: Any = _NOT_GIVEN) -> Any:
-        return self.pop(key, default)
-
-    async def asetdefault(self, key: str, value: Any) -> Any:
-        return self.setdefault(key, value)
-
-    async def aupdate(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        self.update(values)
-
-    async def ahas_key(self, key: str) -> bool:
-        return key in self
-
-    async def akeys(self) -> KeysView[str]:
-        return self.keys()
-
-    async def avalues(self) -> ValuesView[Any]:
-        return self.values()
-
-    async def aitems(self) -> ItemsView[str, Any]:
-        return self.items()
-
-    async def asave(self) -> None:
-        self.save()
-
-    async def acycle_key(self) -> None:
-        self.cycle_key()
-
-    async def aflush(self) -> None:
-        self.flush()
-
-    async def aset_expiry(self, value: int | datetime | timedelta | None) -> None:
-        self.set_expiry(value)
-
-    async def aget_expiry_age(self) -> int:
-        return self.get_expiry_age()
-
-    async def aget_expiry_date(self) -> datetime:
-        return self.get_expiry_date()
-
-    async def aget_expire_at_browser_close(self) -> bool:
-        return self.get_expire_at_browser_close()
-
-    async def aset_test_cookie(self) -> None:
-        self.set_test_cookie()
-
-    async def atest_cookie_worked(self) -> bool:
-        return self.test_cookie_worked()
-
-    async def adelete_test_cookie(self) -> None:
-        self.delete_test_cookie()
-
     def __repr__(self) -> str:
-        return f"<DjangoSession {self.session!r}>"
+        return f"<DjangoSession {self.raw!r}>"
+
+
+# Django's async API (alogin, alogout and aget_user call some of it). The WSGI
+# middleware is synchronous; under WSGI these run in the request's own thread,
+# so calling the synchronous methods blocks nothing else.
+_ASYNC_VARIANTS = {
+    "aset": "__setitem__",
+    **{
+        "a" + name: name
+        for name in (
+            "get",
+            "pop",
+            "setdefault",
+            "update",
+            "has_key",
+            "keys",
+            "values",
+            "items",
+            "save",
+            "cycle_key",
+            "flush",
+            "set_expiry",
+            "get_expiry_age",
+            "get_expiry_date",
+            "get_expire_at_browser_close",
+            "set_test_cookie",
+            "test_cookie_worked",
+            "delete_test_cookie",
+        )
+    },
+}
+
+
+def _async_variant(name: str) -> Callable[..., Awaitable[Any]]:
+    async def variant(self: DjangoSession, *args: Any) -> Any:
+        return getattr(self, name)(*args)
+
+    return variant
+
+
+for _async_name, _sync_name in _ASYNC_VARIANTS.items():
+    setattr(DjangoSession, _async_name, _async_variant(_sync_name))

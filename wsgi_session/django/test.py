@@ -24,20 +24,14 @@ from django.test import RequestFactory
 from django.test.client import ClientHandler
 from django.utils.cache import patch_vary_headers
 
-from wsgi_session.cookies import WSGIEnvironment
 from wsgi_session.django import DjangoSession, _DjangoSessions, attach
 from wsgi_session.errors import StoreWriteFailed
-from wsgi_session.middleware import ExcInfo, Write
 from wsgi_session.middleware import SessionMiddleware as WSGISessionMiddleware
 from wsgi_session.session import Session
+from wsgi_session.wsgi import ExcInfo, Headers, StartResponse, Write, WSGIEnvironment
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse
     from django.contrib.auth.base_user import AbstractBaseUser
-else:
-    StartResponse = Any
-
-Headers = list[tuple[str, str]]
 
 
 class Client(DjangoClient):
@@ -130,7 +124,7 @@ class _ClientSession(DjangoSession):
         super().save()
         middleware = self.middleware
         headers = middleware.session_headers(
-            self.session,
+            self.raw,
             middleware.backend_for(self.environ),
             middleware.cookie_policy(self.environ),
             self.environ,
@@ -140,7 +134,7 @@ class _ClientSession(DjangoSession):
         # then updates that record instead of creating it a second time.
         reopened = self.client.session
         assert isinstance(reopened, _ClientSession)
-        self.session, self.environ = reopened.session, reopened.environ
+        self.raw, self.environ = reopened.raw, reopened.environ
 
 
 class _SessionClientHandler(ClientHandler):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import time
@@ -32,6 +31,7 @@ from wsgi_session.errors import (
     SessionTooLarge,
     StoreUnavailable,
     StoreWriteFailed,
+    check_seconds,
 )
 from wsgi_session.stores.base import Version
 
@@ -146,17 +146,22 @@ class MemcachedStore:
     ) -> None:
         self.addresses = _parse_servers(servers)
         self.key_prefix = _check_prefix(key_prefix)
-        _check_seconds("connect_timeout", connect_timeout)
-        _check_seconds("timeout", timeout)
-        _check_seconds("dead_timeout", dead_timeout)
+        for setting, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("timeout", timeout),
+            ("dead_timeout", dead_timeout),
+        ):
+            check_seconds(setting, seconds, minimum=0, whole=False, owner="MemcachedStore ")
         if (
             isinstance(max_pool_size, bool)
             or not isinstance(max_pool_size, int)
             or max_pool_size < 1
         ):
             raise ConfigurationError(
-                f"MemcachedStore max_pool_size must be a whole number of at least 1, "
-                f"got {max_pool_size!r}"
+                "MemcachedStore {max_pool_size} must be a whole number of at least 1, "
+                "got {value!r}",
+                "max_pool_size",
+                value=max_pool_size,
             )
         self._dead_timeout = dead_timeout
         self._max_pool_size = max_pool_size
@@ -326,11 +331,15 @@ def _parse_servers(servers: str | Sequence[str] | Sequence[Address]) -> tuple[Ad
     specs: Sequence[str | Address] = servers.split(",") if isinstance(servers, str) else servers
     addresses = tuple(_parse_address(spec) for spec in specs)
     if not addresses:
-        raise ConfigurationError("MemcachedStore servers is empty: give at least one host:port")
+        raise ConfigurationError(
+            "MemcachedStore {servers} is empty: give at least one host:port", "servers"
+        )
     for address in addresses:
         if addresses.count(address) > 1:
             raise ConfigurationError(
-                f"MemcachedStore servers lists {_format_address(address)} more than once"
+                "MemcachedStore {servers} lists {address} more than once",
+                "servers",
+                address=_format_address(address),
             )
     return addresses
 
@@ -345,8 +354,11 @@ def _parse_address(spec: object) -> Address:
         host, port = spec if isinstance(spec[0], str) and isinstance(spec[1], int) else ("", 0)
     if not host or isinstance(port, bool) or not 0 < port < 65536:
         raise ConfigurationError(
-            f"MemcachedStore servers: {spec!r} is not a host:port address "
-            f"(port 1-65535, default {DEFAULT_PORT})"
+            "MemcachedStore {servers}: {spec!r} is not a host:port address "
+            "(port 1-65535, default {port})",
+            "servers",
+            spec=spec,
+            port=DEFAULT_PORT,
         )
     return host, port
 
@@ -354,19 +366,17 @@ def _parse_address(spec: object) -> Address:
 def _check_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or (prefix and not _KEY.fullmatch(prefix)):
         raise ConfigurationError(
-            f"MemcachedStore key_prefix must be printable ASCII without whitespace, got {prefix!r}"
+            "MemcachedStore {key_prefix} must be printable ASCII without whitespace, got {value!r}",
+            "key_prefix",
+            value=prefix,
         )
     if len(prefix) > _MAX_PREFIX_LENGTH:
         raise ConfigurationError(
-            f"MemcachedStore key_prefix is {len(prefix)} characters, the limit is "
-            f"{_MAX_PREFIX_LENGTH} (memcached keys are at most {MAX_KEY_LENGTH} bytes)"
+            "MemcachedStore {key_prefix} is {length} characters, the limit is {limit} "
+            "(memcached keys are at most {key_limit} bytes)",
+            "key_prefix",
+            length=len(prefix),
+            limit=_MAX_PREFIX_LENGTH,
+            key_limit=MAX_KEY_LENGTH,
         )
     return prefix
-
-
-def _check_seconds(setting: str, value: float) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and value > 0):
-        raise ConfigurationError(
-            f"MemcachedStore {setting} must be a positive number of seconds, got {value!r}"
-        )

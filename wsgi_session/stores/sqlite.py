@@ -89,17 +89,24 @@ class SQLiteStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(table, str) or not _IDENTIFIER.match(table):
-            raise ConfigurationError(f"table: {table!r} is not a plain SQL identifier")
+            raise ConfigurationError(
+                "{table}: {value!r} is not a plain SQL identifier", "table", value=table
+            )
         if table.lower().startswith("sqlite_"):
-            raise ConfigurationError(f"table: {table!r} is reserved by SQLite")
+            raise ConfigurationError(
+                "{table}: {value!r} is reserved by SQLite", "table", value=table
+            )
         if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
-            raise ConfigurationError(f"timeout: {timeout!r} is not a number of seconds >= 0")
+            raise ConfigurationError(
+                "{timeout}: {value!r} is not a number of seconds >= 0", "timeout", value=timeout
+            )
         self.path = default_path() if path is None else Path(path)
         if path is None:
             log.info("sessions are stored in %s (the default location)", self.path)
         if str(self.path) == ":memory:":
             raise ConfigurationError(
-                "path: an in-memory database is private to one connection; use MemoryStore"
+                "{path}: an in-memory database is private to one connection; use MemoryStore",
+                "path",
             )
         self._timeout = float(timeout)
         self._clock = clock

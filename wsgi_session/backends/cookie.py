@@ -6,6 +6,7 @@ A cookie value, format 1::
     encrypted   "E" + base64(nonce + AES-GCM(body))
     body        codec + payload       codec: b"j" as is, b"z" zlib-compressed
     payload     b"<created> <accessed> <permanent> <idle timeout or 0> <nonce> <tagged JSON>"
+                (:meth:`wsgi_session.record.Record.encode_with_id`)
 
 Timeouts are enforced from the signed timestamps, so a copy of an old cookie
 is refused once its session would have expired. The nonce is the session's
@@ -27,12 +28,14 @@ from typing import Protocol
 from itsdangerous import BadData
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from wsgi_session.backends import EMPTY, EXPIRE, BaseBackend, CookieUpdate
+from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.crypto import Cipher, require_cryptography
+from wsgi_session.decision import Outcome, Plan
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.serialization import dumps, loads
+from wsgi_session.record import Record
+from wsgi_session.serialization import EMPTY, dumps
 from wsgi_session.session import Origin, Session
 
 MAX_SIZE = 4093  # bytes of a Set-Cookie header every browser keeps (werkzeug's limit too)
@@ -104,9 +107,13 @@ class CookieStore:
         self, *, compress: bool | None = None, encrypt: bool = False, max_size: int = MAX_SIZE
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
-            raise ConfigurationError(f"max_size must be a number of bytes > 0, not {max_size!r}")
+            raise ConfigurationError(
+                "{max_size} must be a number of bytes > 0, not {value!r}",
+                "max_size",
+                value=max_size,
+            )
         if encrypt:
-            require_cryptography("encrypt=True")
+            require_cryptography()
         self.compress = not encrypt if compress is None else compress
         self.encrypt = encrypt
         self.max_size = max_size
@@ -118,7 +125,9 @@ class CookieStore:
 
 
 class CookieBackend(BaseBackend):
-    """Reads the session out of its cookie and writes it back when it changed."""
+    """Reads the session out of its cookie; every write is a new cookie."""
+
+    cookie_holds_data = True
 
     def __init__(
         self,
@@ -142,23 +151,18 @@ class CookieBackend(BaseBackend):
         origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
         return origin or Origin.fresh(now, had_cookie=True)
 
-    def persist(self, session: Session, text: str, now: float) -> CookieUpdate | None:
-        origin = session.origin
-        if text == EMPTY:
-            return EXPIRE if origin.had_cookie else None
-        if not (
-            session.differs_from_origin(text)
-            or self.lifetime.needs_refresh(origin.accessed, now, session.idle_timeout)
-            or self.resend(session)
-        ):
-            return None
-        created = session.created_at(now)
-        payload = (
-            f"{int(created)} {int(now)} {int(session.permanent)} "
-            f"{session.idle_timeout or 0} {session.id} {text}"
-        )
-        value = self.protection.seal(self._encode(payload.encode()))
-        return self.cookie(value, session, created, now, partial(self._check_size, session))
+    def execute(self, plan: Plan) -> Outcome:
+        # Nothing is kept on the server: the cookie is the write. An emptied
+        # session has nothing to put in one.
+        if plan.action == "update" and plan.text == EMPTY:
+            return "emptied"
+        return "written"
+
+    def send(self, plan: Plan) -> CookieUpdate:
+        session = plan.session
+        payload = Record.of(session, plan.text, plan.now).encode_with_id(session.id)
+        value = self.protection.seal(self._encode(payload))
+        return CookieUpdate(value, self.max_age(plan), partial(self._check_size, session))
 
     def _encode(self, payload: bytes) -> bytes:
         if self.compress and len(payload) > COMPRESS_ABOVE:
@@ -177,30 +181,23 @@ class CookieBackend(BaseBackend):
             if opened is None:
                 return None
             body, current = opened
-            codec, rest = body[:1], body[1:]
+            codec, payload = body[:1], body[1:]
             if codec == ZLIB:
-                rest = zlib.decompress(rest)
+                payload = zlib.decompress(payload)
             elif codec != PLAIN:
                 return None
-            created, accessed, permanent, idle, nonce, text = rest.decode().split(" ", 5)
-            created_at, accessed_at, idle_timeout = int(created), int(accessed), int(idle) or None
-            if self.lifetime.remaining(created_at, accessed_at, idle_timeout, now) <= 0:
+            found = Record.decode_with_id(payload)
+            if found is None:
                 return None
-            data = loads(text)
+            nonce, record = found
+            if (
+                self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
+                <= 0
+            ):
+                return None
+            return record.origin(nonce, resign=not current)
         except (BadData, ValueError, zlib.error):
             return None
-        return Origin(
-            id=nonce,
-            new=False,
-            data=data,
-            text=text,
-            created=created_at,
-            accessed=accessed_at,
-            permanent=permanent == "1",
-            idle_timeout=idle_timeout,
-            had_cookie=True,
-            resign=not current,
-        )
 
     def _check_size(self, session: Session, header: str) -> None:
         """Refuse a Set-Cookie header browsers would drop without a word."""

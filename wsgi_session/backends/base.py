@@ -1,0 +1,91 @@
+"""What every backend is: open a cookie into a session; carry out the commit decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from wsgi_session.cookies import KeyRing
+from wsgi_session.decision import Outcome, Plan, cookie_after, decide
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.session import Origin, Session
+
+
+@dataclass(frozen=True)
+class CookieUpdate:
+    """What the response must do with the cookie: set ``value``, or expire it (``None``).
+
+    ``check``, if given, is called with the complete Set-Cookie header before it
+    is sent and may raise (the cookie store's size guard needs the attributes).
+    """
+
+    value: str | None
+    max_age: int | None = None
+    check: Callable[[str], None] | None = None
+
+
+EXPIRE = CookieUpdate(None)
+
+
+class Backend(Protocol):
+    """Loads a session from its cookie; persists it and says what cookie to send."""
+
+    def open(self, cookie: str | None) -> Origin:
+        """Load what ``cookie`` names. A bad cookie yields a fresh origin, never an error."""
+        ...
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
+        ...
+
+
+@runtime_checkable
+class BackendFactory(Protocol):
+    """A store that brings its own backend (the cookie store does)."""
+
+    def make_backend(self, keys: KeyRing, lifetime: Lifetime) -> Backend: ...
+
+
+class BaseBackend:
+    """The commit flow every backend shares: decide, execute, then the cookie.
+
+    Subclasses say how a plan is carried out (:meth:`execute`) and what the
+    cookie they set holds (:meth:`send`); the decision is not theirs.
+    """
+
+    cookie_holds_data = False  # True when the cookie is where the session lives
+
+    def __init__(self, lifetime: Lifetime) -> None:
+        self.lifetime = lifetime
+        self.clock = lifetime.clock
+
+    def commit(self, session: Session) -> CookieUpdate | None:
+        """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
+        plan = decide(session, self.lifetime, self.clock())
+        if plan is None:
+            return None
+        outcome = self.execute(plan)
+        cookie = cookie_after(plan, outcome, cookie_holds_data=self.cookie_holds_data)
+        if cookie == "keep":
+            return None
+        if cookie == "expire":
+            return EXPIRE
+        return self.send(plan)
+
+    def execute(self, plan: Plan) -> Outcome:
+        """Carry out the writes ``plan`` asks for; raise if the store did not acknowledge."""
+        raise NotImplementedError
+
+    def send(self, plan: Plan) -> CookieUpdate:
+        """The cookie to set for the session ``plan`` kept."""
+        raise NotImplementedError
+
+    def max_age(self, plan: Plan) -> int | None:
+        """A permanent cookie's Max-Age: as long as the session can live; else none."""
+        session = plan.session
+        if not session.permanent:
+            return None
+        return self.lifetime.whole_seconds(
+            session.created_at(plan.now), plan.now, session.idle_timeout
+        )

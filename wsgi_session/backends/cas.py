@@ -1,0 +1,148 @@
+"""Compare-and-set writes of session records, merging into what a concurrent request wrote.
+
+Two requests on one session load the same record; the second to save finds
+it changed. Instead of overwriting, it re-applies its own changes (the keys it
+set or deleted, the flags it changed) onto the newer record and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Literal
+
+from wsgi_session.errors import StoreWriteFailed
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.record import Record
+from wsgi_session.serialization import dumps, loads
+from wsgi_session.session import Session
+from wsgi_session.stores.base import Store, Version
+
+log = logging.getLogger("wsgi_session")
+
+FORWARD_TTL = 300
+# A save conflicts only when another request's save landed first, so a request
+# retries at most once per request racing it; the bound only stops a store that
+# misbehaves from looping forever. 10 was too low: 22 gunicorn workers writing one
+# session at once on memcached made a request conflict 10 times and answer 503.
+MAX_ATTEMPTS = 100
+
+
+class ConflictStats:
+    """Counts of concurrent-write events, for monitoring and tests; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.conflicts = 0  # saves refused because another request wrote first
+        self.merges = 0  # times a request's changes were re-applied onto a newer record
+        self.dropped = 0  # saves dropped because the session was destroyed meanwhile
+
+    def count(self, event: Literal["conflicts", "merges", "dropped"]) -> None:
+        with self._lock:
+            setattr(self, event, getattr(self, event) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"conflicts": self.conflicts, "merges": self.merges, "dropped": self.dropped}
+
+
+class RecordWriter:
+    """Writes records to a store by compare-and-set, each kept as long as it can live."""
+
+    def __init__(self, store: Store, lifetime: Lifetime) -> None:
+        self.store = store
+        self.lifetime = lifetime
+        self.stats = ConflictStats()
+
+    def write(self, key: str, record: Record, version: Version | None) -> bool:
+        """One compare-and-set of ``record``; ``False`` if the record changed meanwhile."""
+        ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
+        return self.store.save(key, record.encode(), ttl, version)
+
+    def create(self, key: str, record: Record) -> None:
+        """Store a new session's first record."""
+        if self.write(key, record, None):
+            return
+        # A fresh 256-bit id cannot collide; "exists" means a client retry (after
+        # a dropped connection) repeated a create that had landed. Ours? Fine.
+        found = self.store.load(key)
+        if found is None or found[0] != record.encode():
+            raise StoreWriteFailed("a new session id collided with a stored one")
+
+    def save(
+        self, key: str, record: Record, version: Version | None, session: Session
+    ) -> tuple[str, Record] | None:
+        """Compare-and-set ``record``, merging into newer records.
+
+        Returns the key and record saved (a regenerated session's new key if a
+        concurrent request moved it), or ``None`` if the session was destroyed.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if self.write(key, record, version):
+                return key, record
+            self.stats.count("conflicts")
+            found = self._follow(key)
+            if found is None:
+                self.stats.count("dropped")
+                log.warning(
+                    "session was destroyed by a concurrent request (or lost with the store "
+                    "server that held it); this request's changes are dropped and its "
+                    "cookie expired"
+                )
+                return None
+            key, theirs, version = found
+            record = self._merged(theirs, session)
+            self.stats.count("merges")
+        raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
+
+    def retire(self, old_key: str, version: Version | None, new_key: str, session: Session) -> None:
+        """Replace a regenerated session's old record by a pointer to the new one.
+
+        Loads never follow the pointer (the old id must stop working), but a
+        concurrent request that loaded the old record does, so what it writes
+        lands in the new record instead of being lost.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if self.store.save(old_key, Record.forwarding(new_key), FORWARD_TTL, version):
+                return
+            self.stats.count("conflicts")
+            found = self.store.load(old_key)
+            theirs = Record.decode(found[0]) if found else None
+            if found is None or theirs is None or theirs.forward is not None:
+                return
+            # Another request wrote the old record after we loaded it: carry its changes over.
+            merged = self._merged(theirs, session)
+            current = self.store.load(new_key)
+            if current is not None:
+                self.save(new_key, merged, current[1], session)
+            version = found[1]
+        raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
+
+    def _follow(self, key: str) -> tuple[str, Record, Version] | None:
+        """The live record at ``key``, following forwards left by regenerations."""
+        for _ in range(MAX_ATTEMPTS):
+            found = self.store.load(key)
+            theirs = Record.decode(found[0]) if found else None
+            if found is None or theirs is None:
+                return None
+            if theirs.forward is None:
+                return key, theirs, found[1]
+            key = theirs.forward
+        return None
+
+    def _merged(self, theirs: Record, session: Session) -> Record:
+        """``theirs`` with this request's own changes applied on top."""
+        changed, deleted = session.changes()
+        data: dict[str, Any] = loads(theirs.text)
+        data.update(changed)
+        for key in deleted:
+            data.pop(key, None)
+        # Flags too: this request's only where it changed them (a remember-me
+        # login in a concurrent request must not be undone by a slow cart update).
+        origin = session.origin
+        permanent = session.permanent
+        if permanent == origin.permanent:
+            permanent = theirs.permanent
+        idle_timeout = session.idle_timeout
+        if idle_timeout == origin.idle_timeout:
+            idle_timeout = theirs.idle_timeout
+        return Record(theirs.created, self.lifetime.clock(), permanent, idle_timeout, dumps(data))

@@ -1,0 +1,34 @@
+"""Which backend a ``store=`` option gets."""
+
+from __future__ import annotations
+
+from wsgi_session.backends.base import Backend, BackendFactory
+from wsgi_session.backends.server import ServerSideBackend
+from wsgi_session.cookies import KeyRing
+from wsgi_session.errors import ConfigurationError
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.stores.base import Store
+
+
+def default_store() -> Store:
+    """The embedded SQLite store in its default location (which it logs)."""
+    from wsgi_session.stores.sqlite import SQLiteStore  # only when it is the one used
+
+    return SQLiteStore()
+
+
+def make_backend(
+    store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
+) -> Backend:
+    """The backend for ``store``; ``None`` means the embedded SQLite default."""
+    if store is None:
+        store = default_store()
+    if isinstance(store, BackendFactory):
+        return store.make_backend(keys, lifetime)
+    if isinstance(store, Store):
+        return ServerSideBackend(store, keys, lifetime)
+    raise ConfigurationError(
+        "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
+        "store",
+        kind=type(store).__name__,
+    )

@@ -1,0 +1,162 @@
+"""Store URLs: ``sqlite:///path.db``, ``memcached://host:port``, ``memory://``, ``cookie://``.
+
+Each scheme is one builder function and its query options in :data:`_STORES`;
+:func:`parse_store_url` is the whole parse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+
+from wsgi_session.backends import BackendFactory, CookieStore
+from wsgi_session.config.values import Flag, Kind, Number, Text
+from wsgi_session.errors import ConfigurationError
+from wsgi_session.stores.base import Store
+
+AnyStore = Store | BackendFactory
+DEFAULT_STORE = "sqlite://"
+STORE_URLS = (
+    "sqlite:// (the default file), sqlite:///absolute/path.db, "
+    "memcached://host:port[,host:port...][?key_prefix=&timeout=&connect_timeout=&"
+    "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=]"
+)
+
+
+def store_from_url(url: str) -> AnyStore:
+    """The store a URL such as ``sqlite:///var/lib/app/sessions.db`` describes."""
+    try:
+        return parse_store_url(url.strip())
+    except ValueError as exc:
+        raise ConfigurationError(
+            "store URL {url}: {problem}; allowed: {allowed}",
+            url=repr(without_password(url)),
+            problem=exc,
+            allowed=STORE_URLS,
+        ) from None
+
+
+def parse_store_url(text: str) -> AnyStore:
+    """The store ``text`` describes; ``ValueError`` says what is wrong with it."""
+    try:
+        url = urlsplit(text)
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    builder = _STORES.get(url.scheme.lower())
+    if builder is None:
+        raise ValueError(f"unknown store {url.scheme!r}")
+    if url.username is not None or url.password is not None:
+        raise ValueError("user names and passwords are not supported in store URLs")
+    options = _query(url, builder.options)
+    try:
+        return builder.build(url, options)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password masked, fit to show in an error."""
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+
+
+class StoreURL(Kind):
+    """The ``STORE`` setting's kind."""
+
+    allowed = STORE_URLS
+
+    def parse(self, text: str) -> AnyStore:
+        return parse_store_url(text)
+
+
+@dataclass(frozen=True)
+class _StoreBuilder:
+    build: Callable[[SplitResult, dict[str, Any]], AnyStore]
+    options: Mapping[str, Kind]
+
+
+def _query(url: SplitResult, kinds: Mapping[str, Kind]) -> dict[str, Any]:
+    """The URL's query options, parsed by ``kinds``; ``ValueError`` names a bad one."""
+    if url.fragment:
+        raise ValueError("a store URL has no #fragment")
+    options: dict[str, Any] = {}
+    for name, text in parse_qsl(url.query, keep_blank_values=True):
+        kind = kinds.get(name)
+        if kind is None:
+            known = ", ".join(kinds) or "none"
+            raise ValueError(f"unknown option {name!r} for {url.scheme}:// (known: {known})")
+        if name in options:
+            raise ValueError(f"option {name!r} is given twice")
+        try:
+            options[name] = kind.parse(text)
+        except ValueError:
+            raise ValueError(f"option {name}={text!r} must be {kind.allowed}") from None
+    return options
+
+
+def _no_location(url: SplitResult, form: str) -> None:
+    if url.netloc or url.path:
+        raise ValueError(f"{url.scheme}:// takes no host or path; write {form}")
+
+
+# A server-side store's module is imported by its scheme's builder only: each may
+# need a client library the application does not use.
+
+
+def _sqlite(url: SplitResult, options: dict[str, Any]) -> AnyStore:
+    from wsgi_session.stores.sqlite import SQLiteStore
+
+    if url.netloc:
+        raise ValueError(
+            "a sqlite URL has no host: write sqlite:///absolute/path.db (three slashes) "
+            "or sqlite:// for the default file"
+        )
+    path = unquote(url.path)
+    if path and not path.startswith("/"):
+        raise ValueError("the sqlite path must be absolute: sqlite:///absolute/path.db")
+    if path.endswith("/"):
+        raise ValueError("the sqlite path must name a file")
+    # Four slashes, as SQLAlchemy spells absolute paths, mean the same file as three.
+    return SQLiteStore("/" + path.lstrip("/") if path else None, **options)
+
+
+def _memcached(url: SplitResult, options: dict[str, Any]) -> AnyStore:
+    from wsgi_session.stores.memcached import MemcachedStore
+
+    if not url.netloc or url.path:
+        raise ValueError("write memcached://host:port or memcached://host1:port,host2:port")
+    return MemcachedStore(unquote(url.netloc), **options)
+
+
+def _memory(url: SplitResult, options: dict[str, Any]) -> AnyStore:
+    from wsgi_session.stores.memory import MemoryStore
+
+    _no_location(url, "memory://")
+    return MemoryStore()
+
+
+def _cookie(url: SplitResult, options: dict[str, Any]) -> AnyStore:
+    _no_location(url, "cookie://?encrypt=true")
+    return CookieStore(**options)
+
+
+_SECONDS = Number(float)
+_STORES = {
+    "sqlite": _StoreBuilder(_sqlite, {"table": Text(), "timeout": _SECONDS}),
+    "memcached": _StoreBuilder(
+        _memcached,
+        {
+            "key_prefix": Text(),
+            "connect_timeout": _SECONDS,
+            "timeout": _SECONDS,
+            "dead_timeout": _SECONDS,
+            "max_pool_size": Number(int),
+        },
+    ),
+    "memory": _StoreBuilder(_memory, {}),
+    "cookie": _StoreBuilder(
+        _cookie, {"compress": Flag(), "encrypt": Flag(), "max_size": Number(int)}
+    ),
+}

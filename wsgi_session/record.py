@@ -1,0 +1,124 @@
+"""One codec for a session at rest: the store's records and the cookie store's payloads.
+
+A record, format 1, as a store keeps it::
+
+    b"1 <created> <accessed> <permanent 0|1> <idle timeout or 0> <tagged JSON>"
+    b"1 F <key>"        a regenerated session's old record: where the new one is
+
+The cookie store's payload is the same fields without the format version (the
+cookie carries its own) and with the session id before the data::
+
+    b"<created> <accessed> <permanent 0|1> <idle timeout or 0> <id> <tagged JSON>"
+
+Timestamps are whole POSIX seconds.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from wsgi_session.serialization import EMPTY, loads
+from wsgi_session.session import Origin, Session
+
+FORMAT = b"1"
+FORWARD = b"F"
+_FORWARD_HEAD = FORWARD + b" "
+
+
+class Record(NamedTuple):
+    """A stored session: timestamps, flags, then the data.
+
+    A named tuple, not a frozen dataclass: one is built on every load and
+    every save, and a tuple is made in a third of the time.
+    """
+
+    created: float
+    accessed: float
+    permanent: bool
+    idle_timeout: int | None
+    text: str
+    forward: str | None = None  # set on a retired (regenerated) record: the new record's key
+
+    @classmethod
+    def of(cls, session: Session, text: str, now: float) -> Record:
+        """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""
+        return cls(session.created_at(now), now, session.permanent, session.idle_timeout, text)
+
+    def origin(self, session_id: str, *, version: object = None, resign: bool) -> Origin:
+        """The session as loaded by a request; ``ValueError`` if its data is unreadable."""
+        return Origin(
+            id=session_id,
+            new=False,
+            data=loads(self.text),
+            text=self.text,
+            created=self.created,
+            accessed=self.accessed,
+            permanent=self.permanent,
+            idle_timeout=self.idle_timeout,
+            version=version,
+            had_cookie=True,
+            resign=resign,
+        )
+
+    def _head(self) -> bytes:
+        return b"%d %d %d %d " % (
+            self.created,
+            self.accessed,
+            self.permanent,
+            self.idle_timeout or 0,
+        )
+
+    def encode(self) -> bytes:
+        """The record as a store keeps it."""
+        return FORMAT + b" " + self._head() + self.text.encode("utf-8")
+
+    def encode_with_id(self, session_id: str) -> bytes:
+        """The record as the cookie store's payload, which carries the id too."""
+        return self._head() + session_id.encode("utf-8") + b" " + self.text.encode("utf-8")
+
+    @staticmethod
+    def forwarding(key: str) -> bytes:
+        """A retired record pointing to ``key``, the regenerated session's new record."""
+        return b"%s %s %s" % (FORMAT, FORWARD, key.encode("ascii"))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Record | None:
+        """The record in ``raw``, or ``None`` if it is not one this version wrote."""
+        fmt, _, body = raw.partition(b" ")
+        if fmt != FORMAT:
+            return None
+        if body[:2] == _FORWARD_HEAD:
+            try:
+                key = body[2:].decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            return cls(0, 0, False, None, EMPTY, forward=key)
+        return cls._parse(body.split(b" ", 4), 5)
+
+    @classmethod
+    def decode_with_id(cls, raw: bytes) -> tuple[str, Record] | None:
+        """``(session id, record)`` from a cookie store payload, or ``None``."""
+        fields = raw.split(b" ", 5)
+        record = cls._parse(fields, 6)
+        if record is None:
+            return None
+        try:
+            return fields[4].decode("utf-8"), record
+        except UnicodeDecodeError:
+            return None
+
+    @classmethod
+    def _parse(cls, fields: list[bytes], count: int) -> Record | None:
+        """The record in ``fields`` (timestamps and flags first, the data last)."""
+        if len(fields) != count:
+            return None
+        try:
+            return cls(
+                int(fields[0]),
+                int(fields[1]),
+                fields[2] == b"1",
+                int(fields[3]) or None,
+                fields[-1].decode("utf-8"),
+            )
+        except ValueError:  # a UnicodeDecodeError too
+            return None
