@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, ServerSideBackend
 from wsgi_session.config import wrap
 from wsgi_session.cookies import CookiePolicy, KeyRing
@@ -22,6 +24,9 @@ from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from wsgi_session.stores.redis import RedisStore
+
 __all__ = [
     "Backend",
     "BackendFactory",
@@ -35,6 +40,7 @@ __all__ = [
     "MemcachedStore",
     "MemoryStore",
     "Origin",
+    "RedisStore",
     "SQLiteStore",
     "ServerSideBackend",
     "Session",
@@ -47,3 +53,13 @@ __all__ = [
     "StoreWriteFailed",
     "wrap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore needs redis-py (the [redis] extra): imported on first use only,
+    # so the package imports without it.
+    if name == "RedisStore":
+        from wsgi_session.stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
