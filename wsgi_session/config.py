@@ -187,7 +187,10 @@ class _StoreURL(_Kind):
     allowed = (
         "sqlite:// (the default file), sqlite:///absolute/path.db, "
         "memcached://host:port[,host:port...][?key_prefix=&timeout=&connect_timeout=&"
-        "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=]"
+        "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=], "
+        "redis://[[user]:password@]host[:port][/db], rediss:// (TLS), unix:///path.sock, "
+        "redis+sentinel://[[user]:password@]host:port[,...]/service[/db], "
+        "redis+cluster://[[user]:password@]host:port[,...] (Redis options: docs/redis.md)"
     )
 
     def parse(self, text: str) -> AnyStore:
@@ -195,6 +198,15 @@ class _StoreURL(_Kind):
             url = urlsplit(text)
         except ValueError as exc:
             raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme.lower() in REDIS_SCHEMES:  # the Redis store reads its own URLs
+            try:
+                from wsgi_session.stores.redis import RedisStore
+            except ImportError:
+                raise ValueError("needs redis-py: pip install 'wsgi-session[redis]'") from None
+            try:
+                return RedisStore.from_url(text)
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
         builder = _STORES.get(url.scheme.lower())
         if builder is None:
             raise ValueError(f"unknown store {url.scheme!r}")
@@ -285,6 +297,7 @@ def _cookie(url: SplitResult, options: dict[str, Any]) -> AnyStore:
     return CookieStore(**options)
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")  # stores/redis.py
 _SECONDS = _Number(float)
 _store_url = _StoreURL()
 _STORES = {
@@ -405,11 +418,16 @@ class Config:
         return self.given["STORE"][1] if "STORE" in self.given else DEFAULT_STORE
 
     @property
+    def shown_store_url(self) -> str:
+        """The store URL with its password masked."""
+        return _without_password(self.store_url)
+
+    @property
     def store_description(self) -> str:
         """The store URL, and what it resolved to when the store says (the default path)."""
         if type(self.store).__repr__ is object.__repr__:
-            return self.store_url
-        return f"{self.store_url} = {self.store!r}"
+            return self.shown_store_url
+        return f"{self.shown_store_url} = {self.store!r}"
 
     def middleware(self, app: WSGIApplication) -> SessionMiddleware:
         """``app`` wrapped in a SessionMiddleware with these settings."""
@@ -487,7 +505,7 @@ def _display(name: str, text: str) -> str:
 
 
 def _without_password(url: str) -> str:
-    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _report(problems: list[str]) -> str:
