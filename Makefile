@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench memcached clean
+.PHONY: demo test lint typecheck pytest bench system-packages memcached clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,20 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -e '.[test,bench]'
 	touch $(STAMP)
 
-# memcached is a system package; the tests start their own servers on free ports.
-memcached:
-	@command -v memcached >/dev/null 2>&1 || { \
-		echo "installing memcached"; \
-		apt-get update && apt-get install -y memcached; }
+# The servers the tests and the benchmark start for themselves, on free ports, are
+# system packages: memcached, and redis-server (which brings redis-cli).
+SYSTEM_PACKAGES := memcached:memcached redis-server:redis-server redis-cli:redis-server
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update && apt-get install -y $$missing; \
+	fi
+
+memcached: system-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict wsgi_session
 
-pytest: $(STAMP) memcached
+pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -34,7 +43,7 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
 
-bench: $(STAMP) memcached
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks
 
 clean:
