@@ -158,6 +158,8 @@ def test_secrets_never_shown(make_store: StoreFactory, redis_factory: RedisFacto
 def test_not_a_url_or_client() -> None:
     with pytest.raises(ConfigurationError, match="redis-py client"):
         RedisStore(42)
+    with pytest.raises(ConfigurationError, match="decode_responses=False"):
+        RedisStore(redis.Redis(decode_responses=True))
 
 
 def test_no_connection_before_first_use(

@@ -257,6 +257,10 @@ class RedisStore:
         elif _is_client(url_or_client):
             if username is not None or password is not None:
                 raise _error("password", "goes into the client, not the store, with a client")
+            if _decodes_responses(url_or_client):
+                raise _error(
+                    "url_or_client", "needs a client that returns bytes (decode_responses=False)"
+                )
             self._given_client = url_or_client
         else:
             raise _error(
@@ -335,8 +339,12 @@ class RedisStore:
         with self._lock:
             pid, client = self._process
             self._process = (os.getpid(), None)
-        if client is not None and pid == os.getpid():
+        if client is None:
+            return
+        if pid == os.getpid():
             client.close()
+        else:
+            _close_inherited(client)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -505,6 +513,13 @@ def _close_inherited(client: Client) -> None:
                     connection.disconnect()
             except Exception:  # noqa: S112 - a private layout that changed: leave it to GC
                 continue
+
+
+def _decodes_responses(client: Client) -> bool:
+    try:
+        return bool(client.get_encoder().decode_responses)
+    except AttributeError:  # not redis-py's usual layout: trust the caller
+        return False
 
 
 def _is_client(value: object) -> bool:
