@@ -146,7 +146,7 @@ class _Target:
             raise _error("url", f"database number must be 0 or more, got {self.db}")
         if self.scheme != "rediss" and any(name in self.options for name in _TLS_OPTIONS):
             raise _error("url", "takes ssl_* options only with rediss:// (TLS)")
-        self.shown = self._shown()
+        self.shown = self.describe()
 
     def _standalone(self, hosts: str, parts: SplitResult) -> None:
         form = f"{self.scheme}://[[user]:password@]host[:port][/db]"
@@ -176,7 +176,7 @@ class _Target:
         if parts.path.strip("/"):
             raise _error("url", f"a Redis Cluster has only database 0; write {form}")
 
-    def _shown(self) -> str:
+    def describe(self) -> str:
         """The URL without its password: for repr, logs and errors."""
         user = ""
         if self.username is not None or self.password is not None:
@@ -245,14 +245,15 @@ class RedisStore:
         self._given_client: Client | None = None
         if isinstance(url_or_client, str):
             target = _Target(url_or_client)
-            for name in set(given) & set(target.options):
-                raise _error(name, "is given both in the URL and as an argument")
+            both = sorted(set(given) & set(target.options))
+            if both:
+                raise _error(both[0], "is given both in the URL and as an argument")
             given.update(target.options)
             if username is not None:
                 target.username = username
             if password is not None:
                 target.password = password
-            target.shown = target._shown()
+            target.shown = target.describe()
             self._target = target
         elif _is_client(url_or_client):
             if username is not None or password is not None:
