@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest bench memcached clean
+.PHONY: demo test lint typecheck docs pytest bench system-packages memcached clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,20 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -e '.[test,bench]'
 	touch $(STAMP)
 
-# memcached is a system package; the tests start their own servers on free ports.
-memcached:
-	@command -v memcached >/dev/null 2>&1 || { \
-		echo "installing memcached"; \
-		apt-get update && apt-get install -y memcached; }
+# The servers the tests and the benchmark start for themselves, on free ports, are
+# system packages: memcached, and redis-server (which brings redis-cli).
+SYSTEM_PACKAGES := memcached:memcached redis-server:redis-server redis-cli:redis-server
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update && apt-get install -y $$missing; \
+	fi
+
+memcached: system-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,7 +39,7 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-pytest: $(STAMP) memcached
+pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
 test: lint typecheck docs pytest
@@ -38,7 +47,7 @@ test: lint typecheck docs pytest
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
 
-bench: $(STAMP) memcached
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -14,11 +14,11 @@ from pathlib import Path
 from benchmarks import growth, loadtest, profiling, report, table
 from benchmarks.apps import payload
 from benchmarks.floors import session_record
-from benchmarks.servers import memcached
+from benchmarks.servers import memcached, redis
 from benchmarks.subjects import ROWS, Context
 
 PINNED = (
-    "The benchmark and its memcached share one CPU: on a machine whose cores are far "
+    "The benchmark and its memcached and Redis share one CPU: on a machine whose cores are far "
     "apart (a VM's vCPUs) a wake-up across cores adds tens of µs, at random, to every "
     "round trip, which drowns what is measured here. Pinned, a round trip costs what its "
     "system calls and memcached's work cost. The HTTP section is not pinned."
@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     data = payload(100)
     load_start = os.getloadavg()[0]
     allowed = None if args.no_pin else pin()
-    with tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp, memcached() as server:
-        ctx = Context(data, server.address, Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp,
+        memcached() as server,
+        redis() as redis_server,
+    ):
+        ctx = Context(data, server.address, Path(tmp), redis=redis_server.address)
         if args.profile:
             profiling.run(args.profile, ctx, count=args.count * args.rounds)
             return 0

@@ -55,6 +55,28 @@ def memcached_ops(
     return {"memcached GET": read, "memcached SET": write}
 
 
+def redis_ops(address: str, value: bytes) -> dict[str, Callable[[int], object]]:
+    """A raw redis-py GET and SET (with its TTL) of ``value`` on one key, redis-py's defaults."""
+    import redis
+
+    host, port = address.rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port))
+    key = floor_keys(1, "redis-floor")[0]
+    client.set(key, value, ex=TTL)
+    if client.get(key) is None:
+        raise RuntimeError("Redis floor: the record to read is missing")
+    get = client.get
+    set_ = client.set
+
+    def read(i: int) -> object:
+        return get(key)
+
+    def write(i: int) -> object:
+        return set_(key, value, ex=TTL)
+
+    return {"Redis GET": read, "Redis SET": write}
+
+
 def sqlite_table(path: Path) -> None:
     """Let SQLiteStore create its file and table, so the raw statements run on the same."""
     from wsgi_session.stores.sqlite import SQLiteStore

@@ -23,6 +23,7 @@ PACKAGES = (
     "Beaker",
     "pymemcache",
     "python-memcached",
+    "redis",
     "gunicorn",
 )
 
@@ -32,6 +33,7 @@ RIVALS = (
     ("Beaker memcached", "wsgi_session memcached"),
     ("Flask built-in cookie", "wsgi_session cookie (Flask)"),
     ("Flask-Session memcached", "wsgi_session memcached (Flask)"),
+    ("Flask-Session redis", "wsgi_session redis (Flask)"),
 )
 
 
@@ -69,7 +71,9 @@ def machine(load: tuple[float, float]) -> list[str]:
         f"{platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- {', '.join(versions)}",
-        f"- {_command_version(['memcached', '-V'])}, SQLite {sqlite3.sqlite_version}, "
+        f"- {_command_version(['memcached', '-V'])}, "
+        f"{_command_version(['redis-server', '--version']).split(' sha=')[0]}, "
+        f"SQLite {sqlite3.sqlite_version}, "
         f"{_command_version(['wrk', '-v']).split(' [')[0]}",
         f"- Load average (1 min) at the start and end of the run: {load[0]:.2f}, {load[1]:.2f}",
     ]
@@ -86,8 +90,11 @@ PEERS = [
     "writes are acknowledged like ours (pymemcache's default, noreply, would not wait).",
     "- Beaker's memcached backend speaks through python-memcached (it does not support "
     "pymemcache); Beaker serializes with pickle by default and does not compare-and-set.",
+    "- Flask-Session's Redis backend uses the redis-py client it is given (here redis-py's "
+    "defaults), `GET` to load and `SET` with a TTL to save, without compare-and-set.",
     "- wsgi_session writes with compare-and-set (memcached `gets`/`cas`, a version column "
-    "in SQLite), so a write costs a read and a conditional write.",
+    "in SQLite, a `GET` and a Lua `EVALSHA` in Redis), so a write costs a read and a "
+    "conditional write.",
 ]
 
 
@@ -139,6 +146,9 @@ def floors_table(results: Results) -> list[str]:
     get, set_ = results.floors.get("memcached GET"), results.floors.get("memcached SET")
     if get is not None and set_ is not None:
         rows.append(["memcached GET + SET", us(get + set_)])
+    get, set_ = results.floors.get("Redis GET"), results.floors.get("Redis SET")
+    if get is not None and set_ is not None:
+        rows.append(["Redis GET + SET", us(get + set_)])
     return table(["raw operation", "µs"], rows)
 
 
@@ -186,7 +196,7 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
 
     beaker = [o(name, "untouched") for name in ("Beaker cookie", "Beaker memcached")]
     beaker_lazy = min((value for value in beaker if value is not None), default=None)
-    for store in ("memory", "sqlite", "memcached", "cookie"):
+    for store in ("memory", "sqlite", "memcached", "redis", "cookie"):
         name = f"wsgi_session {store}"
         found.append(
             _over(
@@ -205,6 +215,16 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
         _over(
             "memcached write ≤ 1.1x raw GET + SET",
             o("wsgi_session memcached", "write"),
+            None if get is None or set_ is None else get + set_,
+            1.1,
+        )
+    )
+    get, set_ = floors.get("Redis GET"), floors.get("Redis SET")
+    found.append(_over("Redis read ≤ 1.1x raw GET", o("wsgi_session redis", "read"), get, 1.1))
+    found.append(
+        _over(
+            "Redis write ≤ 1.1x raw GET + SET",
+            o("wsgi_session redis", "write"),
             None if get is None or set_ is None else get + set_,
             1.1,
         )

@@ -77,3 +77,13 @@ def memcached(memory_mb: int = 64) -> Process:
     port = free_port()
     command = [executable, "-u", "nobody", "-l", HOST, "-p", str(port), "-m", str(memory_mb)]
     return Process("memcached", command, port)
+
+
+def redis() -> Process:
+    """A private redis-server, without persistence (as a session cache runs)."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise RuntimeError("redis-server is not installed (make system-packages)")
+    port = free_port()
+    command = [executable, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
+    return Process("redis", command, port, stdout=subprocess.DEVNULL)

@@ -16,11 +16,12 @@ from benchmarks.apps import SECRET, WSGIApp, bare_app, flask_app, session_app
 
 @dataclass
 class Context:
-    """What a row may use: the payload, the benchmark's memcached, a scratch directory."""
+    """What a row may use: the payload, the benchmark's memcached and Redis, a scratch directory."""
 
     data: dict[str, Any]
     memcached: str
     tmpdir: Path
+    redis: str = ""
     sqlite_name: str = "sessions.sqlite3"
 
     def sqlite_path(self) -> Path:
@@ -32,7 +33,7 @@ class Row:
     name: str
     framework: str  # "wsgi" or "flask": which bare app it is measured over
     family: str  # "bare", "ours" or "peer"
-    store: str  # "memory", "sqlite", "memcached", "cookie" or "-"
+    store: str  # "memory", "sqlite", "memcached", "redis", "cookie" or "-"
     build: Callable[[Context], WSGIApp]
 
 
@@ -77,6 +78,10 @@ def make_store(kind: str, ctx: Context) -> Any:
         from wsgi_session.stores.memcached import MemcachedStore
 
         return MemcachedStore(ctx.memcached)
+    if kind == "redis":
+        from wsgi_session.stores.redis import RedisStore
+
+        return RedisStore(f"redis://{ctx.redis}")
     if kind == "cookie":
         from wsgi_session import CookieStore
 
@@ -84,7 +89,7 @@ def make_store(kind: str, ctx: Context) -> Any:
     raise ValueError(kind)
 
 
-STORES = ("memory", "sqlite", "memcached", "cookie")
+STORES = ("memory", "sqlite", "memcached", "redis", "cookie")
 
 
 def ours_wsgi(store: Any, data: dict[str, Any]) -> WSGIApp:
@@ -136,6 +141,22 @@ def _flask_session(ctx: Context) -> WSGIApp:
         app.config["SESSION_TYPE"] = "memcached"
         # Acknowledged writes, like ours; pymemcache's default is noreply.
         app.config["SESSION_MEMCACHED"] = pymemcache_client(ctx.memcached, noreply=False)
+        Session(app)
+
+    return flask_app(ctx.data, configure)  # type: ignore[no-any-return]
+
+
+@row("Flask-Session redis", "flask", "peer", "redis")
+def _flask_session_redis(ctx: Context) -> WSGIApp:
+    import redis
+    from flask_session import Session
+
+    def configure(app: Any) -> None:
+        app.config["SESSION_TYPE"] = "redis"
+        # redis-py's default client (Flask-Session's own default is this client on
+        # localhost:6379); only the address is the benchmark's.
+        host, port = ctx.redis.rsplit(":", 1)
+        app.config["SESSION_REDIS"] = redis.Redis(host=host, port=int(port))
         Session(app)
 
     return flask_app(ctx.data, configure)  # type: ignore[no-any-return]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.apps import SCENARIOS, WSGIApp, environ
-from benchmarks.floors import memcached_ops, sqlite_ops
+from benchmarks.floors import memcached_ops, redis_ops, sqlite_ops
 from benchmarks.subjects import Context, Row
 from benchmarks.timing import Failed, median_us, sample_calls, sample_wsgi, seed
 
@@ -65,6 +65,7 @@ def floor_ops(ctx: Context, value: bytes, results: Results) -> dict[str, Callabl
     ops: dict[str, Callable[[int], object]] = {}
     for name, make in (
         ("memcached", lambda: memcached_ops(ctx.memcached, value)),
+        ("Redis", lambda: redis_ops(ctx.redis, value)),
         ("SQLite", lambda: sqlite_ops(ctx.tmpdir / "floor.sqlite3", value)),
     ):
         try:

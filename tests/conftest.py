@@ -1,11 +1,14 @@
-"""Fixtures that start real memcached servers on free loopback ports."""
+"""Fixtures that start real memcached and Redis servers on free loopback ports."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from memcached_server import MemcachedFactory, MemcachedNotInstalled, MemcachedServer
+from redis_server import RedisFactory, RedisNotInstalled, RedisServer
 
 
 def _started(item_size: str | None = None) -> MemcachedServer:
@@ -42,5 +45,44 @@ def memcached_server(memcached_factory: MemcachedFactory) -> MemcachedServer:
 def shared_memcached() -> Iterator[MemcachedServer]:
     """One server for the whole run: never stop it, and use keys no other test uses."""
     server = _started()
+    yield server
+    server.stop()
+
+
+# -- Redis --------------------------------------------------------------------
+
+
+def _redis_started(directory: Path, *args: str, **options: Any) -> RedisServer:
+    try:
+        return RedisServer(directory, *args, **options).start()
+    except RedisNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)  # never a skip, as for memcached
+
+
+@pytest.fixture
+def redis_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisFactory]:
+    """Start servers on demand (see ``RedisServer``); all are killed after the test."""
+    servers: list[RedisServer] = []
+
+    def start(*args: str, **options: Any) -> RedisServer:
+        server = _redis_started(tmp_path_factory.mktemp("redis"), *args, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def redis_server(redis_factory: RedisFactory) -> RedisServer:
+    """A server of this test's own, free to be killed and restarted."""
+    return redis_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One server for the whole run: never stop it, and use keys no other test uses."""
+    server = _redis_started(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()

@@ -13,7 +13,7 @@ from werkzeug.test import Client, TestResponse
 from wsgi_session import MemoryStore, Session, SessionMiddleware, StoreUnavailable
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY, loads
-from wsgi_session.stores.base import Version
+from wsgi_session.stores.base import Store, Version
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 START = 1_700_000_000.0
@@ -43,7 +43,7 @@ class CountingStore:
     (``StoreUnavailable``), which a healthy in-process store never does on its own.
     """
 
-    def __init__(self, inner: MemoryStore | None = None) -> None:
+    def __init__(self, inner: Store | None = None) -> None:
         self.inner = inner if inner is not None else MemoryStore()
         self.calls: Counter[str] = Counter()
         self.fail: set[str] = set()

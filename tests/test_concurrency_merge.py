@@ -1,4 +1,4 @@
-"""Concurrent requests on one session (threads, MemoryStore): compare-and-set with merge.
+"""Concurrent requests on one session (threads; MemoryStore and a real Redis): CAS and merge.
 
 Requests are ordered with barriers and events, never with sleeps: each racing
 request loads its session, stops at its gate, and goes on when the test says.
@@ -7,11 +7,13 @@ request loads its session, stops at its gate, and goes on when the test says.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import redis
 from helpers import (
     SECRET,
     CountingStore,
@@ -26,7 +28,14 @@ from helpers import (
 )
 from werkzeug.test import Client, TestResponse
 
-from wsgi_session import ServerSideBackend, Session, SessionMiddleware
+from wsgi_session import (
+    MemoryStore,
+    RedisStore,
+    ServerSideBackend,
+    Session,
+    SessionMiddleware,
+    Store,
+)
 
 WAIT = 30  # seconds before a stuck gate fails the test instead of hanging it
 
@@ -75,9 +84,9 @@ class RaceApp:
 class Race:
     """One session, one store, and a pool of threads sending requests for it."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, inner: Store, **options: Any) -> None:
         self.app = RaceApp()
-        self.store = CountingStore()
+        self.store = CountingStore(inner)
         self.middleware = SessionMiddleware(self.app, SECRET, store=self.store, **options)
         assert isinstance(self.middleware.backend, ServerSideBackend)
         self.stats = self.middleware.backend.stats
@@ -101,9 +110,21 @@ class Race:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def inner(request: pytest.FixtureRequest) -> Iterable[Store]:
+    """The real store under the counting one: in-process, or a real Redis server."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server = request.getfixturevalue("shared_redis")
+    store = RedisStore(server.url, key_prefix=f"race{uuid.uuid4().hex[:12]}:")
+    yield store
+    store.close()
+
+
 @pytest.fixture
-def race() -> Iterable[Race]:
-    race = Race()
+def race(inner: Store) -> Iterable[Race]:
+    race = Race(inner)
     yield race
     race.close()
 
@@ -167,9 +188,18 @@ def test_logout_racing_slow_writers_stays_logged_out(race: Race) -> None:
         assert response.status_code == 200
         assert one_cookie(response).expires_now
     assert race.data() is None
-    assert len(race.store.inner) == 0
+    assert records(race.store.inner) == 0
     assert race.stats.dropped == 20
     assert race.request("/read").text == "{}"
+
+
+def records(store: Store) -> int:
+    """How many session records ``store`` holds."""
+    if isinstance(store, RedisStore):
+        with redis.Redis.from_url(store.where) as client:
+            return len(list(client.scan_iter(match=store.key_prefix + "*")))
+    assert isinstance(store, MemoryStore)
+    return len(store)
 
 
 def login(session: Session) -> None:
@@ -182,8 +212,10 @@ def login(session: Session) -> None:
     [False, True],
     ids=["browser", "permanent"],
 )
-def test_write_after_a_concurrent_regenerate_lands_under_the_new_id(permanent: bool) -> None:
-    race = Race()
+def test_write_after_a_concurrent_regenerate_lands_under_the_new_id(
+    permanent: bool, inner: Store
+) -> None:
+    race = Race(inner)
     try:
         if permanent:
             race.request(race.app.add("permanent", lambda s: setattr(s, "permanent", True)))
@@ -219,9 +251,9 @@ def test_regenerate_after_a_concurrent_write_keeps_the_write(race: Race) -> None
     assert race.request("/read").text == "{}"
 
 
-def test_stale_reader_racing_a_login_does_not_undo_it() -> None:
+def test_stale_reader_racing_a_login_does_not_undo_it(inner: Store) -> None:
     clock = FakeClock()
-    race = Race(idle_timeout=1000, refresh_interval=10, clock=clock)
+    race = Race(inner, idle_timeout=1000, refresh_interval=10, clock=clock)
     try:
         clock.advance(60)  # the session now needs a refresh
         reader_gate = Gate()
@@ -280,8 +312,10 @@ def test_a_write_follows_a_chain_of_regenerations(race: Race) -> None:
 
 
 @pytest.mark.parametrize("regenerate", [False, True], ids=["same-id", "regenerated"])
-def test_a_remember_me_login_racing_a_slow_write_stays_permanent(regenerate: bool) -> None:
-    race = Race()
+def test_a_remember_me_login_racing_a_slow_write_stays_permanent(
+    regenerate: bool, inner: Store
+) -> None:
+    race = Race(inner)
     try:
 
         def remember_me(session: Session) -> None:

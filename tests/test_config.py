@@ -340,7 +340,7 @@ def test_cookie_url() -> None:
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("redis://localhost", "unknown store 'redis'"),
+        ("mongodb://localhost", "unknown store 'mongodb'"),
         ("sqlite://host/sessions.db", "three slashes"),
         ("sqlite:///var/lib/", "must name a file"),
         ("sqlite:relative.db", "must be absolute"),

@@ -596,7 +596,7 @@ def test_bad_setting_fails_at_start_up_naming_it(overrides: dict[str, Any], mess
 def test_bad_store_url_fails_at_start_up_naming_the_setting() -> None:
     with (
         pytest.raises(ImproperlyConfigured, match=r"WSGI_SESSION_STORE: store URL"),
-        override_settings(WSGI_SESSION_STORE="redis://localhost"),
+        override_settings(WSGI_SESSION_STORE="mongodb://localhost"),
     ):
         make_middleware(get_wsgi_application())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from wsgi_session.backends import (
     Backend,
     BackendFactory,
@@ -27,6 +29,9 @@ from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from wsgi_session.stores.redis import RedisStore
+
 __all__ = [
     "Backend",
     "BackendFactory",
@@ -40,6 +45,7 @@ __all__ = [
     "MemcachedStore",
     "MemoryStore",
     "Origin",
+    "RedisStore",
     "SQLiteStore",
     "ServerSideBackend",
     "Session",
@@ -52,3 +58,13 @@ __all__ = [
     "StoreWriteFailed",
     "wrap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore needs redis-py (the [redis] extra): imported on first use only,
+    # so the package imports without it.
+    if name == "RedisStore":
+        from wsgi_session.stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from wsgi_session.config import ENV_PREFIX, SETTING_NAMES, STORE_URLS, Config
+from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
 from wsgi_session.errors import SessionError
 from wsgi_session.stores.base import Store
 
@@ -27,6 +27,7 @@ SETTINGS_HELP = "\n\n".join(
 # Stores that have nothing for gc to purge, and why.
 _SELF_EXPIRING = {
     "memcached": "memcached drops expired records by itself",
+    **dict.fromkeys(REDIS_SCHEMES, "Redis expires records by itself (each has its TTL)"),
     "cookie": "cookie sessions live in the browsers; nothing is stored on the server",
     "memory": "the memory store lives inside each server process, out of this command's reach",
 }
@@ -69,7 +70,8 @@ def gc(args: argparse.Namespace) -> int:
     reason = _SELF_EXPIRING.get(urlsplit(config.store_url).scheme.lower())
     purge: Callable[[], int] | None = getattr(config.store, "purge_expired", None)
     if reason is not None or purge is None:
-        print(f"nothing to purge in {config.store_url}: {reason or 'it expires records itself'}")
+        shown = config.shown_store_url
+        print(f"nothing to purge in {shown}: {reason or 'it expires records itself'}")
         return 0
     missing = _missing_database(config.store)
     if missing is not None:
@@ -98,7 +100,7 @@ def check(args: argparse.Namespace) -> int:
         )
     elif isinstance(store, Store):
         store.load(secrets.token_hex(32))  # an unknown key: answers None if the store is up
-        print(f"\nok: the settings are valid and the store answered ({config.store_url})")
+        print(f"\nok: the settings are valid and the store answered ({config.shown_store_url})")
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
     return 0
@@ -153,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         gc,
         "delete expired sessions from the configured store",
         "Delete expired session records from the configured store and report how many.\n"
-        "Run it from cron for the SQLite store; memcached and cookie sessions expire\n"
-        "by themselves. Needs no secret key.",
+        "Run it from cron for the SQLite store; memcached, Redis and cookie sessions\n"
+        "expire by themselves. Needs no secret key.",
     )
     add(
         "check",

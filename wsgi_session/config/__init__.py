@@ -19,12 +19,19 @@ from wsgi_session.config.settings import (
     load_settings,
     wrap,
 )
-from wsgi_session.config.store_urls import DEFAULT_STORE, STORE_URLS, AnyStore, store_from_url
+from wsgi_session.config.store_urls import (
+    DEFAULT_STORE,
+    REDIS_SCHEMES,
+    STORE_URLS,
+    AnyStore,
+    store_from_url,
+)
 from wsgi_session.config.values import format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_STORE",
     "ENV_PREFIX",
+    "REDIS_SCHEMES",
     "SETTING_NAMES",
     "STORE_URLS",
     "AnyStore",

@@ -144,11 +144,16 @@ class Config:
         return self.given["STORE"][1] if "STORE" in self.given else DEFAULT_STORE
 
     @property
+    def shown_store_url(self) -> str:
+        """The store URL with its password masked."""
+        return without_password(self.store_url)
+
+    @property
     def store_description(self) -> str:
         """The store URL, and what it resolved to when the store says (the default path)."""
         if type(self.store).__repr__ is object.__repr__:
-            return self.store_url
-        return f"{self.store_url} = {self.store!r}"
+            return self.shown_store_url
+        return f"{self.shown_store_url} = {self.store!r}"
 
     def middleware(self, app: WSGIApplication) -> SessionMiddleware:
         """``app`` wrapped in a SessionMiddleware with these settings."""

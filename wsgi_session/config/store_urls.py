@@ -22,8 +22,12 @@ DEFAULT_STORE = "sqlite://"
 STORE_URLS = (
     "sqlite:// (the default file), sqlite:///absolute/path.db, "
     "memcached://host:port[,host:port...][?key_prefix=&timeout=&connect_timeout=&"
-    "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=]"
+    "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=], "
+    "redis://[[user]:password@]host[:port][/db], rediss:// (TLS), unix:///path.sock, "
+    "redis+sentinel://[[user]:password@]host:port[,...]/service[/db], "
+    "redis+cluster://[[user]:password@]host:port[,...] (Redis options: docs/redis.md)"
 )
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 def store_from_url(url: str) -> AnyStore:
@@ -45,6 +49,8 @@ def parse_store_url(text: str) -> AnyStore:
         url = urlsplit(text)
     except ValueError as exc:
         raise ValueError(f"not a URL ({exc})") from None
+    if url.scheme.lower() in REDIS_SCHEMES:
+        return _redis(text)
     builder = _STORES.get(url.scheme.lower())
     if builder is None:
         raise ValueError(f"unknown store {url.scheme!r}")
@@ -59,7 +65,7 @@ def parse_store_url(text: str) -> AnyStore:
 
 def without_password(url: str) -> str:
     """``url`` with any password masked, fit to show in an error."""
-    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 class StoreURL(Kind):
@@ -135,6 +141,19 @@ def _memory(url: SplitResult, options: dict[str, Any]) -> AnyStore:
 
     _no_location(url, "memory://")
     return MemoryStore()
+
+
+def _redis(text: str) -> AnyStore:
+    # The Redis store reads its own URLs: their forms (Sentinel, Cluster, TLS
+    # options) are its business, and redis-py is needed only by who uses them.
+    try:
+        from wsgi_session.stores.redis import RedisStore
+    except ImportError:
+        raise ValueError("needs redis-py: pip install 'wsgi-session[redis]'") from None
+    try:
+        return RedisStore.from_url(text)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _cookie(url: SplitResult, options: dict[str, Any]) -> AnyStore:
