@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench memcached clean
+.PHONY: demo test lint typecheck pytest fuzz bench system-packages memcached clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,21 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -e '.[test,bench]'
 	touch $(STAMP)
 
-# memcached is a system package; the tests start their own servers on free ports.
-memcached:
-	@command -v memcached >/dev/null 2>&1 || { \
-		echo "installing memcached"; \
-		apt-get update && apt-get install -y memcached; }
+# The system packages the tests use: servers they start on free ports of their
+# own (memcached) and the browser the demo is driven with (chromium). Installed
+# only when missing.
+SYSTEM_PACKAGES := memcached:memcached chromium:chromium chromedriver:chromium-driver
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update && apt-get install -y $$missing; \
+	fi
+
+memcached: system-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,15 +36,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict wsgi_session
 
-pytest: $(STAMP) memcached
+pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# Hostile Cookie headers against every store and adapter (tests/fuzz_cookies.py).
+fuzz: $(STAMP) system-packages
+	cd tests && ../$(BIN)/python fuzz_cookies.py
+
+test: lint typecheck pytest fuzz
 
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
 
-bench: $(STAMP) memcached
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks
 
 clean:
