@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
-from helpers import CountingStore, FakeClock, make
+from helpers import SECRET, CountingStore, FakeClock, make
 from hostile import ADAPTER_APPS, COOKIE_NAMES, Subject, django_urls, setup_django
 
 from wsgi_session import StoreUnavailable
@@ -94,6 +94,29 @@ def test_an_application_that_answers_500_itself_is_left_alone_when_the_load_work
 
     response = Client(SessionMiddleware(broken, "s" * 32, store=MemoryStore())).get("/")
     assert (response.status_code, response.data) == (500, b"the app's own error")
+
+
+def test_a_load_failing_inside_a_lazy_body_before_the_response_started_is_a_503(
+    down_store: CountingStore,
+) -> None:
+    from werkzeug.test import Client
+
+    from wsgi_session import SessionMiddleware
+
+    def lazy(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        user = environ["wsgi_session"].get("user")  # runs on the first next()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield str(user).encode()
+
+    client, _, _ = make(store=down_store)
+    down_store.fail = set()
+    client.get("/set")
+    down_store.fail = {"load"}
+    client.application = SessionMiddleware(lazy, SECRET, store=down_store)
+    response = client.get("/")
+    assert (response.status_code, response.data) == (503, UNAVAILABLE_BODY)
+    assert response.headers["Retry-After"] == "1"
+    assert isinstance(client, Client)
 
 
 def test_degrade_still_serves_an_empty_session(down_store: CountingStore) -> None:

@@ -324,11 +324,18 @@ class _LateStart:
         self.app_iter = app_iter
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.app_iter:
-            if self.response.failed:
-                break
-            yield chunk
-        if self.response.failed:
+        response = self.response
+        try:
+            for chunk in self.app_iter:
+                if response.failed:
+                    break
+                yield chunk
+        except StoreUnavailable:
+            if response.started or response.middleware.on_store_error != "fail":
+                raise
+            yield from response.unavailable()
+            return
+        if response.failed:
             yield UNAVAILABLE_BODY
 
     def close(self) -> None:
