@@ -31,6 +31,7 @@ FLAGS = (
     "--disable-sync",
 )
 COOKIE = "session"
+PAGE_WAIT = 30.0  # seconds a page may take to load after a click
 _VISITS = re.compile(r"loaded this page <strong>(\d+)</strong> times?")
 
 Browser = Any  # selenium.webdriver.Chrome
@@ -101,6 +102,16 @@ def session_cookie(driver: Browser) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def wait_for_text(driver: Browser, text: str) -> None:
+    """Wait until the page (after a form's redirect) shows ``text``: a click returns at once."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, PAGE_WAIT).until(lambda d: text in d.page_source)
+    except Exception as exc:
+        raise AssertionError(f"{text!r} not on the page:\n{driver.page_source}") from exc
+
+
 def log_in(driver: Browser, url: str, name: str, *, remember: bool) -> None:
     from selenium.webdriver.common.by import By
 
@@ -109,7 +120,7 @@ def log_in(driver: Browser, url: str, name: str, *, remember: bool) -> None:
     if remember:
         driver.find_element(By.NAME, "remember").click()
     driver.find_element(By.CSS_SELECTOR, "form[action=login] button").click()
-    assert f"Logged in as <strong>{name}</strong>" in driver.page_source, driver.page_source
+    wait_for_text(driver, f"Logged in as <strong>{name}</strong>")
 
 
 def test_the_counter_persists_in_an_httponly_samesite_lax_cookie(
@@ -141,7 +152,7 @@ def test_login_regenerates_the_id_and_logout_ends_the_session(
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.CSS_SELECTOR, "form[action=logout] button").click()
-    assert "Logged out" in driver.page_source, driver.page_source
+    wait_for_text(driver, "Logged out")
     assert "Logged in as" not in driver.page_source
     assert visits(driver, demo) == 2  # a new session: the logout page was its first
 
