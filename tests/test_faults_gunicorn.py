@@ -138,7 +138,10 @@ def missing_from(store: Store, writes: list[Write]) -> list[Write]:
 
 @pytest.fixture(params=list(WORKERS))
 def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """``serve(store_url)``: gunicorn serving ``concurrency_app``; returns its URL."""
+    """``serve(store_url)``: gunicorn serving ``concurrency_app``; returns its URL.
+
+    ``serve.worker_class`` names the worker class, for the figures printed.
+    """
     servers: list[ServerProcess] = []
 
     def start(store_url: str) -> str:
@@ -160,6 +163,7 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[
         servers.append(server)
         return server.url
 
+    start.worker_class = request.param  # type: ignore[attr-defined]
     yield start
     for server in servers:
         server.stop()
@@ -197,7 +201,8 @@ def test_memcached_killed_and_restarted_under_load(
     after = load.between(restarted, ended)
     transition = [w for w in load.writes if w not in before and w not in outage and w not in after]
     print(
-        f"\n[memcached SIGKILL] before {figures(before)}; outage {figures(outage)}; "
+        f"\n[memcached SIGKILL, {serve.worker_class} workers] before {figures(before)}; "
+        f"outage {figures(outage)}; "
         f"after restart {figures(after)}; straddling a fault {figures(transition)}"
     )
     assert {w.status for w in load.writes} <= {200, 503}, figures(load.writes)
@@ -255,7 +260,8 @@ def test_sqlite_locked_by_another_process_past_the_busy_timeout(
     before, during = load.between(began, held), load.between(held, releasing)
     after = load.between(released, ended)
     print(
-        f"\n[sqlite exclusive lock] before {figures(before)}; lock held {figures(during)}; "
+        f"\n[sqlite exclusive lock, {serve.worker_class} workers] before {figures(before)}; "
+        f"lock held {figures(during)}; "
         f"after release {figures(after)}; all {figures(load.writes)}"
     )
     assert locker.returncode == 0
