@@ -107,3 +107,34 @@ def test_a_respelled_cookie_gets_a_fresh_session_without_a_lookup(
         assert answer.new and answer.id != session_id, header
         if subject.counter is not None:
             assert subject.counter.take() == {}, header
+
+
+def test_a_respelled_encrypted_cookie_gets_a_fresh_session() -> None:
+    from hostile import wsgi_subject
+
+    from wsgi_session.stores.cookie import CookieStore
+
+    subject = Subject("cookie", "wsgi", wsgi_subject(CookieStore(encrypt=True)), "session", None)
+    for _ in range(100):
+        value = subject.issue()
+        if "-" in value and "_" in value:
+            break
+    assert "-" in value and "_" in value, value
+    session_id = subject.issued[value]
+    answer = subject.call(f"session={value}")
+    assert (answer.new, answer.id) == (False, session_id)
+
+    middle = len(value) // 2
+    headers = [
+        *unused_bits(value, "session"),
+        *padded(value, "session"),
+        *(f"session={value[:middle]}{junk}{value[middle:]}" for junk in ("!!", "\x00", "\xe9")),
+        f"session={value.replace('-', '+')}",
+        f"session={value.replace('_', '/')}",
+        *quoted(value, "session")[::2],
+    ]
+    assert f"session={value}" not in headers
+    for header in headers:
+        answer = subject.call(header)
+        assert answer.status == "200 OK", (header, answer)
+        assert answer.new and answer.id != session_id, header
