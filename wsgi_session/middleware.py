@@ -265,8 +265,9 @@ class _Response:
                 self.extra_headers = self.middleware.session_headers(
                     self.session, self.backend, self.policy, self.environ
                 )
-                if self.session.modified and not self.session.origin.degraded:
-                    self.middleware.outage.success()  # a write was acknowledged
+                outage = self.middleware.outage
+                if outage.down and not self.session.origin.degraded and self.session.modified:
+                    outage.success()  # a write was acknowledged (checked only in an outage)
             except (StoreUnavailable, StoreWriteFailed) as exc:
                 fail = self.middleware.on_store_error == "fail"
                 message = (
