@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest bench system-packages memcached clean
+.PHONY: demo test lint typecheck docs pytest fuzz bench system-packages memcached clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,11 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -e '.[test,bench]'
 	touch $(STAMP)
 
-# The servers the tests and the benchmark start for themselves, on free ports, are
-# system packages: memcached, and redis-server (which brings redis-cli).
-SYSTEM_PACKAGES := memcached:memcached redis-server:redis-server redis-cli:redis-server
+# The system packages the tests use: servers they start on free ports of their
+# own (memcached, redis-server, which brings redis-cli) and the browser the demo
+# is driven with (chromium). Installed only when missing.
+SYSTEM_PACKAGES := memcached:memcached redis-server:redis-server redis-cli:redis-server \
+	chromium:chromium chromedriver:chromium-driver
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
@@ -42,7 +44,11 @@ docs: $(STAMP)
 pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
-test: lint typecheck docs pytest
+# Hostile Cookie headers against every store and adapter (tests/fuzz_cookies.py).
+fuzz: $(STAMP) system-packages
+	cd tests && ../$(BIN)/python fuzz_cookies.py
+
+test: lint typecheck docs pytest fuzz
 
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
@@ -51,4 +57,4 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) site build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) site build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

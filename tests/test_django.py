@@ -24,6 +24,7 @@ from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Store
 from wsgi_session.backends.cookie import CookieStore
+from wsgi_session.config import store_from_url
 from wsgi_session.django import DjangoSession, make_middleware
 from wsgi_session.django import test as django_test
 from wsgi_session.record import Record
@@ -733,7 +734,11 @@ def test_test_client_defaults_to_settings_wsgi_application(django_project: Path)
     assert client.login(username=USER, password=PASSWORD)
     assert client.get("/").status_code == 200
     session_id = client.cookies[COOKIE].value.rsplit(".", 1)[0]
-    sessions = SQLiteStore(django_project / "sessions.db")
+    # The settings' store: Django is set up once per process, maybe by another module.
+    from django.conf import settings
+
+    sessions = store_from_url(settings.WSGI_SESSION_STORE)
+    assert isinstance(sessions, SQLiteStore)
     data = stored(sessions, session_id)
     sessions.close()
     assert data is not None and data["visits"] == 1

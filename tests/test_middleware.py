@@ -185,8 +185,7 @@ def test_failed_load_reaches_the_app_when_policy_is_fail() -> None:
         return [b""]
 
     client.application = SessionMiddleware(app, SECRET, store=store)
-    with pytest.raises(StoreUnavailable):
-        client.get("/read")
+    assert client.get("/read").status_code == 503  # let through by the app: a 503
     assert len(seen) == 1
     assert store.calls["save"] == 1  # only the first request's
 

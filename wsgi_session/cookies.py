@@ -8,9 +8,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadData, Signer
+from itsdangerous.encoding import base64_decode, base64_encode
 from werkzeug.http import dump_cookie
-from werkzeug.sansio.http import parse_cookie
 
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.wsgi import WSGIEnvironment
@@ -93,13 +93,20 @@ class CookiePolicy:
             )
 
     def read(self, environ: WSGIEnvironment) -> str | None:
-        """The raw value the client sent for this cookie, or ``None``."""
-        header = environ.get("HTTP_COOKIE")
+        """The raw value the client sent for this cookie (the first one), or ``None``.
+
+        Raw: no unquoting, no backslash escapes (``"..."``, ``\\056``), no
+        space around ``=``, so the value verified is byte for byte what the
+        client sent. The server never issues a value that needs quoting.
+        """
+        header: str | None = environ.get("HTTP_COOKIE")
         if not header or self.name not in header:
             return None
-        # WSGI hands headers over as latin-1; a stray non-UTF-8 byte in any cookie
-        # must spoil only that cookie, not fail the request.
-        return parse_cookie(header.encode("latin-1").decode("utf-8", "replace")).get(self.name)
+        for pair in header.split(";"):
+            name, sep, value = pair.strip(" \t").partition("=")
+            if sep and name == self.name:
+                return value
+        return None
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
@@ -188,14 +195,42 @@ class CookieSigner:
         return self._signer.sign(value).decode("ascii")
 
     def unsign(self, signed: str) -> tuple[str, bool] | None:
-        """``(value, signed_with_current_key)``, or ``None`` if it does not verify."""
+        """``(value, signed_with_current_key)``, or ``None`` if it does not verify.
+
+        Only the exact text :meth:`sign` produced verifies: the signature must
+        be the canonical spelling of its bytes (see :func:`decode_canonical`).
+        """
+        _, sep, signature = signed.rpartition(".")
+        if not sep or decode_canonical(signature) is None:
+            return None
         try:
-            value = self._signer.unsign(signed).decode("ascii")
-        except (BadSignature, UnicodeError):
+            verified = self._signer.unsign(signed).decode("ascii")
+        except (BadData, UnicodeError):
             return None
         if self._current_only is None:
-            return value, True
-        return value, self._current_only.validate(signed)
+            return verified, True
+        return verified, self._current_only.validate(signed)
+
+
+def decode_canonical(text: str) -> bytes | None:
+    """The bytes ``text`` spells in unpadded URL-safe base64, or ``None``.
+
+    ``None`` unless ``text`` is exactly what :func:`base64_encode` makes of
+    those bytes. The decoder alone is lenient: it drops characters outside
+    the alphabet (junk, NUL, non-ASCII), accepts ``=`` padding and ``+``/``/``
+    for ``-``/``_``, and ignores the unused low bits of the last character,
+    so one value would have many spellings. Every base64 text in a cookie
+    goes through here, so only the spelling the server issued opens a session.
+    """
+    if not text.isascii():
+        return None
+    try:
+        data = base64_decode(text)
+    except BadData:
+        return None
+    if base64_encode(data) != text.encode("ascii"):
+        return None
+    return data
 
 
 def _as_bytes(key: str | bytes) -> bytes:

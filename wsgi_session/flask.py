@@ -24,9 +24,9 @@ from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
 from wsgi_session.cookies import CookiePolicy, KeyRing
-from wsgi_session.errors import ConfigurationError
+from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.middleware import BaseSessionMiddleware
+from wsgi_session.middleware import UNAVAILABLE_BODY, BaseSessionMiddleware
 from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
@@ -322,3 +322,11 @@ class Session:
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.session_interface = SessionInterface(middleware)
         app.extensions["wsgi_session"] = middleware
+        # A session store outage answers 503 (and is logged once by the middleware),
+        # not a 500 with a traceback per request; a handler of the app's own wins.
+        if StoreUnavailable not in app.error_handler_spec[None][None]:
+            app.register_error_handler(StoreUnavailable, _store_unavailable)
+
+
+def _store_unavailable(error: StoreUnavailable) -> tuple[bytes, int, dict[str, str]]:
+    return UNAVAILABLE_BODY, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"}

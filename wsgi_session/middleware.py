@@ -11,6 +11,7 @@ from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_ba
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
+from wsgi_session.outage import OutageLog
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 from wsgi_session.wsgi import (
@@ -25,7 +26,7 @@ from wsgi_session.wsgi import (
 log = logging.getLogger("wsgi_session")
 
 ON_STORE_ERROR = ("fail", "degrade")
-UNAVAILABLE_BODY = b"Service Unavailable: the session could not be saved. Please retry.\n"
+UNAVAILABLE_BODY = b"Service Unavailable: the session store did not answer. Please retry.\n"
 
 
 class BaseSessionMiddleware:
@@ -34,7 +35,8 @@ class BaseSessionMiddleware:
     Nothing is parsed or loaded until the application touches the session. When
     the application calls ``start_response`` the session is persisted (only if
     it changed) and ``Set-Cookie`` and ``Vary: Cookie`` are added. A write the
-    store did not acknowledge turns the response into a 503. Subclasses say
+    store did not acknowledge turns the response into a 503, and so does a
+    load that failed, unless the application handled it. Subclasses say
     which cookie policy and backend a request uses: fixed for
     :class:`SessionMiddleware`, read from the framework's settings per request
     for the Flask adapter.
@@ -59,6 +61,7 @@ class BaseSessionMiddleware:
         self.lifetime = lifetime
         self.on_store_error = on_store_error
         self.environ_key = environ_key
+        self.outage = OutageLog(log)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         """The cookie attributes for this request."""
@@ -71,7 +74,13 @@ class BaseSessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = _Response(self, environ, start_response)
         environ[self.environ_key] = response.session
-        return response.finish(self.app(environ, response.start_response))
+        try:
+            app_iter = self.app(environ, response.start_response)
+        except StoreUnavailable:
+            if response.started or self.on_store_error != "fail":
+                raise
+            return response.unavailable()
+        return response.finish(app_iter)
 
     def open_session(
         self, policy: CookiePolicy, backend: Backend, environ: WSGIEnvironment
@@ -79,19 +88,24 @@ class BaseSessionMiddleware:
         """Load the request's session (on its first use)."""
         cookie = policy.read(environ)
         try:
-            return backend.open(cookie)
-        except StoreUnavailable:
+            origin = backend.open(cookie)
+        except StoreUnavailable as exc:
             if self.on_store_error == "fail":
+                self.outage.failure("session store unavailable; answering 503", exc)
                 raise
-            log.exception("session store unavailable; serving an empty session")
+            self.outage.failure(
+                "session store unavailable; serving empty sessions, their changes dropped", exc
+            )
             return Origin.fresh(self.lifetime.clock(), had_cookie=cookie is not None, degraded=True)
+        if not origin.new:
+            self.outage.success()  # a record came back: the store answers
+        return origin
 
     def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
         """Persist an accessed session; raises if the store did not acknowledge."""
         if not session.origin.degraded:
             return backend.commit(session)
-        if session.modified:
-            log.error("session store unavailable; this request's session changes are dropped")
+        # The changes are dropped; the outage log counted this request when it loaded.
         return None
 
     def session_headers(
@@ -179,6 +193,7 @@ class _Response:
         "environ",
         "extra_headers",
         "failed",
+        "load_failed",
         "middleware",
         "policy",
         "real_start_response",
@@ -198,6 +213,7 @@ class _Response:
         self.session = Session(self.open_session)
         self.started = False
         self.failed = False
+        self.load_failed = False
         self.extra_headers = _NO_HEADERS
 
     def open_session(self) -> Origin:
@@ -205,7 +221,11 @@ class _Response:
         # (most static pages) pays for neither.
         self.policy = self.middleware.cookie_policy(self.environ)
         self.backend = self.middleware.backend_for(self.environ)
-        return self.middleware.open_session(self.policy, self.backend, self.environ)
+        try:
+            return self.middleware.open_session(self.policy, self.backend, self.environ)
+        except StoreUnavailable:
+            self.load_failed = True
+            raise
 
     def start_response(
         self, status: str, headers: Headers, exc_info: ExcInfo | None = None
@@ -215,16 +235,30 @@ class _Response:
             if not self.session.accessed:
                 # Sealed even if untouched: a first change made now could not be saved either.
                 self.session.seal()
+                if self.load_failed and status[:3] == "500":
+                    # A framework turned the failed load into its generic error page.
+                    return self._fail()
                 return self.real_start_response(status, headers, exc_info)
             try:
                 self.extra_headers = self.middleware.session_headers(
                     self.session, self.backend, self.policy, self.environ
                 )
-            except (StoreUnavailable, StoreWriteFailed):
-                if self.middleware.on_store_error == "fail":
-                    log.exception("session not saved; answering 503")
+                outage = self.middleware.outage
+                if outage.down and not self.session.origin.degraded and self.session.modified:
+                    outage.success()  # a write was acknowledged (checked only in an outage)
+            except (StoreUnavailable, StoreWriteFailed) as exc:
+                fail = self.middleware.on_store_error == "fail"
+                message = (
+                    "session not saved; answering 503"
+                    if fail
+                    else "session not saved; the response goes on without it"
+                )
+                if isinstance(exc, StoreUnavailable):
+                    self.middleware.outage.failure(message, exc)
+                else:
+                    log.exception(message)
+                if fail:
                     return self._fail()
-                log.exception("session not saved; the response goes on without it")
                 self.extra_headers = [("Vary", "Cookie")]
             finally:
                 self.session.seal()
@@ -246,6 +280,12 @@ class _Response:
         )
         return _discard
 
+    def unavailable(self) -> Iterable[bytes]:
+        """The 503 for a request whose application let ``StoreUnavailable`` escape."""
+        self.started = True
+        self._fail()
+        return [UNAVAILABLE_BODY]
+
     def finish(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
         if self.failed:
             _close(app_iter)
@@ -263,11 +303,18 @@ class _LateStart:
         self.app_iter = app_iter
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.app_iter:
-            if self.response.failed:
-                break
-            yield chunk
-        if self.response.failed:
+        response = self.response
+        try:
+            for chunk in self.app_iter:
+                if response.failed:
+                    break
+                yield chunk
+        except StoreUnavailable:
+            if response.started or response.middleware.on_store_error != "fail":
+                raise
+            yield from response.unavailable()
+            return
+        if response.failed:
             yield UNAVAILABLE_BODY
 
     def close(self) -> None:

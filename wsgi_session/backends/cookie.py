@@ -26,10 +26,10 @@ from functools import partial
 from typing import Protocol
 
 from itsdangerous import BadData
-from itsdangerous.encoding import base64_decode, base64_encode
+from itsdangerous.encoding import base64_encode
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
-from wsgi_session.cookies import CookieSigner, KeyRing
+from wsgi_session.cookies import CookieSigner, KeyRing, decode_canonical
 from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.decision import Outcome, Plan
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
@@ -73,7 +73,8 @@ class _Signed:
         if verified is None:
             return None
         text, current = verified
-        return base64_decode(text[1:]), current
+        body = decode_canonical(text[1:])
+        return None if body is None else (body, current)
 
 
 class _Encrypted:
@@ -88,7 +89,8 @@ class _Encrypted:
     def open(self, value: str) -> tuple[bytes, bool] | None:
         if value[:1] != ENCRYPTED:
             return None
-        return self.cipher.decrypt(base64_decode(value[1:]))
+        sealed = decode_canonical(value[1:])
+        return None if sealed is None else self.cipher.decrypt(sealed)
 
 
 class CookieStore:

@@ -1,0 +1,222 @@
+"""Property tests (hypothesis) for everything a client controls.
+
+Cookie headers, signed values, records read back from a store someone edited,
+and serialized values: whatever they hold, a request gets an answer (never an
+exception), a lookup happens only for a cookie the server issued, and what
+was written reads back unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import SECRET, store_key
+from hostile import LoadCounter, Subject, wsgi_subject
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from itsdangerous.encoding import base64_encode
+
+from wsgi_session import MemoryStore
+from wsgi_session.backends.cookie import CookieBackend, CookieStore
+from wsgi_session.cookies import KeyRing, decode_canonical
+from wsgi_session.lifetime import Lifetime
+from wsgi_session.record import Record
+from wsgi_session.serialization import dumps, loads
+
+PROPERTY = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+LATIN_1 = st.characters(min_codepoint=0, max_codepoint=255)
+B64 = string.ascii_letters + string.digits + "-_"
+SIGNER = KeyRing(SECRET, [SECRET[::-1]]).signer("wsgi_session.id")
+
+
+@pytest.fixture(scope="module")
+def server_side() -> Iterator[Subject]:
+    """A plain-WSGI subject on a memory store, with issued cookies."""
+    counter = LoadCounter(MemoryStore())
+    subject = Subject("memory", "wsgi", wsgi_subject(counter), "session", counter)
+    for _ in range(3):
+        subject.issue()
+    yield subject
+
+
+@pytest.fixture(scope="module")
+def cookie_side() -> Iterator[Subject]:
+    subject = Subject("cookie", "wsgi", wsgi_subject(CookieStore()), "session", None)
+    for _ in range(3):
+        subject.issue()
+    yield subject
+
+
+def near_misses(subject: Subject) -> st.SearchStrategy[str]:
+    """Issued cookies with text inserted, deleted or replaced somewhere."""
+    issued = st.sampled_from(sorted(subject.issued))
+    edit = st.tuples(issued, st.integers(0, 200), st.integers(0, 3), st.text(LATIN_1, max_size=4))
+    return edit.map(lambda e: e[0][: e[1]] + e[3] + e[0][e[1] + e[2] :])
+
+
+def cookie_headers(subject: Subject) -> st.SearchStrategy[str]:
+    value = st.one_of(st.text(LATIN_1, max_size=300), near_misses(subject))
+    return st.one_of(
+        st.text(LATIN_1, max_size=300),
+        value.map(lambda v: f"session={v}"),
+        st.tuples(st.text(LATIN_1, max_size=20), value).map(lambda t: f"{t[0]}; session={t[1]}"),
+    )
+
+
+def check_header(subject: Subject, header: str) -> None:
+    carried = subject.header_names_issued(header)
+    answer = subject.call(header)
+    assert answer.status == "200 OK", (header, answer)
+    if subject.counter is not None:
+        looked_up = set(subject.counter.take())
+        assert looked_up <= {store_key(session_id) for session_id in carried}, header
+    assert answer.new or answer.id in carried, header
+
+
+@PROPERTY
+@given(data=st.data())
+def test_any_cookie_header_is_answered_and_only_an_issued_cookie_is_looked_up(
+    server_side: Subject, data: st.DataObject
+) -> None:
+    check_header(server_side, data.draw(cookie_headers(server_side)))
+
+
+@PROPERTY
+@given(data=st.data())
+def test_any_cookie_header_is_answered_by_the_cookie_store_and_never_adopted(
+    cookie_side: Subject, data: st.DataObject
+) -> None:
+    check_header(cookie_side, data.draw(cookie_headers(cookie_side)))
+
+
+@PROPERTY
+@given(st.text(st.characters(max_codepoint=0x2FF), max_size=200))
+def test_only_what_sign_produced_unsigns(text: str) -> None:
+    verified = SIGNER.unsign(text)
+    if verified is not None:
+        assert SIGNER.sign(verified[0]) == text or not verified[1]
+
+
+@PROPERTY
+@given(st.text(st.sampled_from(B64), min_size=43, max_size=43))
+def test_a_signed_value_round_trips_and_any_other_spelling_is_refused(session_id: str) -> None:
+    signed = SIGNER.sign(session_id)
+    assert SIGNER.unsign(signed) == (session_id, True)
+    signature = signed.rsplit(".", 1)[1]
+    for other in {signature + "=", signature[:-1] + "=" + signature[-1], signature + "\x00"}:
+        assert SIGNER.unsign(f"{session_id}.{other}") is None
+
+
+@PROPERTY
+@given(st.text(LATIN_1, max_size=80))
+def test_decode_canonical_accepts_exactly_the_canonical_spelling(text: str) -> None:
+    decoded = decode_canonical(text)
+    if decoded is not None:
+        assert base64_encode(decoded).decode("ascii") == text
+
+
+@PROPERTY
+@given(st.binary(max_size=64))
+def test_decode_canonical_reads_back_any_encoding(raw: bytes) -> None:
+    assert decode_canonical(base64_encode(raw).decode("ascii")) == raw
+
+
+@PROPERTY
+@given(st.text(LATIN_1, max_size=5000))
+def test_the_cookie_backend_opens_any_value_without_error(value: str) -> None:
+    backend = CookieBackend(KeyRing(SECRET), Lifetime())
+    origin = backend.open(value)
+    assert origin.new
+
+
+# -- records read back from a store someone edited ---------------------------------
+
+RECORD_TEXT = st.one_of(
+    st.binary(max_size=200),
+    st.tuples(
+        st.sampled_from([b"1", b"0", b"2", b""]),
+        st.lists(
+            st.sampled_from([b"0", b"1", b"-1", b"1e9", b"99999999999999999999", b"x"]), max_size=5
+        ),
+        st.binary(max_size=60),
+    ).map(lambda t: b" ".join([t[0], *t[1], t[2]])),
+    st.text(max_size=60).map(lambda text: b"1 1700000000 1700000000 0 0 " + text.encode()),
+    st.text(max_size=30).map(lambda key: b"1 F " + key.encode("utf-8", "replace")),
+)
+
+
+@PROPERTY
+@given(raw=RECORD_TEXT)
+def test_a_record_edited_in_the_store_never_breaks_a_request(
+    server_side: Subject, raw: bytes
+) -> None:
+    assert server_side.counter is not None
+    cookie = next(iter(server_side.issued))
+    key = store_key(server_side.issued[cookie])
+    store = server_side.counter.inner
+    found = store.load(key)
+    if found is None:
+        assert store.save(key, raw, 3600, None)
+    else:
+        assert store.save(key, raw, 3600, found[1])
+    assert Record.decode(raw) is None or isinstance(Record.decode(raw), Record)
+    for path in ("/read", "/write"):
+        answer = server_side.call(f"session={cookie}", path)
+        assert answer.status == "200 OK", (raw, answer)
+    server_side.counter.take()
+
+
+# -- serialized values -----------------------------------------------------------
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.binary(max_size=20),
+    st.dates(),
+    st.datetimes(),
+    st.uuids(),
+    st.decimals(allow_nan=False, allow_infinity=False),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        st.frozensets(st.one_of(st.integers(), st.text(max_size=5)), max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@PROPERTY
+@given(st.dictionaries(st.text(max_size=8), VALUES, max_size=5))
+def test_any_storable_value_reads_back_unchanged(data: dict[str, Any]) -> None:
+    assert loads(dumps(data)) == data
+
+
+@PROPERTY
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_loading_any_text_gives_a_dict_or_a_value_error(text: str | bytes) -> None:
+    with contextlib.suppress(ValueError):
+        assert isinstance(loads(text), dict)
+
+
+@PROPERTY
+@given(
+    st.sampled_from([" t", " s", " f", " b", " dt", " d", " u", " D", " m", " di"]),
+    st.one_of(st.text(max_size=20), st.integers(), st.lists(st.text(max_size=3), max_size=3)),
+)
+def test_a_forged_tag_gives_a_value_error_at_worst(tag: str, payload: Any) -> None:
+    with contextlib.suppress(ValueError):
+        loads(json.dumps({"k": {tag: payload}}))
