@@ -248,6 +248,6 @@ class OwnerSessions:
         """The store keys ``session`` has in this request: the loaded id's and a new one's."""
         if isinstance(session, SessionView):  # flask.session, Django's request.session
             session = session.raw
-        if session is None or not session.accessed:
+        if session is None:
             return set()
         return {self.store_key(session.origin.id), self.store_key(session.id)}

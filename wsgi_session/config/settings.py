@@ -81,6 +81,8 @@ _SETTINGS = {
         _setting(
             "ON_STORE_ERROR", Choice({"fail": "fail", "degrade": "degrade"}), "on_store_error"
         ),
+        _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
+        _setting("RECORD_CLIENT", Flag(), "record_client"),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}
