@@ -44,7 +44,7 @@ def write(session: Session, query: dict[str, str]) -> str:
     (SIGNALS / f"loaded-{key}").touch()
     if gate is not None and not wait_for(SIGNALS / gate):
         return "504 Gateway Timeout"
-    if query.get("regenerate"):
+    if query.get("regenerate") == "1":
         session.regenerate()
     session[key] = os.getpid()
     return "200 OK"

@@ -247,6 +247,26 @@ def log_in(client: Client) -> tuple[SetCookie, SetCookie]:
 # -- auth, messages, CSRF ----------------------------------------------------
 
 
+def test_the_owner_follows_django_auth_login_and_logout(store: Store, clock: FakeClock) -> None:
+    from django.contrib.auth.models import User
+
+    middleware = make_middleware(get_wsgi_application(), store=store, clock=clock)
+    user_id = User.objects.get(username=USER).pk
+    laptop, phone = Client(middleware), Client(middleware)
+    log_in(laptop)
+    _, logged_in = log_in(phone)
+    assert len(middleware.sessions.of(user_id)) == 2
+
+    home = phone.get("/")
+    out = phone.post("/logout/", data={"csrfmiddlewaretoken": csrf_token(home)})
+    assert out.status_code == 302
+    assert stored(store, logged_in.session_id) is None
+    (left,) = middleware.sessions.of(user_id)
+    assert not left.current
+    assert middleware.sessions.revoke(user_id) == 1
+    assert laptop.get("/").status_code == 302  # signed out: back to the login page
+
+
 def test_login_message_logout(client: Client, store: Store) -> None:
     response = client.get("/")
     assert response.status_code == 302
