@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 HASH_PURPOSE = "wsgi_session.owner"
 MAX_AGENT = 200  # characters of a user agent kept: enough to name a browser
 NO_CLIENT = ""
+CACHED_DIGESTS = 4096  # owners whose hash a process remembers: a write then computes none
 
 
 class Owner(NamedTuple):
@@ -35,10 +36,21 @@ class OwnerHasher:
     def __init__(self, keys: list[bytes]) -> None:
         """``keys``: derived for :data:`HASH_PURPOSE`, oldest first, current last."""
         self._keys = keys
+        self._cache: dict[str, str] = {}
 
     def digest(self, owner: object) -> str:
-        """The hash a record written now keeps for ``owner``."""
-        return _digest(self._keys[-1], owner)
+        """The hash a record written now keeps for ``owner``.
+
+        Asked on every write of an owned session: remembered, so that only a
+        process's first write for a user pays for the HMAC.
+        """
+        text = str(owner)
+        cached = self._cache.get(text)
+        if cached is None:
+            if len(self._cache) >= CACHED_DIGESTS:
+                self._cache.clear()
+            cached = self._cache[text] = _digest(self._keys[-1], text)
+        return cached
 
     def digests(self, owner: object) -> list[str]:
         """The hashes ``owner``'s records may carry: under the current and fallback keys."""

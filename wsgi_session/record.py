@@ -138,17 +138,25 @@ class Record(NamedTuple):
     def _parse_owned(cls, body: bytes) -> Record | None:
         """A format 2 record: the format 1 fields with the owner's before the data."""
         fields = body.split(b" ", 7)
-        record = cls._parse([*fields[:4], fields[-1]], 5) if len(fields) == 8 else None
-        if record is None:
+        if len(fields) != 8:
             return None
+        client = fields[6]
         try:
-            client = fields[6].decode("ascii")
-            owner = Owner(
-                fields[4].decode("ascii"), int(fields[5]), "" if client == "-" else client
+            return cls(
+                int(fields[0]),
+                int(fields[1]),
+                fields[2] == b"1",
+                int(fields[3]) or None,
+                fields[7].decode("utf-8"),
+                None,
+                Owner(
+                    fields[4].decode("ascii"),
+                    int(fields[5]),
+                    "" if client == _NO_CLIENT else client.decode("ascii"),
+                ),
             )
         except ValueError:  # a UnicodeDecodeError too
             return None
-        return record._replace(owner=owner)
 
     @classmethod
     def _parse(cls, fields: list[bytes], count: int) -> Record | None:
