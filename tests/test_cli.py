@@ -248,6 +248,22 @@ def test_demo_counts_logs_in_with_a_new_id_and_logs_out(
     assert "sessions end when the demo stops" in demo.output()
 
 
+def test_demo_lists_your_sessions_and_signs_the_others_out(demo: ServerProcess) -> None:
+    laptop, phone = requests.Session(), requests.Session()
+    laptop.headers["User-Agent"] = "Laptop-Browser/1"
+    phone.headers["User-Agent"] = "Phone-Browser/2"
+    for browser in (laptop, phone):
+        browser.post(demo.url + "login", data={"name": "Ann"})
+    page = laptop.get(demo.url + "sessions").text
+    assert "Laptop-Browser/1" in page and "Phone-Browser/2" in page
+    assert page.count("this one") == 1 and "127.0.0.0/24" in page
+
+    page = laptop.post(demo.url + "sessions/revoke-others").text
+    assert "Laptop-Browser/1" in page and "Phone-Browser/2" not in page
+    assert "Logged in as" not in phone.get(demo.url).text  # signed out
+    assert "Logged in as <strong>Ann</strong>" in laptop.get(demo.url).text
+
+
 def test_an_untouched_request_gets_no_cookie(demo: ServerProcess) -> None:
     response = requests.get(demo.url + "favicon.ico", timeout=10)
     assert response.status_code == 404

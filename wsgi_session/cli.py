@@ -133,12 +133,10 @@ def revoke(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> Sessions:
     config = Config.load((os.environ, args.prefix))
-    if "owner_key" not in config.arguments:
-        # The stored owner hashes do not depend on which key of the data named
-        # the owner, so an application configured in code (Flask, Django) is
-        # reached without setting OWNER_KEY for this command too.
-        config.arguments["owner_key"] = CLI_OWNER_KEY
-    return config.middleware(_unused_app).sessions
+    # The stored owner hashes do not depend on which key of the data named the
+    # owner, so an application configured in code (Flask, Django) is reached
+    # without setting OWNER_KEY for this command too.
+    return config.middleware(_unused_app, owner_key=CLI_OWNER_KEY).sessions
 
 
 def _unused_app(environ: object, start_response: object) -> list[bytes]:
