@@ -386,3 +386,17 @@ def test_without_an_owner_key_listing_says_so() -> None:
     middleware = SessionMiddleware(session_app({}), SECRET, store=MemoryStore())
     with pytest.raises(SessionsUnsupported, match="no owner_key"):
         middleware.sessions.of("alice")
+
+
+def test_revoke_never_ends_a_session_a_stale_entry_points_at(owner: str) -> None:
+    """An entry left behind (a process killed between two calls) names someone else's session."""
+    store = MemoryStore()
+    site, other = Site(store, owner), Site(store, "someone-else")
+    (bystander,) = other.logged_in(1)
+    cookie = bystander.get_cookie("session")
+    assert cookie is not None
+    digest = site.middleware.sessions.tracking.hasher.digest(owner)  # type: ignore[attr-defined]
+    store.index_owner(digest, store_key(cookie.value.rsplit(".", 1)[0]), 2**40)
+    assert site.middleware.sessions.of(owner) == []
+    assert site.middleware.sessions.revoke(owner) == 0
+    assert read(bystander) == {OWNER_KEY: "someone-else"}

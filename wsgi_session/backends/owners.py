@@ -190,7 +190,7 @@ class OwnerSessions:
             if not entries:
                 break
             for digest, key in entries:
-                revoked += self._end(key)
+                revoked += self._end(key, digest)
                 self.index.unindex_owner(digest, key)
         return revoked
 
@@ -200,25 +200,37 @@ class OwnerSessions:
         if verified is None:
             return False
         key = verified[0]
-        found = self.store.load(key)
-        record = Record.decode(found[0]) if found is not None else None
-        ended = self._end(key) > 0
-        if record is not None and record.owner is not None:
-            self.index.unindex_owner(record.owner.digest, key)
-        return ended
+        record = self._record(key)
+        if record is None or record.owner is None:
+            return False
+        ended = self._end(key, record.owner.digest)
+        self.index.unindex_owner(record.owner.digest, key)
+        return ended > 0
 
-    def _end(self, key: str) -> int:
-        """Delete the record at ``key`` (and where a forward points); 1 if it was live."""
-        found = self.store.load(key)
-        self.store.delete(key)
-        record = Record.decode(found[0]) if found is not None else None
+    def _end(self, key: str, digest: str) -> int:
+        """Delete ``key``'s record if ``digest`` owns it (or where it forwards); 1 if live.
+
+        A stale entry, whose record now belongs to someone else, deletes nothing.
+        """
+        record = self._record(key)
         if record is None:
             return 0
         if record.forward is not None:
             # Retired by a regeneration in flight: the session lives on there.
+            target = self._record(record.forward)
+            self.store.delete(key)
+            if target is None or target.owner is None or target.owner.digest != digest:
+                return 0
             self.store.delete(record.forward)
             return 1
+        if record.owner is None or record.owner.digest != digest:
+            return 0
+        self.store.delete(key)
         return 0 if record.text == EMPTY else 1
+
+    def _record(self, key: str) -> Record | None:
+        found = self.store.load(key)
+        return Record.decode(found[0]) if found is not None else None
 
     def _live(self, owner: object) -> list[tuple[str, Record]]:
         """``(key, record)`` of each live session of ``owner``; prunes stale entries."""
@@ -226,8 +238,7 @@ class OwnerSessions:
         live = []
         for digest in self.tracking.hasher.digests(owner):
             for key in self.index.owned(digest):
-                found = self.store.load(key)
-                record = Record.decode(found[0]) if found is not None else None
+                record = self._record(key)
                 if (
                     record is None
                     or record.owner is None
