@@ -111,7 +111,7 @@ class Record(NamedTuple):
         """The record in ``raw``, or ``None`` if it is not one this version wrote."""
         fmt, _, body = raw.partition(b" ")
         if fmt == OWNED_FORMAT:
-            return cls._parse_owned(body)
+            return cls._parse(body.split(b" ", 7), 8, owned=True)
         if fmt != FORMAT:
             return None
         if body[:2] == _FORWARD_HEAD:
@@ -135,41 +135,30 @@ class Record(NamedTuple):
             return None
 
     @classmethod
-    def _parse_owned(cls, body: bytes) -> Record | None:
-        """A format 2 record: the format 1 fields with the owner's before the data."""
-        fields = body.split(b" ", 7)
-        if len(fields) != 8:
-            return None
-        client = fields[6]
-        try:
-            return cls(
-                int(fields[0]),
-                int(fields[1]),
-                fields[2] == b"1",
-                int(fields[3]) or None,
-                fields[7].decode("utf-8"),
-                None,
-                Owner(
-                    fields[4].decode("ascii"),
-                    int(fields[5]),
-                    "" if client == _NO_CLIENT else client.decode("ascii"),
-                ),
-            )
-        except ValueError:  # a UnicodeDecodeError too
-            return None
+    def _parse(cls, fields: list[bytes], count: int, owned: bool = False) -> Record | None:
+        """The record in ``fields`` (timestamps and flags first, the data last).
 
-    @classmethod
-    def _parse(cls, fields: list[bytes], count: int) -> Record | None:
-        """The record in ``fields`` (timestamps and flags first, the data last)."""
+        ``owned``: format 2, whose owner fields come before the data.
+        """
         if len(fields) != count:
             return None
         try:
+            owner = None
+            if owned:
+                client = fields[6]
+                owner = Owner(
+                    fields[4].decode("ascii"),
+                    int(fields[5]),
+                    "" if client == _NO_CLIENT else client.decode("ascii"),
+                )
             return cls(
                 int(fields[0]),
                 int(fields[1]),
                 fields[2] == b"1",
                 int(fields[3]) or None,
                 fields[-1].decode("utf-8"),
+                None,
+                owner,
             )
         except ValueError:  # a UnicodeDecodeError too
             return None
