@@ -65,7 +65,7 @@ class Answer:
 class Site:
     """gunicorn serving ``concurrency_app`` with one store, and a pool of HTTP clients."""
 
-    def __init__(self, store_url: str, worker_class: str, tmp_path: Path) -> None:
+    def __init__(self, store_url: str, worker_class: str, tmp_path: Path, **settings: str) -> None:
         args, self.slots = WORKERS[worker_class]
         self.worker_class = worker_class
         self.signals = tmp_path / "signals"
@@ -80,6 +80,7 @@ class Site:
             WSGI_SESSION_SECRET_KEY=SECRET,
             WSGI_SESSION_STORE=store_url,
             CONCURRENCY_SIGNALS=str(self.signals),
+            **settings,
         )
         self.server = ServerProcess(command, env=env, cwd=tmp_path, port=port)
         store = store_from_url(store_url)

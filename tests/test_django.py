@@ -247,6 +247,61 @@ def log_in(client: Client) -> tuple[SetCookie, SetCookie]:
 # -- auth, messages, CSRF ----------------------------------------------------
 
 
+def test_the_owner_follows_django_auth_login_and_logout(store: Store, clock: FakeClock) -> None:
+    from django.contrib.auth.models import User
+
+    middleware = make_middleware(get_wsgi_application(), store=store, clock=clock)
+    user_id = User.objects.get(username=USER).pk
+    laptop, phone = Client(middleware), Client(middleware)
+    log_in(laptop)
+    _, logged_in = log_in(phone)
+    assert len(middleware.sessions.of(user_id)) == 2
+
+    home = phone.get("/")
+    out = phone.post("/logout/", data={"csrfmiddlewaretoken": csrf_token(home)})
+    assert out.status_code == 302
+    assert stored(store, logged_in.session_id) is None
+    (left,) = middleware.sessions.of(user_id)
+    assert not left.current
+    assert middleware.sessions.revoke(user_id) == 1
+    assert laptop.get("/").status_code == 302  # signed out: back to the login page
+
+
+def test_the_example_signs_the_other_sessions_out_on_a_password_change(
+    store: Store, clock: FakeClock
+) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("carol", password=PASSWORD)
+    middleware = make_middleware(get_wsgi_application(), store=store, clock=clock)
+    laptop, phone = Client(middleware), Client(middleware)
+    for browser in (laptop, phone):
+        form = browser.get("/login/")
+        browser.post(
+            "/login/",
+            data={
+                "username": "carol",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": csrf_token(form),
+            },
+        )
+    home = laptop.get("/")
+    changed = laptop.post(
+        "/password/",
+        data={
+            "old_password": PASSWORD,
+            "new_password1": "a-new-password-4567",
+            "new_password2": "a-new-password-4567",
+            "csrfmiddlewaretoken": csrf_token(home),
+        },
+    )
+    assert changed.status_code == 302
+    page = laptop.get("/")
+    assert "Password changed; 1 other session(s) signed out." in page.text
+    assert phone.get("/").status_code == 302  # signed out at once
+    User.objects.filter(username="carol").delete()
+
+
 def test_login_message_logout(client: Client, store: Store) -> None:
     response = client.get("/")
     assert response.status_code == 302

@@ -677,3 +677,27 @@ def test_sqlite_store_keeps_flask_sessions(tmp_path: Path) -> None:
 
     assert client.get("/read").json == {"user": "alice"}
     assert make_app(store).test_client().get("/read").json == {}
+
+
+def test_the_owner_follows_flask_login_login_and_logout() -> None:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = SECRET
+    extension = Session(app, store=MemoryStore())
+    add_login(app)
+    laptop, phone = app.test_client(), app.test_client()
+    for client in (laptop, phone):
+        assert client.post("/login", data={"user": "alice"}).status_code == 200
+    sessions = app.extensions["wsgi_session"].sessions
+    assert len(sessions.of("alice")) == 2
+    assert extension.store is not None
+
+    phone.post("/logout")
+    assert len(sessions.of("alice")) == 1
+    assert sessions.revoke("alice") == 1
+    # Flask-Login's remember-me cookie is not a session: it logs the laptop in
+    # again (a new session) until the application invalidates it too.
+    assert laptop.get("/me").status_code == 200
+    assert len(sessions.of("alice")) == 1
+    assert sessions.revoke("alice") == 1
+    laptop.delete_cookie("remember_token")
+    assert laptop.get("/me").status_code == 401

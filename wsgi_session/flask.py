@@ -23,6 +23,7 @@ from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
+from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
@@ -56,6 +57,7 @@ FLASK_NAMES = {
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
 }
+OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
 
 
@@ -160,6 +162,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         refresh_interval: int | None = None,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        owner_key: str | None = OWNER_KEY,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # The template of every request's lifetime: checks the options now; the
@@ -168,10 +172,15 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             absolute_timeout=absolute_timeout, refresh_interval=refresh_interval, clock=clock
         )
         super().__init__(
-            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+            app,
+            lifetime=lifetime,
+            on_store_error=on_store_error,
+            environ_key=environ_key,
+            record_client=record_client,
         )
         self.flask_app = flask_app
         self.store = store
+        self.owner_key = owner_key
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
@@ -179,6 +188,11 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
+
+    @property
+    def sessions(self) -> Sessions:
+        """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
+        return sessions_of(self.settings()[1])
 
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""
@@ -243,7 +257,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             raise ConfigurationError(
                 "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
             ) from error
-        return policy, make_backend(self.store, keys, derived)
+        return policy, make_backend(self.store, keys, derived, owner_key=self.owner_key)
 
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
         """A session for a request the middleware does not wrap (``test_request_context``)."""
@@ -290,7 +304,10 @@ class Session:
 
     ``store`` defaults to the embedded SQLite file; the other options are the
     middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
-    ``environ_key``, ``clock``). Everything else comes from ``app.config``.
+    ``environ_key``, ``owner_key``, ``record_client``, ``clock``). Everything else
+    comes from ``app.config``. The owner of a session follows Flask-Login's
+    ``_user_id`` unless ``owner_key`` names another key (``None``: no owners);
+    ``app.extensions["wsgi_session"].sessions`` lists and revokes a user's sessions.
     """
 
     def __init__(
@@ -302,6 +319,8 @@ class Session:
         refresh_interval: int | None = None,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        owner_key: str | None = OWNER_KEY,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store if store is not None else default_store()
@@ -310,6 +329,8 @@ class Session:
             "refresh_interval": refresh_interval,
             "on_store_error": on_store_error,
             "environ_key": environ_key,
+            "owner_key": owner_key,
+            "record_client": record_client,
             "clock": clock,
         }
         if app is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
+from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
@@ -49,6 +50,7 @@ class BaseSessionMiddleware:
         lifetime: Lifetime,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        record_client: bool = False,
     ) -> None:
         if on_store_error not in ON_STORE_ERROR:
             raise ConfigurationError(
@@ -61,6 +63,7 @@ class BaseSessionMiddleware:
         self.lifetime = lifetime
         self.on_store_error = on_store_error
         self.environ_key = environ_key
+        self.record_client = bool(record_client)
         self.outage = OutageLog(log)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
@@ -99,6 +102,9 @@ class BaseSessionMiddleware:
             return Origin.fresh(self.lifetime.clock(), had_cookie=cookie is not None, degraded=True)
         if not origin.new:
             self.outage.success()  # a record came back: the store answers
+        if self.record_client:
+            # Kept raw: encoded only if this request logs in (see backends/owners.py).
+            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
         return origin
 
     def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
@@ -130,6 +136,8 @@ class SessionMiddleware(BaseSessionMiddleware):
 
     ``store`` defaults to the embedded SQLite file; docs/middleware.md describes
     every option. The cookie attributes and timeouts are checked here, at start-up.
+    With ``owner_key``, :attr:`sessions` lists and revokes a user's sessions
+    (docs/sessions-per-user.md).
     """
 
     def __init__(
@@ -152,8 +160,16 @@ class SessionMiddleware(BaseSessionMiddleware):
         refresh_each_request: bool = False,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        owner_key: str | None = None,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if owner_key is not None and (not isinstance(owner_key, str) or not owner_key):
+            raise ConfigurationError(
+                "{owner_key} must be a key of the session data (a non-empty string), not {value!r}",
+                "owner_key",
+                value=owner_key,
+            )
         lifetime = Lifetime(
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
@@ -162,8 +178,13 @@ class SessionMiddleware(BaseSessionMiddleware):
             clock=clock,
         )
         super().__init__(
-            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+            app,
+            lifetime=lifetime,
+            on_store_error=on_store_error,
+            environ_key=environ_key,
+            record_client=record_client,
         )
+        self.owner_key = owner_key
         self.policy = CookiePolicy(
             name=cookie_name,
             domain=cookie_domain,
@@ -173,7 +194,10 @@ class SessionMiddleware(BaseSessionMiddleware):
             samesite=cookie_samesite,
             partitioned=cookie_partitioned,
         )
-        self.backend = make_backend(store, KeyRing(secret_key, fallback_keys), lifetime)
+        self.backend = make_backend(
+            store, KeyRing(secret_key, fallback_keys), lifetime, owner_key=owner_key
+        )
+        self.sessions: Sessions = sessions_of(self.backend)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgi_session.errors import SessionSealed
+from wsgi_session.owner import Owner
 from wsgi_session.serialization import EMPTY, PLAIN_TYPES, dumps, loads
 
 ID_BYTES = 32  # 256 random bits
@@ -35,6 +36,8 @@ class Origin:
     had_cookie: bool = False  # the client sent a session cookie (valid or not)
     resign: bool = False  # the cookie verified with a fallback key: send a fresh one
     degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
+    owner: Owner | None = None  # who the stored session belongs to, as its record says
+    client: tuple[str, str] | None = None  # this request's (user agent, address): record_client
 
     @classmethod
     def fresh(cls, now: float, *, had_cookie: bool, degraded: bool = False) -> Origin:

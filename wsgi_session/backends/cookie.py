@@ -29,6 +29,7 @@ from itsdangerous import BadData
 from itsdangerous.encoding import base64_encode
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
+from wsgi_session.backends.owners import NoSessions, Sessions
 from wsgi_session.cookies import CookieSigner, KeyRing, decode_canonical
 from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.decision import Outcome, Plan
@@ -130,6 +131,11 @@ class CookieBackend(BaseBackend):
     """Reads the session out of its cookie; every write is a new cookie."""
 
     cookie_holds_data = True
+    sessions: Sessions = NoSessions(
+        "the cookie store keeps each session in its browser's cookie: the server has no "
+        "list of a user's sessions and cannot end one before its cookie expires. Use a "
+        "server-side store (SQLite, memcached, Redis) to list and revoke sessions"
+    )
 
     def __init__(
         self,

@@ -18,15 +18,23 @@ def default_store() -> Store:
 
 
 def make_backend(
-    store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
+    store: Store | BackendFactory | None,
+    keys: KeyRing,
+    lifetime: Lifetime,
+    *,
+    owner_key: str | None = None,
 ) -> Backend:
-    """The backend for ``store``; ``None`` means the embedded SQLite default."""
+    """The backend for ``store``; ``None`` means the embedded SQLite default.
+
+    ``owner_key``: the key of the session data naming its owner (see
+    :mod:`wsgi_session.backends.owners`); stores that bring their own backend keep none.
+    """
     if store is None:
         store = default_store()
     if isinstance(store, BackendFactory):
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime)
+        return ServerSideBackend(store, keys, lifetime, owner_key)
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
         "store",

@@ -8,13 +8,14 @@ import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
+from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
 from wsgi_session.cookies import CookieSigner, KeyRing
-from wsgi_session.decision import Outcome, Plan
+from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
-from wsgi_session.session import ID_LENGTH, Origin
-from wsgi_session.stores.base import Store
+from wsgi_session.session import ID_LENGTH, Origin, Session
+from wsgi_session.stores.base import OwnerIndex, Store
 
 log = logging.getLogger("wsgi_session")
 
@@ -30,14 +31,34 @@ class ServerSideBackend(BaseBackend):
     use what they find there as a cookie. Saves are compare-and-set: when a
     concurrent request wrote first, this request's own changes are re-applied
     to the newer record instead of overwriting it.
+
+    With ``owner_key`` and a store that is an :class:`OwnerIndex`, each record
+    keeps its owner (the value of ``session[owner_key]``, hashed) and
+    :attr:`sessions` lists and revokes an owner's sessions.
     """
 
-    def __init__(self, store: Store, keys: KeyRing, lifetime: Lifetime) -> None:
+    def __init__(
+        self, store: Store, keys: KeyRing, lifetime: Lifetime, owner_key: str | None = None
+    ) -> None:
         super().__init__(lifetime)
         self.store = store
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.writer = RecordWriter(store, lifetime)
         self.stats = self.writer.stats
+        self.owners: OwnerTracking | None = None
+        self.sessions: Sessions
+        if owner_key is None:
+            self.sessions = NoSessions(
+                "no owner_key is set: the middleware does not know whose sessions are whose"
+            )
+        elif not isinstance(store, OwnerIndex):
+            self.sessions = NoSessions(
+                f"{type(store).__name__} keeps no owner index (index_owner, unindex_owner, "
+                "owned: the OwnerIndex protocol), so it cannot find a user's sessions"
+            )
+        else:
+            self.owners = OwnerTracking(owner_key, store, keys, lifetime)
+            self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
 
     @staticmethod
     def store_key(session_id: str) -> str:
@@ -76,34 +97,62 @@ class ServerSideBackend(BaseBackend):
             return "written"
         session = plan.session
         origin = session.origin
+        owners = self.owners
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
-            self.store.delete(self.store_key(origin.id))
+            old_key = self.store_key(origin.id)
+            self.store.delete(old_key)
+            if owners is not None:
+                owners.forget(session, old_key, old_key, None)
             return "written"
-        record = Record.of(session, plan.text, plan.now)
+        owner = owners.stamp(session, plan.now, moved(session)) if owners is not None else None
+        record = Record.of(session, plan.text, plan.now, owner)
         if action == "create":
-            self.writer.create(self.store_key(session.id), record)
+            new_key = self.store_key(session.id)
+            self.writer.create(new_key, record)
+            if owners is not None:
+                owners.after_write(session, new_key, new_key, owner)
             return "written"
         old_key = self.store_key(origin.id)
         if action == "move":
-            new_key = self.store_key(session.id)
-            self.writer.create(new_key, record)
-            if session.destroyed:
-                self.store.delete(old_key)
-            else:
-                self.writer.retire(old_key, origin.version, new_key, session)
-            return "written"
+            return self._move(session, old_key, record)
         if action == "refresh":
-            if self.writer.write(old_key, record, origin.version):
-                return "written"
-            # Whoever wrote first refreshed the record too, and may have retired this id.
-            return "outrun"
+            if not self.writer.write(old_key, record, origin.version):
+                # Whoever wrote first refreshed the record too, and may have retired this id.
+                return "outrun"
+            if owners is not None:
+                owners.after_write(session, old_key, old_key, owner)
+            return "written"
         saved = self.writer.save(old_key, record, origin.version, session)  # "update"
         if saved is None:
             return "destroyed"
         saved_key, saved_record = saved
+        if owners is not None and saved_record.owner == owner:
+            owners.after_write(session, old_key, saved_key, owner)
         if saved_key != old_key:
             return "moved"
         return "emptied" if saved_record.text == EMPTY else "written"
+
+    def _move(self, session: Session, old_key: str, record: Record) -> Outcome:
+        """Store ``record`` under the session's new id and retire (or delete) the old one."""
+        new_key = self.store_key(session.id)
+        owners = self.owners
+        self.writer.create(new_key, record)
+        if owners is not None and record.owner is not None:
+            # Indexed before the old record is retired: a revocation running now
+            # finds one or the other (see OwnerSessions.revoke).
+            owners.index.index_owner(record.owner.digest, new_key, record.owner.indexed_until)
+        if session.destroyed:
+            self.store.delete(old_key)
+        elif not self.writer.retire(old_key, session.origin.version, new_key, record, session):
+            # The old record was deleted meanwhile (a logout, a revocation): the
+            # session it started from is over, and must not live on under a new id.
+            self.store.delete(new_key)
+            if owners is not None and record.owner is not None:
+                owners.index.unindex_owner(record.owner.digest, new_key)
+            return "destroyed"
+        if owners is not None:
+            owners.forget(session, old_key, new_key, record.owner)
+        return "written"
 
     def send(self, plan: Plan) -> CookieUpdate:
         return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))

@@ -7,6 +7,7 @@ from django_demo import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("note/", views.note, name="note"),
+    path("password/", views.password, name="password"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
