@@ -134,7 +134,7 @@ class _NoSecret:
     """
 
     def open(self, cookie: str | None) -> Origin:
-        return Origin.fresh(time.time(), had_cookie=cookie is not None)
+        return Origin.fresh(time.time())
 
     def commit(self, session: RequestSession) -> CookieUpdate | None:
         if session.modified:
@@ -179,6 +179,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
+
+    def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
+        return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""

@@ -225,7 +225,7 @@ class _DjangoBackend:
         origin = self.backend.open(cookie)
         now = self.middleware.lifetime.clock()
         if not origin.new and _expired(origin.data.get(EXPIRY_KEY), now):
-            origin = Origin.fresh(now, had_cookie=True)
+            origin = Origin.fresh(now, stale_cookie=True)
         if origin.new:
             origin.permanent = self.middleware.permanent_by_default
         return origin
