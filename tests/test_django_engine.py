@@ -22,8 +22,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 from django.utils import timezone
+from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
 from helpers import CountingStore, FakeClock, parse_set_cookie
-from test_django import PASSWORD, USER, django_project  # noqa: F401  (the module fixture)
 from werkzeug.test import Client as WSGIClient
 
 from wsgi_session import MemoryStore
@@ -101,18 +101,20 @@ def store(clock: FakeClock) -> CountingStore:
 
 @pytest.fixture(autouse=True)
 def engine_settings(
-    django_project: Any,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
     store: CountingStore,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[None]:
     """The engine, Django's own middleware, and a counting store on a clock the test moves."""
+    django_project_files(tmp_path_factory)
     if len(urlpatterns) == 4:
         urlpatterns.append(path("", include("django_demo.urls")))
     with override_settings(
         SESSION_ENGINE="wsgi_session.django.engine",
         MIDDLEWARE=ENGINE_MIDDLEWARE,
         ROOT_URLCONF=__name__,
+        PASSWORD_HASHERS=FAST_HASHING,
         CSRF_USE_SESSIONS=False,
     ):
         from django.conf import settings

@@ -14,7 +14,7 @@ of values.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,7 +31,7 @@ from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
 from wsgi_session.view import SessionView
-from wsgi_session.wsgi import WSGIApplication, WSGIEnvironment
+from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -173,6 +173,13 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         self.flask_app = flask_app
         self.store = store
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if isinstance(environ.get(self.environ_key), RequestSession):
+            # A session middleware around several apps mounted in one process (a
+            # Django project's, say) opened the session: Flask shares it.
+            return self.app(environ, start_response)
+        return super().__call__(environ, start_response)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.settings()[0]
