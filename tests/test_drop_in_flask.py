@@ -63,13 +63,14 @@ def flask_app(store: Any, clock: FakeClock, secret: str = SECRET, **config: Any)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def store(clock: FakeClock) -> CountingStore:
+    """A memory store on the test's clock that counts the calls made to it."""
+    return CountingStore(MemoryStore(clock=clock))
 
 
 @pytest.fixture
-def store(clock: FakeClock) -> CountingStore:
-    return CountingStore(MemoryStore(clock=clock))
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 # -- assigning marks the session modified ------------------------------------------

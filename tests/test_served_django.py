@@ -56,28 +56,30 @@ def log_in(browser: requests.Session, url: str) -> requests.Response:
     )
 
 
-def test_the_engine_with_a_stock_wsgi_py(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
-    settings = "django_demo.settings_engine"
+def serve_project(serve: Serve, tmp_path: Path, settings: str, application: str) -> str:  # noqa: F811
+    """The project with a user, served by gunicorn: its URL."""
     prepare(tmp_path, settings)
     server = serve(
         lambda port: gunicorn_command(
-            "--chdir",
-            str(PROJECT),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "django.core.wsgi:get_wsgi_application()",
+            "--chdir", str(PROJECT), "--bind", f"127.0.0.1:{port}", application
         ),
         **project_env(tmp_path, settings),
     )
+    return server.url
+
+
+def test_the_engine_with_a_stock_wsgi_py(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
+    settings = "django_demo.settings_engine"
+    url = serve_project(serve, tmp_path, settings, "django.core.wsgi:get_wsgi_application()")
     browser = requests.Session()
 
-    home = log_in(browser, server.url)
+    home = log_in(browser, url)
 
     assert home.status_code == 200 and f"Hello, {USER}" in home.text
     cookie = browser.cookies["sessionid"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+", cookie)  # a signed id
     assert cookie.split(".")[0].encode() not in (tmp_path / "sessions.db").read_bytes()
-    assert 'id="visits">2<' in browser.get(server.url, timeout=10).text
+    assert 'id="visits">2<' in browser.get(url, timeout=10).text
     manage(tmp_path, settings, "clearsessions")
 
 
@@ -85,22 +87,11 @@ def test_django_and_flask_share_a_login_under_one_dispatcher(
     serve: Serve,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    settings = "django_demo.settings"
-    prepare(tmp_path, settings)
-    server = serve(
-        lambda port: gunicorn_command(
-            "--chdir",
-            str(PROJECT),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "django_demo.combined:application",
-        ),
-        **project_env(tmp_path, settings),
-    )
+    url = serve_project(serve, tmp_path, "django_demo.settings", "django_demo.combined:application")
     browser = requests.Session()
-    assert browser.get(server.url + "flask/whoami", timeout=10).json()["user"] is None
+    assert browser.get(url + "flask/whoami", timeout=10).json()["user"] is None
 
-    assert log_in(browser, server.url).status_code == 200
+    assert log_in(browser, url).status_code == 200
 
-    assert browser.get(server.url + "flask/whoami", timeout=10).json()["user"] == USER
-    assert browser.post(server.url + "flask/visit", timeout=10).json() == {"visits": 2}
+    assert browser.get(url + "flask/whoami", timeout=10).json()["user"] == USER
+    assert browser.post(url + "flask/visit", timeout=10).json() == {"visits": 2}
