@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import include, path
+from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
 from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
@@ -31,10 +31,8 @@ from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.stores.sqlite import SQLiteStore
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 COOKIE = "sessionid"
 TWO_WEEKS = 14 * 24 * 3600
-USER, PASSWORD = "alice", "wonderland-0123"
 LOGGED_IN = "_auth_user_id"
 
 # -- test-only views, mounted under /t/ next to the example's URLs -------------
@@ -153,23 +151,11 @@ urlpatterns = [  # the example's own URLs are added once it is importable
 @pytest.fixture(scope="module", autouse=True)
 def django_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example project's settings; its user table and sessions in a temporary directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(EXAMPLE))
-        patch.setenv("DJANGO_SETTINGS_MODULE", "django_demo.settings")
-        files = tmp_path_factory.mktemp("django")
-        patch.setenv("DJANGO_DEMO_DB", str(files / "users.db"))
-        patch.setenv("DJANGO_DEMO_SESSIONS", f"sqlite://{files / 'sessions.db'}")
-        django.setup()
+    files = django_project_files(tmp_path_factory)
+    if len(urlpatterns) == 3:
         urlpatterns.append(path("", include("django_demo.urls")))
-        from django.contrib.auth.models import User
-        from django.core.management import call_command
-
-        fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-        with override_settings(ROOT_URLCONF=__name__, PASSWORD_HASHERS=fast_hashing):
-            call_command("migrate", verbosity=0)
-            User.objects.create_superuser(USER, password=PASSWORD)
-            User.objects.create_user("bob", password=PASSWORD)
-            yield files
+    with override_settings(ROOT_URLCONF=__name__, PASSWORD_HASHERS=FAST_HASHING):
+        yield files
     # Test responses hold lazy objects (resolver_match) in reference cycles; left for
     # later, any code that walks gc.get_objects() would evaluate them out of context.
     gc.collect()

@@ -14,7 +14,7 @@ of values.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,7 +32,7 @@ from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
 from wsgi_session.view import SessionView
-from wsgi_session.wsgi import WSGIApplication, WSGIEnvironment
+from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -136,7 +136,7 @@ class _NoSecret:
     """
 
     def open(self, cookie: str | None) -> Origin:
-        return Origin.fresh(time.time(), had_cookie=cookie is not None)
+        return Origin.fresh(time.time())
 
     def commit(self, session: RequestSession) -> CookieUpdate | None:
         if session.modified:
@@ -183,6 +183,13 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         self.owner_key = owner_key
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if isinstance(environ.get(self.environ_key), RequestSession):
+            # A session middleware around several apps mounted in one process (a
+            # Django project's, say) opened the session: Flask shares it.
+            return self.app(environ, start_response)
+        return super().__call__(environ, start_response)
+
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.settings()[0]
 
@@ -193,6 +200,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def sessions(self) -> Sessions:
         """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
         return sessions_of(self.settings()[1])
+
+    def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
+        return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""

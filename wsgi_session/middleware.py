@@ -74,6 +74,10 @@ class BaseSessionMiddleware:
         """The backend for this request."""
         raise NotImplementedError
 
+    def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
+        """Whether a permanent session's cookie is re-sent even by a request that never used it."""
+        return self.lifetime.refresh_each_request
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = _Response(self, environ, start_response)
         environ[self.environ_key] = response.session
@@ -99,7 +103,7 @@ class BaseSessionMiddleware:
             self.outage.failure(
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
-            return Origin.fresh(self.lifetime.clock(), had_cookie=cookie is not None, degraded=True)
+            return Origin.fresh(self.lifetime.clock(), degraded=True)
         if not origin.new:
             self.outage.success()  # a record came back: the store answers
         if self.record_client:
@@ -256,7 +260,7 @@ class _Response:
     ) -> Write:
         if not self.started:
             self.started = True
-            if not self.session.accessed:
+            if not self.session.accessed and not self._opened_to_refresh():
                 # Sealed even if untouched: a first change made now could not be saved either.
                 self.session.seal()
                 if self.load_failed and status[:3] == "500":
@@ -291,6 +295,26 @@ class _Response:
         return self.real_start_response(
             status, _with_session_headers(headers, self.extra_headers), exc_info
         )
+
+    def _opened_to_refresh(self) -> bool:
+        """Open an untouched session whose permanent cookie is re-sent on every request.
+
+        As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
+        out just because the pages they use never read the session. Only when
+        the option is on and a cookie came: otherwise an untouched request stays free.
+        """
+        middleware = self.middleware
+        if not middleware.refreshes_each_request(self.environ):
+            return False
+        if middleware.cookie_policy(self.environ).read(self.environ) is None:
+            return False
+        try:
+            permanent = self.session.permanent  # loads it
+        except StoreUnavailable:
+            # Logged by the outage log; a page that did not need its session is still served.
+            self.load_failed = False
+            return False
+        return permanent
 
     def _fail(self) -> Write:
         self.failed = True

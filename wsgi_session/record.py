@@ -70,7 +70,6 @@ class Record(NamedTuple):
             permanent=self.permanent,
             idle_timeout=self.idle_timeout,
             version=version,
-            had_cookie=True,
             resign=resign,
             owner=self.owner,
         )

@@ -64,15 +64,17 @@ class ServerSideBackend(BaseBackend):
     def store_key(session_id: str) -> str:
         return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
+    def verify(self, cookie: str) -> tuple[str, bool] | None:
+        """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
+        if not _SIGNED_ID.fullmatch(cookie):
+            return None  # refused before any HMAC work
+        return self.signer.unsign(cookie)
+
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
-        if cookie is None:
-            return Origin.fresh(now, had_cookie=False)
-        if not _SIGNED_ID.fullmatch(cookie):
-            return Origin.fresh(now, had_cookie=True)
-        verified = self.signer.unsign(cookie)
-        if verified is None:
-            return Origin.fresh(now, had_cookie=True)
+        verified = None if cookie is None else self.verify(cookie)
+        if verified is None:  # never looked up, and left alone: another key may verify it
+            return Origin.fresh(now)
         session_id, current_key = verified
         found = self.store.load(self.store_key(session_id))
         record = Record.decode(found[0]) if found is not None else None
@@ -84,12 +86,12 @@ class ServerSideBackend(BaseBackend):
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
-            return Origin.fresh(now, had_cookie=True)
+            return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(session_id, version=found[1], resign=not current_key)
         except ValueError:
             log.warning("unreadable session record dropped")
-            return Origin.fresh(now, had_cookie=True)
+            return Origin.fresh(now, stale_cookie=True)
 
     def execute(self, plan: Plan) -> Outcome:
         action = plan.action
@@ -130,7 +132,9 @@ class ServerSideBackend(BaseBackend):
             owners.after_write(session, old_key, saved_key, owner)
         if saved_key != old_key:
             return "moved"
-        return "emptied" if saved_record.text == EMPTY else "written"
+        if saved_record.text == EMPTY:
+            return "emptied"
+        return "written" if saved_record is record else "merged"
 
     def _move(self, session: Session, old_key: str, record: Record) -> Outcome:
         """Store ``record`` under the session's new id and retire (or delete) the old one."""

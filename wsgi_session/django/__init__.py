@@ -1,4 +1,8 @@
-"""Django adapter: ``request.session`` with Django's API, kept by the WSGI middleware.
+"""Django adapter, the ``wsgi.py`` mode: ``request.session`` kept by the WSGI middleware.
+
+Most projects want the one-setting engine instead
+(``SESSION_ENGINE = "wsgi_session.django.engine"``, :mod:`wsgi_session.django.engine`);
+this mode is for one session shared by Django and other WSGI apps in one process.
 
 ``make_middleware`` wraps Django's WSGI application (in ``wsgi.py``) and takes
 the cookie and timeout options from Django's ``SESSION_*`` settings; the Django
@@ -248,7 +252,7 @@ class _DjangoBackend:
         origin = self.backend.open(cookie)
         now = self.middleware.lifetime.clock()
         if not origin.new and _expired(origin.data.get(EXPIRY_KEY), now):
-            origin = Origin.fresh(now, had_cookie=True)
+            origin = Origin.fresh(now, stale_cookie=True)
         if origin.new:
             origin.permanent = self.middleware.permanent_by_default
         return origin

@@ -12,3 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
+
+# A session store outage answers 503 (with Retry-After), not Django's 500.
+handler500 = "wsgi_session.django.engine.server_error"
