@@ -7,8 +7,9 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from itsdangerous import Signer
 from werkzeug.http import dump_cookie
@@ -20,6 +21,10 @@ log = logging.getLogger("wsgi_session")
 
 SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
+# Values werkzeug writes as they are (no quotes, no escapes): all the server issues.
+_UNQUOTED_VALUE = re.compile(r"[A-Za-z0-9._-]*")
+# Mount points seen (SCRIPT_NAME) times schemes: a handful; the bound is only a backstop.
+_ATTRIBUTE_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,10 @@ class CookiePolicy:
     httponly: bool = True
     samesite: str | None = "Lax"
     partitioned: bool = False
+    # Set-Cookie attributes by (path, secure), see dump(); not part of the policy's identity.
+    _attributes: dict[tuple[str, bool], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ' =;,"\t\r\n'):
@@ -111,13 +120,28 @@ class CookiePolicy:
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
+        path = self.path or environ.get("SCRIPT_NAME") or "/"
+        secure = self._secure(environ)
+        if max_age is not None or not _UNQUOTED_VALUE.fullmatch(value):
+            return self._dump(value, max_age, path, secure)
+        # Without a Max-Age (and its Expires) the attributes depend on the path
+        # and the scheme only: werkzeug spells them once, every response reuses them.
+        attributes = self._attributes.get((path, secure))
+        if attributes is None:
+            if len(self._attributes) >= _ATTRIBUTE_CACHE_SIZE:
+                self._attributes.clear()
+            attributes = self._dump("", None, path, secure)[len(self.name) + 1 :]
+            self._attributes[(path, secure)] = attributes
+        return f"{self.name}={value}{attributes}"
+
+    def _dump(self, value: str, max_age: int | None, path: str, secure: bool) -> str:
         return dump_cookie(
             self.name,
             value,
             max_age=max_age,
-            path=self.path or environ.get("SCRIPT_NAME") or "/",
+            path=path,
             domain=self.domain,
-            secure=self._secure(environ),
+            secure=secure,
             httponly=self.httponly,
             samesite=self.samesite,
             partitioned=self.partitioned,
