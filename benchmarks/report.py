@@ -240,6 +240,18 @@ HTTP_RIVALS = (
 )
 
 
+def _throughput(
+    text: str,
+    http: dict[str, float] | None,
+    ours: str,
+    theirs: str,
+    limit: float = HTTP_AT_LEAST,
+) -> Target:
+    """A target on the ratio of two HTTP throughputs (``"<row> <scenario>"`` keys)."""
+    found = http or {}
+    return _over(text, found.get(ours), found.get(theirs), limit, at_least=True, unit="req/s")
+
+
 def floor_targets(results: Results, http: dict[str, float] | None) -> list[Target]:
     """The hot path at its floor: each request's cost beyond its unavoidable work."""
     o = results.overhead
@@ -278,16 +290,8 @@ def floor_targets(results: Results, http: dict[str, float] | None) -> list[Targe
             found.append(target)
     for ours, peer in HTTP_RIVALS:
         for scenario in ("read", "write"):
-            found.append(
-                _over(
-                    f"HTTP {scenario}, {ours} ≥ {HTTP_AT_LEAST}x {peer}",
-                    None if http is None else http.get(f"{ours} {scenario}"),
-                    None if http is None else http.get(f"{peer} {scenario}"),
-                    HTTP_AT_LEAST,
-                    at_least=True,
-                    unit="req/s",
-                )
-            )
+            text = f"HTTP {scenario}, {ours} ≥ {HTTP_AT_LEAST}x {peer}"
+            found.append(_throughput(text, http, f"{ours} {scenario}", f"{peer} {scenario}"))
     return found
 
 
@@ -333,14 +337,10 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
                 )
             )
     for scenario in ("read", "write"):
+        text = f"HTTP {scenario} with memcached sessions ≥ 0.85x the bare app's throughput"
         found.append(
-            _over(
-                f"HTTP {scenario} with memcached sessions ≥ 0.85x the bare app's throughput",
-                None if http is None else http.get(f"wsgi_session memcached {scenario}"),
-                None if http is None else http.get(f"bare WSGI app {scenario}"),
-                0.85,
-                at_least=True,
-                unit="req/s",
+            _throughput(
+                text, http, f"wsgi_session memcached {scenario}", f"bare WSGI app {scenario}", 0.85
             )
         )
     return found
