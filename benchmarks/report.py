@@ -182,7 +182,7 @@ class Target:
 
 
 def targets_table(found: Iterable[Target]) -> list[str]:
-    return table(["target", "measured", "target", "result", "from"], [t.row() for t in found])
+    return table(["target", "measured", "limit", "result", "from"], [t.row() for t in found])
 
 
 def _over(
