@@ -53,7 +53,9 @@ test: lint typecheck docs pytest fuzz
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
 
+# The HTTP section loads gunicorn with wrk; installed here only when missing.
 bench: $(STAMP) system-packages
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; apt-get update && apt-get install -y wrk; }
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -60,7 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not share one CPU with memcached (see output)"
     )
-    parser.add_argument("--http-seconds", type=int, default=6, help="wrk duration per run (6)")
+    parser.add_argument("--http-seconds", type=int, default=4, help="wrk duration per run (4)")
+    parser.add_argument("--http-passes", type=int, default=2, help="wrk runs per app (2)")
     parser.add_argument(
         "--profile", metavar="ROW:SCENARIO", help="profile one cell with cProfile instead"
     )
@@ -68,6 +69,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.count, args.http_seconds, args.counts = 2, 150, 2, [1000, 10_000]
+        args.http_passes = 1
     return args
 
 
@@ -114,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 progress("HTTP: gunicorn + wrk")
                 try:
-                    http, http_lines = loadtest.run(args.http_seconds, ctx.tmpdir)
+                    http, http_lines = loadtest.run(args.http_seconds, args.http_passes, ctx.tmpdir)
                 except Exception as error:  # the tables above are still worth printing
                     http_lines = [f"HTTP: failed: {type(error).__name__}: {error}"]
                 lines += ["", *http_lines]
-        lines += ["", "### Targets", ""]
-        lines += [target.line() for target in report.targets(results, http)]
+        lines += ["", "### Targets: the hot path at its floor", ""]
+        lines += report.targets_table(report.floor_targets(results, http))
+        lines += ["", "### Targets against the peers", ""]
+        lines += report.targets_table(report.targets(results, http))
         lines += ["", *report.PEERS]
         if allowed is not None:
             lines += ["", PINNED]

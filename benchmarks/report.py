@@ -7,10 +7,11 @@ import platform
 import sqlite3
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 
 from benchmarks.apps import SCENARIOS
+from benchmarks.subjects import STORES
 from benchmarks.table import BARE, Results
 
 SCENARIO_TITLES = {"untouched": "untouched", "read": "read", "write": "write", "new": "new visitor"}
@@ -33,6 +34,7 @@ RIVALS = (
     ("Beaker memcached", "wsgi_session memcached"),
     ("Flask built-in cookie", "wsgi_session cookie (Flask)"),
     ("Flask-Session memcached", "wsgi_session memcached (Flask)"),
+    ("Beaker redis", "wsgi_session redis"),
     ("Flask-Session redis", "wsgi_session redis (Flask)"),
 )
 
@@ -143,22 +145,23 @@ def rivals_table(results: Results) -> list[str]:
 
 def floors_table(results: Results) -> list[str]:
     rows = [[name, us(value)] for name, value in results.floors.items()]
-    get, set_ = results.floors.get("memcached GET"), results.floors.get("memcached SET")
-    if get is not None and set_ is not None:
-        rows.append(["memcached GET + SET", us(get + set_)])
-    get, set_ = results.floors.get("Redis GET"), results.floors.get("Redis SET")
-    if get is not None and set_ is not None:
-        rows.append(["Redis GET + SET", us(get + set_)])
+    for _, label, _, write_ops in STORE_FLOORS:  # the floor of a write: read, then write
+        total = _sum(*(results.floors.get(f"{label} {op}") for op in write_ops))
+        if total is not None:
+            rows.append([f"{label} {' + '.join(write_ops)}", us(total)])
     return table(["raw operation", "µs"], rows)
 
 
 @dataclass(frozen=True)
 class Target:
+    """One target: ``measured`` against ``limit``, a ratio (``x``) or µs over a reference."""
+
     text: str
-    measured: float | None  # a ratio
+    measured: float | None
     limit: float
-    at_least: bool = False  # the ratio must reach the limit rather than stay under it
+    at_least: bool = False  # the value must reach the limit rather than stay under it
     detail: str = ""
+    unit: str = "x"  # "x": a ratio; "µs": microseconds beyond the reference
 
     @property
     def met(self) -> bool | None:
@@ -166,12 +169,20 @@ class Target:
             return None
         return self.measured >= self.limit if self.at_least else self.measured <= self.limit
 
-    def line(self) -> str:
+    def value(self, number: float | None) -> str:
+        if number is None:
+            return "n/a"
+        return f"{number:+.1f} µs" if self.unit == "µs" else f"{number:.2f}x"
+
+    def row(self) -> list[str]:
         mark = {True: "✅ met", False: "❌ missed", None: "⬜ not measured"}[self.met]
         bound = "≥" if self.at_least else "≤"
-        return f"- {mark}: {self.text}: {ratio(self.measured)} (target {bound} {self.limit}x)" + (
-            f"; {self.detail}" if self.detail else ""
-        )
+        limit = f"{self.limit:+g} µs" if self.unit == "µs" else f"{self.limit:g}x"
+        return [self.text, self.value(self.measured), f"{bound} {limit}", mark, self.detail]
+
+
+def targets_table(found: Iterable[Target]) -> list[str]:
+    return table(["target", "measured", "limit", "result", "from"], [t.row() for t in found])
 
 
 def _over(
@@ -182,21 +193,116 @@ def _over(
     at_least: bool = False,
     unit: str = "µs",
 ) -> Target:
-    """A target on ``measured / reference``."""
+    """A target on the ratio ``measured / reference``."""
     if measured is None or reference is None or reference <= 0:
         return Target(text, None, limit, at_least)
     detail = f"{measured:.1f} {unit} vs {reference:.1f} {unit}"
     return Target(text, measured / reference, limit, at_least, detail)
 
 
-def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
+def _beyond(text: str, measured: float | None, floor: float | None, budget: float) -> Target:
+    """A target on ``measured - floor`` in µs: what a session adds beyond its unavoidable work."""
+    if measured is None or floor is None:
+        return Target(text, None, budget, unit="µs")
+    detail = f"{measured:.1f} µs over the bare app"
+    if floor:
+        detail += f", floor {floor:.1f} µs"
+    return Target(text, measured - floor, budget, detail=detail, unit="µs")
+
+
+def _sum(*values: float | None) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) if len(known) == len(values) else None
+
+
+# Each request's budget beyond its floor (µs): what the code may add to the store's work.
+BARE_BUDGETS = (
+    ("memory", "read", 8.0),
+    ("memory", "write", 12.0),
+    ("memory", "new", 10.0),
+    ("cookie", "read", 8.0),
+    ("cookie", "write", 14.0),
+)
+STORE_FLOORS = (  # (row store, floors' label, read floor, write floor)
+    ("memcached", "memcached", ("GET",), ("GET", "SET")),
+    ("redis", "Redis", ("GET",), ("GET", "SET")),
+    ("sqlite", "SQLite", ("SELECT",), ("SELECT", "UPSERT")),
+)
+STORE_BUDGETS = {"read": 10.0, "write": 14.0}
+FLASK_BUDGET = 5.0
+HTTP_AT_LEAST = 1.3
+# (our row, the peer's row): compared by throughput on the same app.
+HTTP_RIVALS = (
+    ("wsgi_session memcached", "Beaker memcached"),
+    ("wsgi_session memcached (Flask)", "Flask-Session memcached"),
+    ("wsgi_session redis", "Beaker redis"),
+    ("wsgi_session redis (Flask)", "Flask-Session redis"),
+)
+
+
+def _throughput(
+    text: str,
+    http: dict[str, float] | None,
+    ours: str,
+    theirs: str,
+    limit: float = HTTP_AT_LEAST,
+) -> Target:
+    """A target on the ratio of two HTTP throughputs (``"<row> <scenario>"`` keys)."""
+    found = http or {}
+    return _over(text, found.get(ours), found.get(theirs), limit, at_least=True, unit="req/s")
+
+
+def floor_targets(results: Results, http: dict[str, float] | None) -> list[Target]:
+    """The hot path at its floor: each request's cost beyond its unavoidable work."""
     o = results.overhead
     floors = results.floors
+    found: list[Target] = []
+    for store, scenario, budget in BARE_BUDGETS:
+        found.append(
+            _beyond(
+                f"{store} store {SCENARIO_TITLES[scenario]} over the bare app",
+                o(f"wsgi_session {store}", scenario),
+                0.0,
+                budget,
+            )
+        )
+    for store, label, read_ops, write_ops in STORE_FLOORS:
+        for scenario, ops in (("read", read_ops), ("write", write_ops)):
+            floor_name = " + ".join(f"raw {op}" for op in ops)
+            found.append(
+                _beyond(
+                    f"{label} {scenario} over {floor_name}",
+                    o(f"wsgi_session {store}", scenario),
+                    _sum(*(floors.get(f"{label} {op}") for op in ops)),
+                    STORE_BUDGETS[scenario],
+                )
+            )
+    for store in STORES:
+        for scenario in ("read", "write"):
+            target = _beyond(
+                f"Flask adapter, {store} {scenario}, over plain WSGI",
+                o(f"wsgi_session {store} (Flask)", scenario),
+                o(f"wsgi_session {store}", scenario),
+                FLASK_BUDGET,
+            )
+            if target.measured is not None:  # the reference is the WSGI row, not a floor
+                target = replace(target, detail=target.detail.replace("floor", "on plain WSGI"))
+            found.append(target)
+    for ours, peer in HTTP_RIVALS:
+        for scenario in ("read", "write"):
+            text = f"HTTP {scenario}, {ours} ≥ {HTTP_AT_LEAST}x {peer}"
+            found.append(_throughput(text, http, f"{ours} {scenario}", f"{peer} {scenario}"))
+    return found
+
+
+def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
+    """The earlier targets: against the peers, and the bare app over HTTP."""
+    o = results.overhead
     found: list[Target] = []
 
     beaker = [o(name, "untouched") for name in ("Beaker cookie", "Beaker memcached")]
     beaker_lazy = min((value for value in beaker if value is not None), default=None)
-    for store in ("memory", "sqlite", "memcached", "redis", "cookie"):
+    for store in STORES:
         name = f"wsgi_session {store}"
         found.append(
             _over(
@@ -206,29 +312,6 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
                 0.5,
             )
         )
-
-    get, set_ = floors.get("memcached GET"), floors.get("memcached SET")
-    found.append(
-        _over("memcached read ≤ 1.1x raw GET", o("wsgi_session memcached", "read"), get, 1.1)
-    )
-    found.append(
-        _over(
-            "memcached write ≤ 1.1x raw GET + SET",
-            o("wsgi_session memcached", "write"),
-            None if get is None or set_ is None else get + set_,
-            1.1,
-        )
-    )
-    get, set_ = floors.get("Redis GET"), floors.get("Redis SET")
-    found.append(_over("Redis read ≤ 1.1x raw GET", o("wsgi_session redis", "read"), get, 1.1))
-    found.append(
-        _over(
-            "Redis write ≤ 1.1x raw GET + SET",
-            o("wsgi_session redis", "write"),
-            None if get is None or set_ is None else get + set_,
-            1.1,
-        )
-    )
     for peer, ours in (
         ("Beaker memcached", "wsgi_session memcached"),
         ("Flask-Session memcached", "wsgi_session memcached (Flask)"),
@@ -243,7 +326,6 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
                     at_least=True,
                 )
             )
-
     for ours in ("wsgi_session cookie (Flask)", "wsgi_session cookie"):
         for scenario in ("read", "write"):
             found.append(
@@ -254,34 +336,11 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
                     0.3,
                 )
             )
-
-    found.append(
-        _over(
-            "SQLite read ≤ 1.2x raw SELECT",
-            o("wsgi_session sqlite", "read"),
-            floors.get("SQLite SELECT"),
-            1.2,
-        )
-    )
-    found.append(
-        _over(
-            "SQLite write ≤ 1.2x raw UPSERT",
-            o("wsgi_session sqlite", "write"),
-            floors.get("SQLite UPSERT"),
-            1.2,
-        )
-    )
-
     for scenario in ("read", "write"):
-        session = None if http is None else http.get(f"memcached {scenario}")
-        bare = None if http is None else http.get(f"bare {scenario}")
-        target = _over(
-            f"HTTP {scenario} with memcached sessions ≥ 0.85x bare throughput",
-            session,
-            bare,
-            0.85,
-            at_least=True,
-            unit="req/s",
+        text = f"HTTP {scenario} with memcached sessions ≥ 0.85x the bare app's throughput"
+        found.append(
+            _throughput(
+                text, http, f"wsgi_session memcached {scenario}", f"bare WSGI app {scenario}", 0.85
+            )
         )
-        found.append(target)
     return found

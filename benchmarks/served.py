@@ -1,27 +1,54 @@
 """What gunicorn serves in the HTTP benchmark: ``benchmarks.served:app``.
 
-``/bare/<scenario>`` is the bare app, ``/memcached/<scenario>`` the same app
-with wsgi_session on memcached (whose address comes from the environment), so
-one server answers both and they share everything but the sessions.
+Every row of :data:`HTTP_ROWS` is mounted at ``/<slug>/``: the bare apps, and
+wsgi_session, Flask-Session and Beaker on memcached and Redis (whose addresses
+come from the environment), so one server answers them all and they share
+everything but the sessions.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from benchmarks.apps import WSGIApp, bare_app, payload
-from benchmarks.subjects import ours_wsgi
+from benchmarks.apps import WSGIApp, payload
+from benchmarks.subjects import ROWS, Context, Row
 
-ADDRESS_VARIABLE = "WSGI_SESSION_BENCH_MEMCACHED"
+MEMCACHED_VARIABLE = "WSGI_SESSION_BENCH_MEMCACHED"
+REDIS_VARIABLE = "WSGI_SESSION_BENCH_REDIS"
 DATA = payload(100)
 
+# Each session row next to the bare app of its framework, and the peers on the same app.
+HTTP_ROWS = (
+    "bare WSGI app",
+    "wsgi_session memcached",
+    "Beaker memcached",
+    "wsgi_session redis",
+    "Beaker redis",
+    "bare Flask app",
+    "wsgi_session memcached (Flask)",
+    "Flask-Session memcached",
+    "wsgi_session redis (Flask)",
+    "Flask-Session redis",
+)
 
-def memcached_app(address: str) -> WSGIApp:
-    from wsgi_session.stores.memcached import MemcachedStore
 
-    return ours_wsgi(MemcachedStore(address), DATA)
+def slug(name: str) -> str:
+    """The URL prefix a row is served under."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def http_rows() -> list[Row]:
+    by_name = {row.name: row for row in ROWS}
+    return [by_name[name] for name in HTTP_ROWS]
+
+
+def context(memcached: str, redis: str) -> Context:
+    return Context(DATA, memcached, Path(tempfile.gettempdir()), redis=redis)
 
 
 def router(apps: dict[str, WSGIApp]) -> WSGIApp:
@@ -36,7 +63,6 @@ def router(apps: dict[str, WSGIApp]) -> WSGIApp:
 def __getattr__(name: str) -> WSGIApp:
     # Built on first use, in the gunicorn worker, not when the module is imported.
     if name == "app":
-        return router(
-            {"bare": bare_app(DATA), "memcached": memcached_app(os.environ[ADDRESS_VARIABLE])}
-        )
+        ctx = context(os.environ[MEMCACHED_VARIABLE], os.environ[REDIS_VARIABLE])
+        return router({slug(row.name): row.build(ctx) for row in http_rows()})
     raise AttributeError(name)

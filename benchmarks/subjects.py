@@ -184,3 +184,9 @@ def _beaker_memcached(ctx: Context) -> WSGIApp:
     # Beaker's memcached backend speaks through python-memcached, pylibmc or
     # bmemcached, not pymemcache.
     return beaker(ctx, type="ext:memcached", url=ctx.memcached, memcache_module="memcache")
+
+
+@row("Beaker redis", "wsgi", "peer", "redis")
+def _beaker_redis(ctx: Context) -> WSGIApp:
+    # Beaker's Redis backend (beaker.ext.redisnm) on redis-py.
+    return beaker(ctx, type="ext:redis", url=f"redis://{ctx.redis}")

@@ -338,3 +338,49 @@ def test_a_non_utf8_byte_in_another_cookie_spoils_only_that_cookie() -> None:
 
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "{'user': 'alice'}"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"path": "/app", "domain": "example.com", "secure": True, "samesite": "Strict"},
+        {"secure": True, "samesite": "None", "partitioned": True, "httponly": False},
+        {"name": "__Host-s", "secure": True, "samesite": None},
+    ],
+)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_set_cookie_is_werkzeugs_for_every_policy(options: dict[str, Any], scheme: str) -> None:
+    # dump() reuses the attributes werkzeug spelled once; the header must not change by it.
+    from werkzeug.http import dump_cookie
+
+    from wsgi_session.cookies import CookiePolicy
+
+    policy = CookiePolicy(**options)
+    for script_name in ("", "/mounted", ""):
+        environ = {"SCRIPT_NAME": script_name, "wsgi.url_scheme": scheme}
+        for value, max_age in (
+            ("abc.DEF-_9", None),
+            ("", None),
+            ('needs "quotes"', None),
+            ("v", 60),
+        ):
+            expected = dump_cookie(
+                policy.name,
+                value,
+                max_age=max_age,
+                path=policy.path or script_name or "/",
+                domain=policy.domain,
+                secure=policy.secure if policy.secure is not None else scheme == "https",
+                httponly=policy.httponly,
+                samesite=policy.samesite,
+                partitioned=policy.partitioned,
+                max_size=0,
+            )
+            if max_age is not None:  # Expires is the time of the call: compare the rest
+                expected = re.sub(r"Expires=[^;]+", "", expected)
+                assert (
+                    re.sub(r"Expires=[^;]+", "", policy.dump(environ, value, max_age)) == expected
+                )
+            else:
+                assert policy.dump(environ, value, max_age) == expected

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from itsdangerous import BadData, Signer
-from itsdangerous.encoding import base64_decode, base64_encode
+from itsdangerous import Signer
 from werkzeug.http import dump_cookie
 
 from wsgi_session.errors import ConfigurationError
@@ -19,6 +21,10 @@ log = logging.getLogger("wsgi_session")
 
 SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
+# Values werkzeug writes as they are (no quotes, no escapes): all the server issues.
+_UNQUOTED_VALUE = re.compile(r"[A-Za-z0-9._-]*")
+# Mount points seen (SCRIPT_NAME) times schemes: a handful; the bound is only a backstop.
+_ATTRIBUTE_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class CookiePolicy:
     httponly: bool = True
     samesite: str | None = "Lax"
     partitioned: bool = False
+    # Set-Cookie attributes by (path, secure), see dump(); not part of the policy's identity.
+    _attributes: dict[tuple[str, bool], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ' =;,"\t\r\n'):
@@ -110,13 +120,28 @@ class CookiePolicy:
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
+        path = self.path or environ.get("SCRIPT_NAME") or "/"
+        secure = self._secure(environ)
+        if max_age is not None or not _UNQUOTED_VALUE.fullmatch(value):
+            return self._dump(value, max_age, path, secure)
+        # Without a Max-Age (and its Expires) the attributes depend on the path
+        # and the scheme only: werkzeug spells them once, every response reuses them.
+        attributes = self._attributes.get((path, secure))
+        if attributes is None:
+            if len(self._attributes) >= _ATTRIBUTE_CACHE_SIZE:
+                self._attributes.clear()
+            attributes = self._dump("", None, path, secure)[len(self.name) + 1 :]
+            self._attributes[(path, secure)] = attributes
+        return f"{self.name}={value}{attributes}"
+
+    def _dump(self, value: str, max_age: int | None, path: str, secure: bool) -> str:
         return dump_cookie(
             self.name,
             value,
             max_age=max_age,
-            path=self.path or environ.get("SCRIPT_NAME") or "/",
+            path=path,
             domain=self.domain,
-            secure=self._secure(environ),
+            secure=secure,
             httponly=self.httponly,
             samesite=self.samesite,
             partitioned=self.partitioned,
@@ -136,8 +161,8 @@ class CookiePolicy:
 class KeyRing:
     """The current secret (signs) and fallback secrets (still verify).
 
-    Signing goes through itsdangerous with HMAC-SHA256; the per-purpose key
-    derivation is done once here rather than on every request.
+    Signing is HMAC-SHA256 in itsdangerous' format (:class:`CookieSigner`); the
+    per-purpose key derivation is done once here rather than on every request.
     """
 
     def __init__(
@@ -180,15 +205,23 @@ class KeyRing:
 
 
 class CookieSigner:
-    """Signs and verifies cookie values for one purpose."""
+    """Signs and verifies cookie values for one purpose.
+
+    Signing is itsdangerous' ``Signer`` with HMAC-SHA256, ``key_derivation="none"``
+    and ``sep="."``: ``value + "." + base64url(HMAC(key, value))`` without padding.
+    Verifying, done on every request that reads its session, recomputes that
+    text with hmac's one-shot ``hmac.digest`` (OpenSSL underneath) and compares
+    it in constant time: itsdangerous would spend twice as long around the same
+    HMAC (a base64 decode, an ``hmac.HMAC`` object, key handling per call).
+    """
+
+    __slots__ = ("_current", "_newest_first", "_signer")
 
     def __init__(self, keys: KeyRing, purpose: str) -> None:
-        derived = keys.derive(purpose)
-        self._signer = Signer(derived, digest_method=hashlib.sha256, key_derivation="none", sep=".")
-        self._current_only = (
-            Signer(derived[-1], digest_method=hashlib.sha256, key_derivation="none", sep=".")
-            if len(derived) > 1
-            else None
+        self._newest_first = keys.derive(purpose)[::-1]
+        self._current = self._newest_first[0]
+        self._signer = Signer(
+            self._current, digest_method=hashlib.sha256, key_derivation="none", sep="."
         )
 
     def sign(self, value: str) -> str:
@@ -197,38 +230,49 @@ class CookieSigner:
     def unsign(self, signed: str) -> tuple[str, bool] | None:
         """``(value, signed_with_current_key)``, or ``None`` if it does not verify.
 
-        Only the exact text :meth:`sign` produced verifies: the signature must
-        be the canonical spelling of its bytes (see :func:`decode_canonical`).
+        Only the exact text :meth:`sign` produced verifies: the signature is
+        compared as text with the canonical spelling of the expected HMAC, so
+        no other spelling of the same bytes (see :func:`decode_canonical`) can pass.
         """
-        _, sep, signature = signed.rpartition(".")
-        if not sep or decode_canonical(signature) is None:
+        value, sep, signature = signed.rpartition(".")
+        if not sep or not signed.isascii():
             return None
-        try:
-            verified = self._signer.unsign(signed).decode("ascii")
-        except (BadData, UnicodeError):
-            return None
-        if self._current_only is None:
-            return verified, True
-        return verified, self._current_only.validate(signed)
+        message = value.encode("ascii")
+        for key in self._newest_first:
+            if hmac.compare_digest(_signature(key, message), signature):
+                return value, key is self._current
+        return None
+
+
+def _signature(key: bytes, message: bytes) -> str:
+    """The HMAC-SHA256 of ``message`` as itsdangerous spells it: unpadded URL-safe base64."""
+    return base64.urlsafe_b64encode(hmac.digest(key, message, "sha256")).rstrip(b"=").decode()
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def decode_canonical(text: str) -> bytes | None:
     """The bytes ``text`` spells in unpadded URL-safe base64, or ``None``.
 
-    ``None`` unless ``text`` is exactly what :func:`base64_encode` makes of
-    those bytes. The decoder alone is lenient: it drops characters outside
-    the alphabet (junk, NUL, non-ASCII), accepts ``=`` padding and ``+``/``/``
-    for ``-``/``_``, and ignores the unused low bits of the last character,
-    so one value would have many spellings. Every base64 text in a cookie
-    goes through here, so only the spelling the server issued opens a session.
+    ``None`` unless ``text`` is exactly what itsdangerous' ``base64_encode``
+    makes of those bytes. A base64 decoder alone is lenient: it drops
+    characters outside the alphabet (junk, NUL, non-ASCII), accepts ``=``
+    padding and ``+``/``/`` for ``-``/``_``, and ignores the unused low bits
+    of the last character, so one value would have many spellings. Every
+    base64 text in a cookie goes through here, so only the spelling the server
+    issued opens a session. (binascii directly: the base64 module's wrappers
+    cost more than the decoding itself.)
     """
     if not text.isascii():
         return None
+    spelled = text.encode("ascii")
     try:
-        data = base64_decode(text)
-    except BadData:
+        data = binascii.a2b_base64(spelled.translate(_FROM_URLSAFE) + b"=" * (-len(spelled) % 4))
+    except binascii.Error:
         return None
-    if base64_encode(data) != text.encode("ascii"):
+    if binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE) != spelled:
         return None
     return data
 

@@ -137,20 +137,41 @@ def dumps(data: Mapping[str, Any]) -> str:
             tagged[key] = _tag(value, f"[{key!r}]")
         except RecursionError:
             raise TypeError(f"session value [{key!r}] is nested too deeply to store") from None
-    return _encoder.encode(_escape(tagged))
+    return _to_json(_escape(tagged))
 
 
 # Made once: json.dumps() with options builds a new encoder on every call.
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# And JSONEncoder.encode() builds a C encoder on every call: this one is made once too.
+# No circular-reference markers: what reaches it is the fresh copy _tag() made,
+# whose recursion stops at a cycle first.
+_to_json: Callable[[Any], str]
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_make_encoder is not None:
+    _c_encode = _c_make_encoder(
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+    def _to_json(value: Any) -> str:
+        return "".join(_c_encode(value, 0))
+
+else:  # no C accelerator (not CPython)
+    _to_json = _encoder.encode
 
 
-_decoder = json.JSONDecoder(object_hook=_untag)
+# The decoder's scanner, called directly: dumps() writes no whitespace around
+# the object, so JSONDecoder.decode()'s two whitespace regexes have nothing to skip.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(object_hook=_untag).scan_once  # type: ignore[attr-defined]
 
 
 def loads(text: str | bytes) -> dict[str, Any]:
     """Load what :func:`dumps` wrote. Raises ``ValueError`` for anything else."""
     try:
-        data = _decoder.decode(text if isinstance(text, str) else text.decode("utf-8"))
+        if not isinstance(text, str):
+            text = text.decode("utf-8")
+        data, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("malformed session data: no JSON value") from None
     except (
         TypeError,
         AttributeError,
@@ -159,6 +180,8 @@ def loads(text: str | bytes) -> dict[str, Any]:
         UnicodeDecodeError,
     ) as error:
         raise ValueError(f"malformed session data: {error}") from error
+    if end != len(text):
+        raise ValueError("malformed session data: more after the JSON value")
     if type(data) is not dict:
         raise ValueError("malformed session data: not an object")
     return data
