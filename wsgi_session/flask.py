@@ -55,6 +55,7 @@ FLASK_NAMES = {
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
+    "seal_records": "SESSION_SEAL_RECORDS",
 }
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
 
@@ -147,7 +148,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     Read on every request: ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``,
     ``SESSION_COOKIE_*``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``
-    (the idle timeout) and ``SESSION_REFRESH_EACH_REQUEST``.
+    (the idle timeout), ``SESSION_REFRESH_EACH_REQUEST`` and ``SESSION_SEAL_RECORDS``
+    (ours: encrypt each record under a key derived from its session id).
     """
 
     def __init__(
@@ -198,6 +200,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             config.get("SESSION_COOKIE_PARTITIONED", False),
             config["PERMANENT_SESSION_LIFETIME"],
             config["SESSION_REFRESH_EACH_REQUEST"],
+            bool(config.get("SESSION_SEAL_RECORDS", False)),
         )
         found = self._derived.get(key)
         if found is None:
@@ -219,6 +222,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         partitioned: bool,
         lifetime: timedelta | int,
         refresh_each_request: bool,
+        seal_records: bool,
     ) -> tuple[CookiePolicy, Backend]:
         try:
             policy = CookiePolicy(
@@ -239,11 +243,12 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 refresh_each_request=bool(refresh_each_request),
             )
             keys = KeyRing(secret, fallbacks or ())
+            backend = make_backend(self.store, keys, derived, seal_records=seal_records)
         except ConfigurationError as error:
             raise ConfigurationError(
                 "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
             ) from error
-        return policy, make_backend(self.store, keys, derived)
+        return policy, backend
 
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
         """A session for a request the middleware does not wrap (``test_request_context``)."""

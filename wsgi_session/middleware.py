@@ -152,6 +152,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         refresh_each_request: bool = False,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        seal_records: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         lifetime = Lifetime(
@@ -173,7 +174,10 @@ class SessionMiddleware(BaseSessionMiddleware):
             samesite=cookie_samesite,
             partitioned=cookie_partitioned,
         )
-        self.backend = make_backend(store, KeyRing(secret_key, fallback_keys), lifetime)
+        self.seal_records = bool(seal_records)
+        self.backend = make_backend(
+            store, KeyRing(secret_key, fallback_keys), lifetime, seal_records=self.seal_records
+        )
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy

@@ -35,6 +35,9 @@ class Origin:
     had_cookie: bool = False  # the client sent a session cookie (valid or not)
     resign: bool = False  # the cookie verified with a fallback key: send a fresh one
     degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
+    # The backend's handle on the loaded record, for the commit (server-side: the
+    # store key and the sealed record's key, derived once per request).
+    found_at: object | None = None
 
     @classmethod
     def fresh(cls, now: float, *, had_cookie: bool, degraded: bool = False) -> Origin:

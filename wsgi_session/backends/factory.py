@@ -18,15 +18,27 @@ def default_store() -> Store:
 
 
 def make_backend(
-    store: Store | BackendFactory | None, keys: KeyRing, lifetime: Lifetime
+    store: Store | BackendFactory | None,
+    keys: KeyRing,
+    lifetime: Lifetime,
+    *,
+    seal_records: bool = False,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default."""
     if store is None:
         store = default_store()
     if isinstance(store, BackendFactory):
+        if seal_records:
+            raise ConfigurationError(
+                "{seal_records}=True seals a server-side store's records; {store} is "
+                "{kind}, which keeps no records (the cookie store encrypts with encrypt=True)",
+                "seal_records",
+                "store",
+                kind=type(store).__name__,
+            )
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime)
+        return ServerSideBackend(store, keys, lifetime, seal_records=seal_records)
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
         "store",

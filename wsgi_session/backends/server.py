@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
+from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.decision import Outcome, Plan
 from wsgi_session.lifetime import Lifetime
@@ -29,19 +29,23 @@ class ServerSideBackend(BaseBackend):
     The store key is a SHA-256 of the id, so whoever reads the store cannot
     use what they find there as a cookie. Saves are compare-and-set: when a
     concurrent request wrote first, this request's own changes are re-applied
-    to the newer record instead of overwriting it.
+    to the newer record instead of overwriting it. ``seal_records``: each
+    record's data is encrypted under a key derived from its id
+    (:mod:`wsgi_session.sealing`), so the store alone reads none of it.
     """
 
-    def __init__(self, store: Store, keys: KeyRing, lifetime: Lifetime) -> None:
+    def __init__(
+        self, store: Store, keys: KeyRing, lifetime: Lifetime, *, seal_records: bool = False
+    ) -> None:
         super().__init__(lifetime)
         self.store = store
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
-        self.writer = RecordWriter(store, lifetime)
+        self.seal_records = seal_records
+        self.slots = Slots(keys, seal=seal_records)
+        self.writer = RecordWriter(store, lifetime, self.slots)
         self.stats = self.writer.stats
 
-    @staticmethod
-    def store_key(session_id: str) -> str:
-        return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+    store_key = staticmethod(store_key)
 
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
@@ -53,19 +57,30 @@ class ServerSideBackend(BaseBackend):
         if verified is None:
             return Origin.fresh(now, had_cookie=True)
         session_id, current_key = verified
-        found = self.store.load(self.store_key(session_id))
-        record = Record.decode(found[0]) if found is not None else None
+        slot = self.slots.of(session_id)
+        found = self.store.load(slot.key)
+        if found is None:
+            return Origin.fresh(now, had_cookie=True)
+        record = slot.decode(found[0])
+        if record is None and Record.is_sealed(found[0]):
+            log.warning(
+                "sealed session record dropped: it did not authenticate "
+                "(changed in the store, sealed with a secret no longer configured, "
+                "or the 'cryptography' package is missing)"
+            )
         if (
-            found is None
-            or record is None
+            record is None
             or record.forward is not None  # a regenerated session's old id stops working
+            or record.forward_id is not None
             or record.text == EMPTY  # an emptied session is no session
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
             return Origin.fresh(now, had_cookie=True)
         try:
-            return record.origin(session_id, version=found[1], resign=not current_key)
+            return record.origin(
+                session_id, version=found[1], resign=not current_key, found_at=slot
+            )
         except ValueError:
             log.warning("unreadable session record dropped")
             return Origin.fresh(now, had_cookie=True)
@@ -76,34 +91,40 @@ class ServerSideBackend(BaseBackend):
             return "written"
         session = plan.session
         origin = session.origin
+        old = self._slot(origin)
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
-            self.store.delete(self.store_key(origin.id))
+            self.store.delete(old.key)
             return "written"
         record = Record.of(session, plan.text, plan.now)
         if action == "create":
-            self.writer.create(self.store_key(session.id), record)
+            self.writer.create(self.slots.of(session.id), record)
             return "written"
-        old_key = self.store_key(origin.id)
         if action == "move":
-            new_key = self.store_key(session.id)
-            self.writer.create(new_key, record)
+            new = self.slots.of(session.id)
+            self.writer.create(new, record)
             if session.destroyed:
-                self.store.delete(old_key)
+                self.store.delete(old.key)
             else:
-                self.writer.retire(old_key, origin.version, new_key, session)
+                self.writer.retire(old, origin.version, new, session)
             return "written"
         if action == "refresh":
-            if self.writer.write(old_key, record, origin.version):
+            if self.writer.write(old, record, origin.version):
                 return "written"
             # Whoever wrote first refreshed the record too, and may have retired this id.
             return "outrun"
-        saved = self.writer.save(old_key, record, origin.version, session)  # "update"
+        saved = self.writer.save(old, record, origin.version, session)  # "update"
         if saved is None:
             return "destroyed"
-        saved_key, saved_record = saved
-        if saved_key != old_key:
+        saved_slot, saved_record = saved
+        if saved_slot.key != old.key:
             return "moved"
         return "emptied" if saved_record.text == EMPTY else "written"
+
+    def _slot(self, origin: Origin) -> Slot:
+        """The loaded record's slot, whose key this request derived already; else a new one."""
+        if isinstance(origin.found_at, Slot):
+            return origin.found_at
+        return self.slots.of(origin.id)
 
     def send(self, plan: Plan) -> CookieUpdate:
         return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))

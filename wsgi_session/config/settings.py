@@ -81,6 +81,7 @@ _SETTINGS = {
         _setting(
             "ON_STORE_ERROR", Choice({"fail": "fail", "degrade": "degrade"}), "on_store_error"
         ),
+        _setting("SEAL_RECORDS", Flag(), "seal_records"),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}

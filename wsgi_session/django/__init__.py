@@ -70,7 +70,8 @@ def make_middleware(
     the options Django has no setting for. Without ``store``, the store URL in
     ``settings.WSGI_SESSION_STORE`` is used (``memcached://h1:11211,h2:11211``,
     ``sqlite:///var/lib/app/sessions.db``, ``memory://``), else the embedded
-    SQLite default.
+    SQLite default. ``settings.WSGI_SESSION_SEAL_RECORDS = True`` seals each
+    record under a key derived from its session id (needs ``wsgi-session[crypto]``).
     """
     return _DjangoSessions(
         _Arguments(
@@ -99,6 +100,7 @@ _SETTINGS = frozenset(
         "SESSION_EXPIRE_AT_BROWSER_CLOSE",
         "SESSION_SAVE_EVERY_REQUEST",
         "WSGI_SESSION_STORE",
+        "WSGI_SESSION_SEAL_RECORDS",
     }
 )
 """The settings the middleware is built from; override_settings on them rebuilds it."""
@@ -162,6 +164,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_interval=refresh_interval,
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
+                seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
@@ -195,6 +198,7 @@ _SETTING_NAMES = {
     "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "idle_timeout": "SESSION_COOKIE_AGE",
+    "seal_records": "WSGI_SESSION_SEAL_RECORDS",
 }
 
 
