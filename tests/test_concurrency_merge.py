@@ -263,9 +263,7 @@ def test_regenerate_after_a_concurrent_write_keeps_the_write(race: Race) -> None
 
 def test_stale_reader_racing_a_login_does_not_undo_it(inner: Store, sealed: bool) -> None:
     clock = FakeClock()
-    race = Race(
-        inner, idle_timeout=1000, refresh_interval=10, clock=clock, seal_records=sealed
-    )
+    race = Race(inner, idle_timeout=1000, refresh_interval=10, clock=clock, seal_records=sealed)
     try:
         clock.advance(60)  # the session now needs a refresh
         reader_gate = Gate()

@@ -131,7 +131,8 @@ def redis_dump(server: RedisServer) -> Dump:
 def sqlite_dump(path: Path) -> Dump:
     def dump() -> dict[bytes, bytes]:
         with sqlite3.connect(path) as db:
-            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            listing = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = [name for (name,) in listing]
             values = {}
             for table in tables:
                 for row in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 (the file's own)
