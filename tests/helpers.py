@@ -96,7 +96,7 @@ def stored_record(store: CountingStore, session_id: str) -> Record | None:
 def stored_data(store: CountingStore, session_id: str) -> dict[str, Any] | None:
     """The session data kept for ``session_id`` (``None``: no live session record)."""
     record = stored_record(store, session_id)
-    if record is None or record.forward or record.forward_id or record.text == EMPTY:
+    if record is None or record.retired or record.text == EMPTY:
         return None  # an emptied record loads as no session
     return loads(record.text)
 

@@ -63,6 +63,11 @@ class Record(NamedTuple):
     forward: str | None = None  # set on a retired (regenerated) record: the new record's key
     forward_id: str | None = None  # ...or, in a sealed one, the new session's id
 
+    @property
+    def retired(self) -> bool:
+        """A regenerated session's old record: a forward, not a session."""
+        return self.forward is not None or self.forward_id is not None
+
     @classmethod
     def of(cls, session: Session, text: str, now: float) -> Record:
         """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""

@@ -70,8 +70,7 @@ class ServerSideBackend(BaseBackend):
             )
         if (
             record is None
-            or record.forward is not None  # a regenerated session's old id stops working
-            or record.forward_id is not None
+            or record.retired  # a regenerated session's old id stops working
             or record.text == EMPTY  # an emptied session is no session
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
