@@ -36,6 +36,9 @@ FORMAT = b"1"
 SEALED = b"1s"
 FORWARD = b"F"
 _FORWARD_HEAD = FORWARD + b" "
+# A record's fields after the format: the header's, then the data, which is last
+# (sealed or not) and the only one that may hold a space.
+_FIELDS = 5
 
 
 class Lock(Protocol):
@@ -144,7 +147,7 @@ class Record(NamedTuple):
             except UnicodeDecodeError:
                 return None
             return cls(0, 0, False, None, EMPTY, forward=key)
-        return cls._parse(body.split(b" ", 4), 5)
+        return cls._parse(body.split(b" ", _FIELDS - 1), _FIELDS)
 
     @classmethod
     def _unseal(cls, raw: bytes, body: bytes, lock: Lock) -> Record | None:
@@ -154,13 +157,13 @@ class Record(NamedTuple):
             if forward_id is None or not forward_id.isascii():
                 return None
             return cls(0, 0, False, None, EMPTY, forward_id=forward_id.decode("ascii"))
-        fields = body.split(b" ", 4)
+        fields = body.split(b" ", _FIELDS - 1)
         # The header is every byte before the sealed data, exactly as stored.
         data = lock.open(fields[-1], raw[: len(raw) - len(fields[-1])])
         if data is None:
             return None
         fields[-1] = data
-        return cls._parse(fields, 5)
+        return cls._parse(fields, _FIELDS)
 
     @classmethod
     def decode_with_id(cls, raw: bytes) -> tuple[str, Record] | None:
