@@ -525,3 +525,27 @@ def test_any_byte_flipped_in_a_sealed_record_gives_a_fresh_session(
     assert response.text == "{}"
     # No session: at most the cookie that named none is expired, as for a record gone missing.
     assert all(cookie.expires_now for cookie in set_cookies(response))
+
+
+def test_a_request_derives_its_sessions_key_once_for_the_read_and_the_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = Client(
+        SessionMiddleware(
+            session_app(SEALED_ROUTES), SECRET, store=MemoryStore(), seal_records=True
+        )
+    )
+    visit(client, "/login")
+    derived: list[object] = []
+    real = sealing.HKDFExpand
+
+    def counting_expand(*args: Any, **kwargs: Any) -> Any:
+        """The real HKDF-Expand, counted."""
+        derived.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sealing, "HKDFExpand", counting_expand)
+
+    visit(client, "/note")  # opens the record, then seals the changed one
+
+    assert len(derived) == 1
