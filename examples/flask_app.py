@@ -19,7 +19,8 @@ from wsgi_session.flask import Session
 
 app = Flask(__name__)
 app.config.from_prefixed_env()  # FLASK_SECRET_KEY -> SECRET_KEY, and so on
-Session(app, store=store_from_url(app.config.get("SESSION_STORE", "sqlite://")))
+# The session's owner is the "user" key (with Flask-Login, leave the default: _user_id).
+Session(app, store=store_from_url(app.config.get("SESSION_STORE", "sqlite://")), owner_key="user")
 
 
 @app.get("/")
@@ -38,4 +39,24 @@ def login() -> Response:
 @app.post("/logout")
 def logout() -> Response:
     session.destroy()  # record deleted, cookie expired
+    return redirect(url_for("index"))
+
+
+@app.get("/sessions")
+def user_sessions() -> dict[str, object]:
+    """Where the user is logged in."""
+    found = app.extensions["wsgi_session"].sessions.of(session["user"], current=session)
+    return {
+        "sessions": [
+            {"last_seen": info.last_seen.isoformat(), "current": info.current} for info in found
+        ]
+    }
+
+
+@app.post("/password")
+def change_password() -> Response:
+    """After a password change (stored by the application), sign out every other session."""
+    # ... verify the current password and store the new one's hash here ...
+    app.extensions["wsgi_session"].sessions.revoke(session["user"], keep=session)
+    session.regenerate()
     return redirect(url_for("index"))

@@ -7,6 +7,10 @@ talks to the requests through files in the directory ``CONCURRENCY_SIGNALS``:
   the test creates ``G`` (without ``gate``, it goes straight on), then sets
   ``session[K]`` to this worker's pid.
 - ``/logout`` destroys the session; ``/read`` sends its data back.
+- ``/write?...&regenerate=1`` gives the session a new id before it sets ``K``.
+- ``/login?user=U`` sets the owner key (``WSGI_SESSION_OWNER_KEY``) with a new id;
+  ``/revoke-others`` ends every other session of the request's owner and
+  answers how many in ``revoked``; ``/sessions`` answers the owner's sessions.
 
 Every answer is JSON: ``pid``, the session ``data`` the request saw last, and
 ``stats``, this worker's conflict counters read after the commit (counters are
@@ -27,6 +31,8 @@ from wsgi_session import ServerSideBackend, Session
 from wsgi_session.config import from_env
 
 SIGNALS = Path(os.environ["CONCURRENCY_SIGNALS"])
+OWNER_KEY = os.environ.get("WSGI_SESSION_OWNER_KEY", "user")
+extra: dict[str, Any] = {}  # what a route adds to its answer (sync workers: one at a time)
 GATE_TIMEOUT = 20.0  # seconds; a request whose gate never opens answers 504
 
 
@@ -38,7 +44,28 @@ def write(session: Session, query: dict[str, str]) -> str:
     (SIGNALS / f"loaded-{key}").touch()
     if gate is not None and not wait_for(SIGNALS / gate):
         return "504 Gateway Timeout"
+    if query.get("regenerate") == "1":
+        session.regenerate()
     session[key] = os.getpid()
+    return "200 OK"
+
+
+def login(session: Session, query: dict[str, str]) -> str:
+    session.regenerate()
+    session[OWNER_KEY] = query["user"]
+    return "200 OK"
+
+
+def revoke_others(session: Session, query: dict[str, str]) -> str:
+    extra["revoked"] = application.sessions.revoke(session[OWNER_KEY], keep=session)
+    return "200 OK"
+
+
+def list_sessions(session: Session, query: dict[str, str]) -> str:
+    extra["sessions"] = [
+        {"current": info.current, "agent": info.user_agent, "address": info.address}
+        for info in application.sessions.of(session[OWNER_KEY], current=session)
+    ]
     return "200 OK"
 
 
@@ -64,16 +91,20 @@ ROUTES: dict[str, Callable[[Session, dict[str, str]], str]] = {
     "/write": write,
     "/logout": logout,
     "/read": read,
+    "/login": login,
+    "/revoke-others": revoke_others,
+    "/sessions": list_sessions,
 }
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     session: Session = environ["wsgi_session"]
     query = {name: values[-1] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
+    extra.clear()
     status = ROUTES[environ["PATH_INFO"]](session, query)
     data = dict(session)
     start_response(status, [("Content-Type", "application/json")])  # commits the session
-    answer = {"pid": os.getpid(), "data": data, "stats": stats.as_dict()}
+    answer = {"pid": os.getpid(), "data": data, "stats": stats.as_dict(), **extra}
     return [json.dumps(answer).encode()]
 
 

@@ -1,7 +1,7 @@
 """``make fuzz``: hostile Cookie headers against every store behind every adapter.
 
 Each header is sent as a raw WSGI request to each store (memory, sqlite,
-memcached, cookie) behind each adapter (plain WSGI, Flask, Django) in turn.
+memcached, redis, cookie) behind each adapter (plain WSGI, Flask, Django) in turn.
 Most headers are near misses of cookies the server issued (re-spelled,
 padded, junk inserted, truncated, quoted, one character changed); the rest are
 junk of every shape, and a few are the issued cookies themselves, to show the
@@ -25,10 +25,13 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from hostile import Subject, store_key, subjects
+from hostile import STORES, Subject, store_key, subjects
 from memcached_server import MemcachedServer
+from redis_server import RedisServer
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 JUNK = [
@@ -190,6 +193,17 @@ def fuzz(subject: Subject, count: int, rng: random.Random, tally: Tally) -> None
 FAILURES = ("exceptions", "non-2xx", "lookups for cookies not issued", "adopted ids")
 
 
+@contextmanager
+def redis_started(files: Path) -> Iterator[RedisServer]:
+    directory = files / "redis"
+    directory.mkdir()
+    server = RedisServer(directory).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--headers", type=int, default=100_000, help="in all (default 100000)")
@@ -202,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="fuzz-") as files,
         MemcachedServer() as memcached,
-        subjects(Path(files), memcached) as made,
+        redis_started(Path(files)) as redis,
+        subjects(Path(files), memcached, redis) as made,
     ):
         per_subject = -(-args.headers // len(made))
         for subject in made:
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = tally.counts
     print(
         f"fuzz: {counts['headers']} hostile Cookie headers, {len(made)} subjects "
-        f"(memory, sqlite, memcached, cookie x wsgi, flask, django), seed {seed}, "
+        f"({', '.join(STORES)} x wsgi, flask, django), seed {seed}, "
         f"{elapsed:.1f} s: "
         + ", ".join(f"{counts[name]} {name}" for name in FAILURES)
         + f" (controls: {counts['issued sessions served']} issued sessions served, "

@@ -73,6 +73,27 @@ class CountingStore:
         return sum(self.calls.values())
 
 
+class CountingIndexStore(CountingStore):
+    """A :class:`CountingStore` that is an ``OwnerIndex`` too, counting those calls as well."""
+
+    inner: MemoryStore
+
+    def __init__(self, inner: MemoryStore | None = None) -> None:
+        super().__init__(inner if inner is not None else MemoryStore())
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        self._call("index_owner")
+        self.inner.index_owner(owner, key, until)
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        self._call("unindex_owner")
+        self.inner.unindex_owner(owner, key)
+
+    def owned(self, owner: str) -> list[str]:
+        self._call("owned")
+        return self.inner.owned(owner)
+
+
 def store_key(session_id: str) -> str:
     """What the store is expected to be keyed by: a SHA-256 of the id."""
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()

@@ -1,7 +1,7 @@
 """Every store behind every adapter, driven by raw WSGI calls with any Cookie header.
 
 Shared by the hostile-input tests and ``make fuzz`` (``fuzz_cookies.py``). Each
-:class:`Subject` is one store (memory, sqlite, memcached, cookie) behind one
+:class:`Subject` is one store (memory, sqlite, memcached, redis, cookie) behind one
 adapter (the plain WSGI middleware, Flask, Django). Its application answers
 ``"<new> <id>"`` for the session it was given; server-side stores are wrapped
 in a :class:`LoadCounter`, so a test sees every key looked up.
@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from memcached_server import MemcachedServer
+from redis_server import RedisServer
 
 from wsgi_session import MemoryStore, SessionMiddleware, Store
 from wsgi_session.backends.cookie import CookieStore
 from wsgi_session.stores.base import Version
 from wsgi_session.stores.memcached import MemcachedStore
+from wsgi_session.stores.redis import RedisStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
 SECRET = "hostile-input-secret-0123456789abcdef0123456789abcdef"
-STORES = ("memory", "sqlite", "memcached", "cookie")
+STORES = ("memory", "sqlite", "memcached", "redis", "cookie")
 ADAPTERS = ("wsgi", "flask", "django")
 EXAMPLE_DJANGO = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 
@@ -298,10 +300,12 @@ def django_urls() -> Iterator[None]:
 def subjects(
     files: Path,
     memcached: MemcachedServer,
+    redis: RedisServer,
     stores: Iterable[str] = STORES,
     adapters: Iterable[str] = ADAPTERS,
 ) -> Iterator[list[Subject]]:
-    """A subject for each store and adapter; stores live under ``files`` and in ``memcached``."""
+    """A subject for each store and adapter; stores live under ``files``, in ``memcached``
+    and in ``redis``."""
     adapters = list(adapters)
     with ExitStack() as stack:
         if "django" in adapters:
@@ -321,6 +325,8 @@ def subjects(
                         [memcached.address], key_prefix=f"hostile-{adapter}-{os.getpid()}:"
                     )
                     stack.callback(inner.close)
+                elif store_name == "redis":
+                    inner = RedisStore(redis.url, key_prefix=f"hostile-{adapter}-{os.getpid()}:")
                 else:
                     inner = CookieStore()
                 counter = None if store_name == "cookie" else LoadCounter(inner)

@@ -58,6 +58,8 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
         (["demo"], ["--host", "--port", "visit counter", "SECRET_KEY"]),
         (["gc"], ["--prefix", "expired", "cron"]),
         (["check"], ["--prefix", "masked", "non-zero"]),
+        (["sessions"], ["OWNER", "_user_id", "_auth_user_id"]),
+        (["revoke"], ["OWNER", "sign out everywhere"]),
     ],
 )
 def test_help(argv: list[str], expected: list[str]) -> None:
@@ -246,7 +248,63 @@ def test_demo_counts_logs_in_with_a_new_id_and_logs_out(
     assert "sessions end when the demo stops" in demo.output()
 
 
+def test_demo_lists_your_sessions_and_signs_the_others_out(demo: ServerProcess) -> None:
+    laptop, phone = requests.Session(), requests.Session()
+    laptop.headers["User-Agent"] = "Laptop-Browser/1"
+    phone.headers["User-Agent"] = "Phone-Browser/2"
+    for browser in (laptop, phone):
+        browser.post(demo.url + "login", data={"name": "Ann"})
+    page = laptop.get(demo.url + "sessions").text
+    assert "Laptop-Browser/1" in page and "Phone-Browser/2" in page
+    assert page.count("this one") == 1 and "127.0.0.0/24" in page
+
+    page = laptop.post(demo.url + "sessions/revoke-others").text
+    assert "Laptop-Browser/1" in page and "Phone-Browser/2" not in page
+    assert "Logged in as" not in phone.get(demo.url).text  # signed out
+    assert "Logged in as <strong>Ann</strong>" in laptop.get(demo.url).text
+
+
 def test_an_untouched_request_gets_no_cookie(demo: ServerProcess) -> None:
     response = requests.get(demo.url + "favicon.ico", timeout=10)
     assert response.status_code == 404
     assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+
+
+# -- sessions and revoke ------------------------------------------------------------
+
+
+def test_sessions_lists_and_revoke_ends_a_users_sessions(run: Run, tmp_path: Path) -> None:
+    from werkzeug.test import Client
+
+    from wsgi_session import SessionMiddleware
+
+    database = tmp_path / "sessions.db"
+
+    def login(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        session = environ["wsgi_session"]
+        session.regenerate()  # type: ignore[attr-defined]
+        session["_user_id"] = "alice"  # type: ignore[index]
+        start_response("200 OK", [])
+        return [b""]
+
+    app = SessionMiddleware(
+        login, SECRET, store=SQLiteStore(database), owner_key="_user_id", record_client=True
+    )
+    for agent in ("Firefox/128", "Safari/17"):
+        Client(app).get(
+            "/", headers={"User-Agent": agent}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+        )
+    settings = {"SECRET_KEY": SECRET, "STORE": f"sqlite://{database}"}
+
+    status, out, err = run("sessions", "alice", **settings)
+    assert status == 0, err
+    assert "Firefox/128" in out and "Safari/17" in out and "10.1.2.0/24" in out
+    assert out.endswith("2 live sessions of 'alice'\n")
+    assert run("revoke", "alice", **settings)[1] == "revoked 2 sessions of 'alice'\n"
+    assert run("sessions", "alice", **settings)[1] == "0 live sessions of 'alice'\n"
+
+
+def test_sessions_with_the_cookie_store_says_why_it_cannot(run: Run) -> None:
+    status, _, err = run("sessions", "alice", SECRET_KEY=SECRET, STORE="cookie://")
+    assert status == 1
+    assert "cookie store keeps each session in its browser's cookie" in err

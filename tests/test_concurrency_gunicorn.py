@@ -234,7 +234,10 @@ def writers_all_keep_their_key(site: Site) -> SetCookie:
     site.open_gate()
     answers = [writer.result(WAIT) for writer in writers]
 
-    assert all(answer.cookies == [] for answer in answers)  # same id: nothing to resend
+    # The write that landed first re-sends the cookie (as Flask and Django do);
+    # merged ones leave it to that one. Never another id, never an expiry.
+    sent = [c for answer in answers for c in answer.cookies]
+    assert {(c.session_id, c.expires_now) for c in sent} <= {(cookie.session_id, False)}
     expected = {"seed": seeded_by} | {
         key: answer.pid for key, answer in zip(keys, answers, strict=True)
     }

@@ -148,7 +148,13 @@ def test_fifty_concurrent_writers_all_keep_their_key(race: Race) -> None:
     responses = [future.result(WAIT) for future in [race.start(path) for path in paths]]
 
     assert [r.status_code for r in responses] == [200] * 50
-    assert all(set_cookies(r) == [] for r in responses)
+    # A write that landed first re-sends the cookie (as Flask and Django do); a
+    # merged one leaves it to the write it merged into. Never another id.
+    sent = [cookie for r in responses for cookie in set_cookies(r)]
+    assert 1 <= len(sent) < 50
+    assert {(cookie.session_id, cookie.expires_now) for cookie in sent} == {
+        (race.cookie.session_id, False)
+    }
     assert race.data() == {"seed": 1, "user": "anon", **{f"k{n}": n for n in range(50)}}
     raw = race.store.inner.load(store_key(race.cookie.session_id))
     assert raw is not None and raw[0].startswith(b"1s " if race.sealed else b"1 ")
@@ -297,7 +303,7 @@ def test_clearing_racing_a_write_keeps_the_key_the_writer_set(race: Race) -> Non
     clearer_gate.go.set()
     cleared = clearing.result(WAIT)
 
-    assert set_cookies(written) == []
+    assert one_cookie(written).session_id == race.cookie.session_id  # it landed first
     # The clear removed what it had loaded; the key set after its load survives,
     # so the cookie stays: the session still holds data.
     assert race.data() == {"cart": [1]}

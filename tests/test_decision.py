@@ -27,10 +27,9 @@ STORED = Origin(
     text=dumps({"user": "alice"}),
     created=NOW - 1000,
     accessed=NOW - 10,  # refreshed 10 s ago: no refresh due
-    had_cookie=True,
 )
 NO_COOKIE = Origin("fresh-id", created=NOW, accessed=NOW)
-BAD_COOKIE = replace(NO_COOKIE, had_cookie=True)  # sent, but unverifiable or expired
+BAD_COOKIE = replace(NO_COOKIE, stale_cookie=True)  # verified, but named no live session
 
 Change = Callable[[Session], Any]
 
@@ -158,8 +157,8 @@ MOVED, DESTROYED = "moved", "destroyed"
         ("refresh", PERMANENT, read, WRITTEN, "send", "send"),
         ("refresh", RESIGNED, read, WRITTEN, "send", "send"),
         ("refresh", PERMANENT, read, OUTRUN, "keep", "keep"),
-        # An update: the id cookie only changes for a new Max-Age or key
-        ("update", BROWSER_SESSION, write, WRITTEN, "keep", "send"),
+        # An update re-sends the cookie, with the attributes configured now (as Flask, Django)
+        ("update", BROWSER_SESSION, write, WRITTEN, "send", "send"),
         ("update", BROWSER_SESSION, make_permanent, WRITTEN, "send", "send"),
         ("update", PERMANENT, write, WRITTEN, "send", "send"),
         ("update", RESIGNED, write, WRITTEN, "send", "send"),

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import include, path
+from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
 from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
@@ -31,10 +31,8 @@ from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.stores.sqlite import SQLiteStore
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 COOKIE = "sessionid"
 TWO_WEEKS = 14 * 24 * 3600
-USER, PASSWORD = "alice", "wonderland-0123"
 LOGGED_IN = "_auth_user_id"
 
 # -- test-only views, mounted under /t/ next to the example's URLs -------------
@@ -153,23 +151,11 @@ urlpatterns = [  # the example's own URLs are added once it is importable
 @pytest.fixture(scope="module", autouse=True)
 def django_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example project's settings; its user table and sessions in a temporary directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(EXAMPLE))
-        patch.setenv("DJANGO_SETTINGS_MODULE", "django_demo.settings")
-        files = tmp_path_factory.mktemp("django")
-        patch.setenv("DJANGO_DEMO_DB", str(files / "users.db"))
-        patch.setenv("DJANGO_DEMO_SESSIONS", f"sqlite://{files / 'sessions.db'}")
-        django.setup()
+    files = django_project_files(tmp_path_factory)
+    if len(urlpatterns) == 3:
         urlpatterns.append(path("", include("django_demo.urls")))
-        from django.contrib.auth.models import User
-        from django.core.management import call_command
-
-        fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-        with override_settings(ROOT_URLCONF=__name__, PASSWORD_HASHERS=fast_hashing):
-            call_command("migrate", verbosity=0)
-            User.objects.create_superuser(USER, password=PASSWORD)
-            User.objects.create_user("bob", password=PASSWORD)
-            yield files
+    with override_settings(ROOT_URLCONF=__name__, PASSWORD_HASHERS=FAST_HASHING):
+        yield files
     # Test responses hold lazy objects (resolver_match) in reference cycles; left for
     # later, any code that walks gc.get_objects() would evaluate them out of context.
     gc.collect()
@@ -245,6 +231,61 @@ def log_in(client: Client) -> tuple[SetCookie, SetCookie]:
 
 
 # -- auth, messages, CSRF ----------------------------------------------------
+
+
+def test_the_owner_follows_django_auth_login_and_logout(store: Store, clock: FakeClock) -> None:
+    from django.contrib.auth.models import User
+
+    middleware = make_middleware(get_wsgi_application(), store=store, clock=clock)
+    user_id = User.objects.get(username=USER).pk
+    laptop, phone = Client(middleware), Client(middleware)
+    log_in(laptop)
+    _, logged_in = log_in(phone)
+    assert len(middleware.sessions.of(user_id)) == 2
+
+    home = phone.get("/")
+    out = phone.post("/logout/", data={"csrfmiddlewaretoken": csrf_token(home)})
+    assert out.status_code == 302
+    assert stored(store, logged_in.session_id) is None
+    (left,) = middleware.sessions.of(user_id)
+    assert not left.current
+    assert middleware.sessions.revoke(user_id) == 1
+    assert laptop.get("/").status_code == 302  # signed out: back to the login page
+
+
+def test_the_example_signs_the_other_sessions_out_on_a_password_change(
+    store: Store, clock: FakeClock
+) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("carol", password=PASSWORD)
+    middleware = make_middleware(get_wsgi_application(), store=store, clock=clock)
+    laptop, phone = Client(middleware), Client(middleware)
+    for browser in (laptop, phone):
+        form = browser.get("/login/")
+        browser.post(
+            "/login/",
+            data={
+                "username": "carol",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": csrf_token(form),
+            },
+        )
+    home = laptop.get("/")
+    changed = laptop.post(
+        "/password/",
+        data={
+            "old_password": PASSWORD,
+            "new_password1": "a-new-password-4567",
+            "new_password2": "a-new-password-4567",
+            "csrfmiddlewaretoken": csrf_token(home),
+        },
+    )
+    assert changed.status_code == 302
+    page = laptop.get("/")
+    assert "Password changed; 1 other session(s) signed out." in page.text
+    assert phone.get("/").status_code == 302  # signed out at once
+    User.objects.filter(username="carol").delete()
 
 
 def test_login_message_logout(client: Client, store: Store) -> None:
@@ -763,7 +804,7 @@ def test_seal_records_setting_seals_what_the_store_keeps(
         client = make_client()
         _, logged_in = log_in(client)
         found = store.load(hashlib.sha256(logged_in.session_id.encode("ascii")).hexdigest())
-        assert found is not None and found[0].startswith(b"1s ")
+        assert found is not None and Record.is_sealed(found[0])
         assert b"_auth_user_id" not in found[0]  # the session data is sealed
         assert "Hello, alice" in client.get("/").text
 

@@ -111,6 +111,15 @@ def test_flask_app(serve: Serve, tmp_path: Path) -> None:
     assert page["user"] == "ann" and page["visits"] == 2
     assert browser.cookies["session"] != anonymous  # a new id on login
 
+    phone = requests.Session()
+    phone.post(server.url + "login", data={"name": "ann"}, timeout=10)
+    listed = browser.get(server.url + "sessions", timeout=10).json()["sessions"]
+    assert sorted(entry["current"] for entry in listed) == [False, True]
+    page = browser.post(server.url + "password", timeout=10).json()
+    assert page["user"] == "ann"  # still logged in here ...
+    assert phone.get(server.url, timeout=10).json()["user"] is None  # ... and only here
+    assert len(browser.get(server.url + "sessions", timeout=10).json()["sessions"]) == 1
+
     page = browser.post(server.url + "logout", timeout=10).json()
     assert page["user"] is None and page["visits"] == 1
     assert (tmp_path / "sessions.db").exists()

@@ -1,8 +1,9 @@
 """Store faults under load, through real gunicorn (sync and gthread workers).
 
 Clients write to their sessions without pause while the store fails:
-memcached is killed with SIGKILL and restarted; the SQLite file is held by
-another process's exclusive lock for longer than the busy timeout. Every
+memcached and Redis are killed with SIGKILL and restarted (empty: neither keeps
+anything on disk here); the SQLite file is held by another process's exclusive
+lock for longer than the busy timeout. Every
 request is put in a phase by when it started and ended (a request that
 straddles a fault is "transition" and only reported). Required:
 
@@ -31,6 +32,7 @@ import pytest
 import requests
 from helpers import store_key
 from memcached_server import HOST, MemcachedServer
+from redis_server import RedisServer
 from wsgi_server import ServerProcess, free_port, gunicorn_command, server_env
 
 from wsgi_session import Store
@@ -169,12 +171,35 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[
         server.stop()
 
 
-def test_memcached_killed_and_restarted_under_load(
-    serve: Callable[[str], str], memcached_server: MemcachedServer
+@dataclass(frozen=True)
+class KillableStore:
+    """A store server of the test's own, and the URL the app reaches it by."""
+
+    name: str
+    server: MemcachedServer | RedisServer
+    url: str
+
+
+# Short timeouts, so a request during the outage answers 503 quickly rather than hanging.
+KILLABLE_URLS = {
+    "memcached": "memcached://{address}?timeout=0.5&dead_timeout=0.2",
+    "redis": "redis://{address}?timeout=0.5&connect_timeout=0.5",
+}
+
+
+@pytest.fixture(params=list(KILLABLE_URLS))
+def killable_store(request: pytest.FixtureRequest) -> KillableStore:
+    server = request.getfixturevalue(f"{request.param}_server")
+    url = KILLABLE_URLS[request.param].format(address=server.address)
+    return KillableStore(request.param, server, url)
+
+
+def test_store_server_killed_and_restarted_under_load(
+    serve: Callable[[str], str], killable_store: KillableStore
 ) -> None:
-    store_url = f"memcached://{memcached_server.address}?timeout=0.5&dead_timeout=0.2"
-    url = serve(store_url)
-    store = store_from_url(store_url)
+    server = killable_store.server
+    url = serve(killable_store.url)
+    store = store_from_url(killable_store.url)
     assert isinstance(store, Store)
 
     with Load(url) as load:
@@ -182,13 +207,13 @@ def test_memcached_killed_and_restarted_under_load(
         load.run_phase("before the kill", began)
         up_to = time.monotonic()
         before = load.between(began, up_to)
-        assert missing_from(store, before) == []  # checked now: the restart empties the cache
+        assert missing_from(store, before) == []  # checked now: the restart empties the store
 
-        memcached_server.kill()
+        server.kill()
         killed = time.monotonic()
         load.run_phase("outage", killed)
         restarting = time.monotonic()
-        memcached_server.start()  # same port, empty cache
+        server.start()  # same port, empty
         restarted = time.monotonic()
         load.wait_for(
             "service back",
@@ -201,8 +226,8 @@ def test_memcached_killed_and_restarted_under_load(
     after = load.between(restarted, ended)
     transition = [w for w in load.writes if w not in before and w not in outage and w not in after]
     print(
-        f"\n[memcached SIGKILL, {serve.worker_class} workers] before {figures(before)}; "
-        f"outage {figures(outage)}; "
+        f"\n[{killable_store.name} SIGKILL, {serve.worker_class} workers] "
+        f"before {figures(before)}; outage {figures(outage)}; "
         f"after restart {figures(after)}; straddling a fault {figures(transition)}"
     )
     assert {w.status for w in load.writes} <= {200, 503}, figures(load.writes)

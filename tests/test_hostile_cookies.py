@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from hostile import Subject, subjects
+from hostile import STORES, Subject, subjects
 from memcached_server import MemcachedServer
+from redis_server import RedisServer
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 Respelling = Callable[[str, str], list[str]]
@@ -63,10 +64,12 @@ RESPELLINGS: dict[str, Respelling] = {
 
 @pytest.fixture(scope="module")
 def every_subject(
-    tmp_path_factory: pytest.TempPathFactory, shared_memcached: MemcachedServer
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_memcached: MemcachedServer,
+    shared_redis: RedisServer,
 ) -> Iterator[dict[str, Subject]]:
     files = tmp_path_factory.mktemp("hostile")
-    with subjects(files, shared_memcached) as made:
+    with subjects(files, shared_memcached, shared_redis) as made:
         yield {subject.name: subject for subject in made}
 
 
@@ -81,7 +84,7 @@ def issued_with_both_alphabet_characters(subject: Subject) -> str:
 
 
 @pytest.mark.parametrize("respelling", list(RESPELLINGS))
-@pytest.mark.parametrize("store", ["memory", "sqlite", "memcached", "cookie"])
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("adapter", ["wsgi", "flask", "django"])
 def test_a_respelled_cookie_gets_a_fresh_session_without_a_lookup(
     every_subject: dict[str, Subject], store: str, adapter: str, respelling: str

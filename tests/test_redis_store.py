@@ -611,3 +611,19 @@ def test_cluster_keys_with_a_plain_client(cluster: Cluster) -> None:
     assert store.save("k", b"w", ttl=60, version=version(store, "k")) is True
     assert data(store, "k") == b"w"
     client.close()
+
+
+def test_cluster_owner_index_is_one_slot_while_the_sessions_spread(
+    make_store: StoreFactory, cluster: Cluster
+) -> None:
+    store = make_store(cluster.url, key_prefix="own:")
+    owner = uuid.uuid4().hex * 2
+    keys = [uuid.uuid4().hex * 2 for _ in range(30)]
+    until = int(time.time()) + 60
+    for key in keys:
+        assert store.save(key, b"x", ttl=60) is True
+        store.index_owner(owner, key, until)
+    assert sorted(store.owned(owner)) == sorted(keys)
+    assert len({cluster.owner(f"own:{key}".encode()) for key in keys}) > 1  # spread
+    store.unindex_owner(owner, keys[0])
+    assert sorted(store.owned(owner)) == sorted(keys[1:])

@@ -65,7 +65,8 @@ def test_top_level_delete_is_saved() -> None:
     response = client.get("/del")
 
     assert store.calls["save"] == 3
-    assert set_cookies(response) == []  # same id, browser-session cookie: nothing to resend
+    # A write re-sends the cookie (as Flask and Django do), under the same id.
+    assert one_cookie(response).session_id == cookie.session_id
     assert stored_data(store, cookie.session_id) == {"cart": [1, 2]}
 
 

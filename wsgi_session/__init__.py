@@ -11,12 +11,14 @@ from wsgi_session.backends import (
     CookieUpdate,
     ServerSideBackend,
 )
+from wsgi_session.backends.owners import SessionInfo, Sessions
 from wsgi_session.config import wrap
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import (
     ConfigurationError,
     SessionError,
     SessionSealed,
+    SessionsUnsupported,
     SessionTooLarge,
     StoreUnavailable,
     StoreWriteFailed,
@@ -24,7 +26,7 @@ from wsgi_session.errors import (
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import Store
+from wsgi_session.stores.base import OwnerIndex, Store
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
@@ -45,14 +47,18 @@ __all__ = [
     "MemcachedStore",
     "MemoryStore",
     "Origin",
+    "OwnerIndex",
     "RedisStore",
     "SQLiteStore",
     "ServerSideBackend",
     "Session",
     "SessionError",
+    "SessionInfo",
     "SessionMiddleware",
     "SessionSealed",
     "SessionTooLarge",
+    "Sessions",
+    "SessionsUnsupported",
     "Store",
     "StoreUnavailable",
     "StoreWriteFailed",

@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: ``demo``, ``gc`` and ``check``."""
+"""The ``wsgi-session`` command: ``demo``, ``gc``, ``check``, ``sessions`` and ``revoke``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
 from wsgi_session.errors import SessionError
 from wsgi_session.stores.base import Store
@@ -33,6 +34,7 @@ _SELF_EXPIRING = {
 }
 
 Command = Callable[[argparse.Namespace], int]
+CLI_OWNER_KEY = "owner"  # any key: these commands read owners' hashes, never session data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +108,41 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
+def sessions(args: argparse.Namespace) -> int:
+    """List an owner's live sessions."""
+    found = _sessions(args).of(args.owner)
+    for info in found:
+        client = " ".join(part for part in (info.address, info.user_agent) if part)
+        print(
+            f"{info.handle}  created {info.created:%Y-%m-%d %H:%M:%S}Z  "
+            f"last seen {info.last_seen:%Y-%m-%d %H:%M:%S}Z  "
+            f"expires {info.expires:%Y-%m-%d %H:%M:%S}Z" + (f"  {client}" if client else "")
+        )
+    plural = "" if len(found) == 1 else "s"
+    print(f"{len(found)} live session{plural} of {args.owner!r}")
+    return 0
+
+
+def revoke(args: argparse.Namespace) -> int:
+    """End every session of an owner."""
+    count = _sessions(args).revoke(args.owner)
+    plural = "" if count == 1 else "s"
+    print(f"revoked {count} session{plural} of {args.owner!r}")
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> Sessions:
+    config = Config.load((os.environ, args.prefix))
+    # The stored owner hashes do not depend on which key of the data named the
+    # owner, so an application configured in code (Flask, Django) is reached
+    # without setting OWNER_KEY for this command too.
+    return config.middleware(_unused_app, owner_key=CLI_OWNER_KEY).sessions
+
+
+def _unused_app(environ: object, start_response: object) -> list[bytes]:
+    raise AssertionError("the sessions commands only read and delete records")
+
+
 def _missing_database(store: object) -> Path | None:
     """The path of an SQLite store whose file does not exist yet, else ``None``."""
     from wsgi_session.stores.sqlite import SQLiteStore
@@ -166,4 +203,17 @@ def _parser() -> argparse.ArgumentParser:
         "and print the effective configuration with secrets masked. Exits non-zero,\n"
         "with the reason, when a setting is wrong or the store cannot be reached.",
     )
+    for name, command, summary in (
+        ("sessions", sessions, "list a user's live sessions"),
+        ("revoke", revoke, "end every session of a user (sign out everywhere)"),
+    ):
+        owned = add(
+            name,
+            command,
+            summary,
+            f"{summary[0].upper()}{summary[1:]}: OWNER is the value the application's\n"
+            "owner key holds (Flask-Login's _user_id, Django's _auth_user_id, OWNER_KEY).\n"
+            "Needs the application's SECRET_KEY and STORE (a server-side store).",
+        )
+        owned.add_argument("owner", metavar="OWNER", help="the user's id, as the session keeps it")
     return parser

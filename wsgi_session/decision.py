@@ -20,14 +20,19 @@ cookie::
     move      data under a new id (regenerate, or         created; the old   sent
               destroy then set)                           one retired
     delete    no data under a new id (destroyed)          old one deleted    expired
-    expire    new and empty, but a cookie came (one that  -                  expired
-              did not verify or named no live session)
+    expire    new and empty, but the cookie verified and  -                  expired
+              named no live session (one that did not
+              verify is left alone: a server holding the
+              right key may still find its session)
 
 After a write under the session's own id (refresh, update) the outcome decides::
 
-    written    as planned, or merged into a concurrent write: sent if the cookie
-               holds the data (cookie store), was signed with a fallback key, or
-               has a Max-Age to push back or to drop; else nothing
+    written    as planned: an update sends the cookie (with the attributes
+               configured now, as Flask and Django do); a refresh sends it if
+               the cookie holds the data (cookie store), was signed with a
+               fallback key, or has a Max-Age to push back or to drop
+    merged     an update re-applied onto a concurrent write, whose response sends
+               the cookie for the flags it set: sent only as a refresh would be
     emptied    written, and what is stored now holds no data: expired
     outrun     a concurrent write refreshed the record first: nothing (it may
                have retired this id; its own response sends the cookie)
@@ -50,7 +55,7 @@ from wsgi_session.session import Origin, Session
 # Plain strings, not enums: an enum member costs a slow attribute lookup on
 # Python 3.11, and the decision runs on every request that uses its session.
 Action = Literal["resend", "refresh", "create", "update", "move", "delete", "expire"]
-Outcome = Literal["written", "emptied", "outrun", "moved", "destroyed"]
+Outcome = Literal["written", "merged", "emptied", "outrun", "moved", "destroyed"]
 Cookie = Literal["keep", "send", "expire"]
 
 
@@ -123,7 +128,7 @@ def decide(session: Session, lifetime: Lifetime, now: float) -> Plan | None:
     if text == EMPTY and (origin.new or moved(session)):
         if not origin.new:
             action = "delete"
-        elif origin.had_cookie:
+        elif origin.stale_cookie:
             action = "expire"
         else:
             return None
@@ -148,6 +153,9 @@ def decide(session: Session, lifetime: Lifetime, now: float) -> Plan | None:
 _COOKIE: dict[Action, Cookie] = {
     "resend": "send",
     "create": "send",
+    # A write re-sends the cookie with the attributes the configuration gives
+    # now, as Flask and Django do for a modified session.
+    "update": "send",
     "move": "send",
     "delete": "expire",
     "expire": "expire",
@@ -167,12 +175,13 @@ def cookie_after(plan: Plan, outcome: Outcome, *, cookie_holds_data: bool) -> Co
     ``cookie_holds_data``: the cookie is where the session lives (the cookie
     store), so every write is a new cookie.
     """
-    if outcome != "written":
+    if outcome == "written":
+        fixed = _COOKIE.get(plan.action)
+        if fixed is not None:
+            return fixed
+    elif outcome != "merged":
         return _COOKIE_AFTER_CONFLICT[outcome]
-    fixed = _COOKIE.get(plan.action)
-    if fixed is not None:
-        return fixed
-    # "refresh" and "update" wrote under the id the client already holds.
+    # A refresh, or a merged update, under the id the client already holds.
     if cookie_holds_data or cookie_outdated_by_write(plan.session):
         return "send"
     return "keep"

@@ -35,6 +35,10 @@ class SessionSealed(SessionError, RuntimeError):
     """
 
 
+class SessionsUnsupported(SessionError, RuntimeError):
+    """``sessions.of()``/``revoke()`` cannot work with this setup; the message says why."""
+
+
 class ConfigurationError(SessionError, ValueError):
     """A setting has a value that cannot work.
 

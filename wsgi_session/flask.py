@@ -14,7 +14,7 @@ of values.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +23,7 @@ from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
+from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
@@ -31,7 +32,7 @@ from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
 from wsgi_session.view import SessionView
-from wsgi_session.wsgi import WSGIApplication, WSGIEnvironment
+from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -57,6 +58,7 @@ FLASK_NAMES = {
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
     "seal_records": "SESSION_SEAL_RECORDS",
 }
+OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
 
 
@@ -135,7 +137,7 @@ class _NoSecret:
     """
 
     def open(self, cookie: str | None) -> Origin:
-        return Origin.fresh(time.time(), had_cookie=cookie is not None)
+        return Origin.fresh(time.time())
 
     def commit(self, session: RequestSession) -> CookieUpdate | None:
         if session.modified:
@@ -162,6 +164,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         refresh_interval: int | None = None,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        owner_key: str | None = OWNER_KEY,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # The template of every request's lifetime: checks the options now; the
@@ -170,17 +174,37 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             absolute_timeout=absolute_timeout, refresh_interval=refresh_interval, clock=clock
         )
         super().__init__(
-            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+            app,
+            lifetime=lifetime,
+            on_store_error=on_store_error,
+            environ_key=environ_key,
+            record_client=record_client,
         )
         self.flask_app = flask_app
         self.store = store
+        self.owner_key = owner_key
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if isinstance(environ.get(self.environ_key), RequestSession):
+            # A session middleware around several apps mounted in one process (a
+            # Django project's, say) opened the session: Flask shares it.
+            return self.app(environ, start_response)
+        return super().__call__(environ, start_response)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.settings()[0]
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
+
+    @property
+    def sessions(self) -> Sessions:
+        """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
+        return sessions_of(self.settings()[1])
+
+    def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
+        return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""
@@ -243,7 +267,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 refresh_each_request=bool(refresh_each_request),
             )
             keys = KeyRing(secret, fallbacks or ())
-            backend = make_backend(self.store, keys, derived, seal_records=seal_records)
+            backend = make_backend(
+                self.store, keys, derived, owner_key=self.owner_key, seal_records=seal_records
+            )
         except ConfigurationError as error:
             raise ConfigurationError(
                 "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
@@ -295,7 +321,10 @@ class Session:
 
     ``store`` defaults to the embedded SQLite file; the other options are the
     middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
-    ``environ_key``, ``clock``). Everything else comes from ``app.config``.
+    ``environ_key``, ``owner_key``, ``record_client``, ``clock``). Everything else
+    comes from ``app.config``. The owner of a session follows Flask-Login's
+    ``_user_id`` unless ``owner_key`` names another key (``None``: no owners);
+    ``app.extensions["wsgi_session"].sessions`` lists and revokes a user's sessions.
     """
 
     def __init__(
@@ -307,6 +336,8 @@ class Session:
         refresh_interval: int | None = None,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        owner_key: str | None = OWNER_KEY,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store if store is not None else default_store()
@@ -315,6 +346,8 @@ class Session:
             "refresh_interval": refresh_interval,
             "on_store_error": on_store_error,
             "environ_key": environ_key,
+            "owner_key": owner_key,
+            "record_client": record_client,
             "clock": clock,
         }
         if app is not None:

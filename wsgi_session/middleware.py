@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
+from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
@@ -49,6 +50,7 @@ class BaseSessionMiddleware:
         lifetime: Lifetime,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        record_client: bool = False,
     ) -> None:
         if on_store_error not in ON_STORE_ERROR:
             raise ConfigurationError(
@@ -61,6 +63,7 @@ class BaseSessionMiddleware:
         self.lifetime = lifetime
         self.on_store_error = on_store_error
         self.environ_key = environ_key
+        self.record_client = bool(record_client)
         self.outage = OutageLog(log)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
@@ -70,6 +73,10 @@ class BaseSessionMiddleware:
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         """The backend for this request."""
         raise NotImplementedError
+
+    def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
+        """Whether a permanent session's cookie is re-sent even by a request that never used it."""
+        return self.lifetime.refresh_each_request
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = _Response(self, environ, start_response)
@@ -96,9 +103,12 @@ class BaseSessionMiddleware:
             self.outage.failure(
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
-            return Origin.fresh(self.lifetime.clock(), had_cookie=cookie is not None, degraded=True)
+            return Origin.fresh(self.lifetime.clock(), degraded=True)
         if not origin.new:
             self.outage.success()  # a record came back: the store answers
+        if self.record_client:
+            # Kept raw: encoded only if this request logs in (see backends/owners.py).
+            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
         return origin
 
     def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
@@ -130,6 +140,8 @@ class SessionMiddleware(BaseSessionMiddleware):
 
     ``store`` defaults to the embedded SQLite file; docs/middleware.md describes
     every option. The cookie attributes and timeouts are checked here, at start-up.
+    With ``owner_key``, :attr:`sessions` lists and revokes a user's sessions
+    (docs/sessions-per-user.md).
     """
 
     def __init__(
@@ -153,8 +165,16 @@ class SessionMiddleware(BaseSessionMiddleware):
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
         seal_records: bool = False,
+        owner_key: str | None = None,
+        record_client: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if owner_key is not None and (not isinstance(owner_key, str) or not owner_key):
+            raise ConfigurationError(
+                "{owner_key} must be a key of the session data (a non-empty string), not {value!r}",
+                "owner_key",
+                value=owner_key,
+            )
         lifetime = Lifetime(
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
@@ -163,8 +183,13 @@ class SessionMiddleware(BaseSessionMiddleware):
             clock=clock,
         )
         super().__init__(
-            app, lifetime=lifetime, on_store_error=on_store_error, environ_key=environ_key
+            app,
+            lifetime=lifetime,
+            on_store_error=on_store_error,
+            environ_key=environ_key,
+            record_client=record_client,
         )
+        self.owner_key = owner_key
         self.policy = CookiePolicy(
             name=cookie_name,
             domain=cookie_domain,
@@ -176,8 +201,13 @@ class SessionMiddleware(BaseSessionMiddleware):
         )
         self.seal_records = bool(seal_records)
         self.backend = make_backend(
-            store, KeyRing(secret_key, fallback_keys), lifetime, seal_records=self.seal_records
+            store,
+            KeyRing(secret_key, fallback_keys),
+            lifetime,
+            owner_key=owner_key,
+            seal_records=self.seal_records,
         )
+        self.sessions: Sessions = sessions_of(self.backend)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy
@@ -236,7 +266,7 @@ class _Response:
     ) -> Write:
         if not self.started:
             self.started = True
-            if not self.session.accessed:
+            if not self.session.accessed and not self._opened_to_refresh():
                 # Sealed even if untouched: a first change made now could not be saved either.
                 self.session.seal()
                 if self.load_failed and status[:3] == "500":
@@ -271,6 +301,26 @@ class _Response:
         return self.real_start_response(
             status, _with_session_headers(headers, self.extra_headers), exc_info
         )
+
+    def _opened_to_refresh(self) -> bool:
+        """Open an untouched session whose permanent cookie is re-sent on every request.
+
+        As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
+        out just because the pages they use never read the session. Only when
+        the option is on and a cookie came: otherwise an untouched request stays free.
+        """
+        middleware = self.middleware
+        if not middleware.refreshes_each_request(self.environ):
+            return False
+        if middleware.cookie_policy(self.environ).read(self.environ) is None:
+            return False
+        try:
+            permanent = self.session.permanent  # loads it
+        except StoreUnavailable:
+            # Logged by the outage log; a page that did not need its session is still served.
+            self.load_failed = False
+            return False
+        return permanent
 
     def _fail(self) -> Write:
         self.failed = True

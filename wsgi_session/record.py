@@ -5,17 +5,31 @@ A record, format 1, as a store keeps it::
     b"1 <created> <accessed> <permanent 0|1> <idle timeout or 0> <tagged JSON>"
     b"1 F <key>"        a regenerated session's old record: where the new one is
 
-A sealed record (``seal_records=True``, :mod:`wsgi_session.sealing`) keeps the
-same header under its own format, and the data sealed::
+A session with an owner (see :mod:`wsgi_session.owner`) is written in format 2,
+whose header also holds what listing a user's sessions needs, so that listing
+never reads the data::
 
-    b"1s <created> <accessed> <permanent 0|1> <idle timeout or 0> " + nonce + AES-GCM(JSON)
+    b"2 <created> <accessed> <permanent> <idle> <owner hash> <indexed until> <client or -> <JSON>"
+
+Sessions without an owner are still written in format 1, and both are read.
+
+A sealed record (``seal_records=True``, :mod:`wsgi_session.sealing`) keeps the
+header of its format, marked ``s``, and the data sealed::
+
+    b"1s <created> <accessed> <permanent> <idle> " + nonce + AES-GCM(JSON)
+    b"2s <created> <accessed> <permanent> <idle> <owner hash> <indexed until> <client or -> "
+        + nonce + AES-GCM(JSON)
     b"1s F " + nonce + AES-GCM(the new session id)
 
-The associated data of the seal is the store key and the header bytes as
-written (everything before the nonce), so every header field is covered,
-whichever fields a later version adds. A sealed forward carries the new *id*,
-not its key: a racing request that holds the old id opens it, derives the new
-record's key and opens that record; the store learns nothing.
+So the digit says which header fields there are, the ``s`` that the data is
+sealed. The associated data of the seal is the store key and the header bytes
+as written (everything before the nonce), so every header field is covered,
+the owner's too, whichever fields a later version adds. A sealed forward
+carries the new *id*, not its key: a racing request that holds the old id
+opens it, derives the new record's key and opens that record; the store
+learns nothing. In a sealed deployment the client field is itself sealed,
+under a key of the owner's hash (see :mod:`wsgi_session.backends.owners`),
+so that listing, which holds no session id, can show it and a dump cannot.
 
 The cookie store's payload is the same fields without the format version (the
 cookie carries its own) and with the session id before the data::
@@ -29,16 +43,26 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from wsgi_session.crypto import NONCE_BYTES
+from wsgi_session.owner import Owner
 from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.session import Origin, Session
 
 FORMAT = b"1"
+OWNED_FORMAT = b"2"
 SEALED = b"1s"
+SEALED_OWNED = b"2s"
+_NO_CLIENT = b"-"
 FORWARD = b"F"
 _FORWARD_HEAD = FORWARD + b" "
 # A record's fields after the format: the header's, then the data, which is last
 # (sealed or not) and the only one that may hold a space.
 _FIELDS = 5
+_OWNED_FIELDS = 8
+# The data a reader without the session id sees of a sealed record (see Record.header).
+UNOPENED = ""
+# AES-GCM adds a nonce and a tag: an empty session's sealed data has this length.
+_SEALED_EMPTY = NONCE_BYTES + 16 + len(EMPTY)
 
 
 class Lock(Protocol):
@@ -65,6 +89,7 @@ class Record(NamedTuple):
     text: str
     forward: str | None = None  # set on a retired (regenerated) record: the new record's key
     forward_id: str | None = None  # ...or, in a sealed one, the new session's id
+    owner: Owner | None = None
 
     @property
     def retired(self) -> bool:
@@ -72,9 +97,11 @@ class Record(NamedTuple):
         return self.forward is not None or self.forward_id is not None
 
     @classmethod
-    def of(cls, session: Session, text: str, now: float) -> Record:
+    def of(cls, session: Session, text: str, now: float, owner: Owner | None = None) -> Record:
         """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""
-        return cls(session.created_at(now), now, session.permanent, session.idle_timeout, text)
+        return cls(
+            session.created_at(now), now, session.permanent, session.idle_timeout, text, owner=owner
+        )
 
     def origin(
         self, session_id: str, *, version: object = None, resign: bool, found_at: object = None
@@ -90,9 +117,9 @@ class Record(NamedTuple):
             permanent=self.permanent,
             idle_timeout=self.idle_timeout,
             version=version,
-            had_cookie=True,
             resign=resign,
             found_at=found_at,
+            owner=self.owner,
         )
 
     def _head(self) -> bytes:
@@ -103,12 +130,26 @@ class Record(NamedTuple):
             self.idle_timeout or 0,
         )
 
+    def _header(self, sealed: bool) -> bytes:
+        """Every byte before the data: the format, the timestamps and flags, the owner."""
+        owner = self.owner
+        if owner is None:
+            return (SEALED if sealed else FORMAT) + b" " + self._head()
+        return b"%s %s%s %d %s " % (
+            SEALED_OWNED if sealed else OWNED_FORMAT,
+            self._head(),
+            owner.digest.encode("ascii"),
+            owner.indexed_until,
+            owner.client.encode("ascii") or _NO_CLIENT,
+        )
+
     def encode(self, lock: Lock | None = None) -> bytes:
         """The record as a store keeps it: sealed with ``lock`` if given."""
+        data = self.text.encode("utf-8")
         if lock is None:
-            return FORMAT + b" " + self._head() + self.text.encode("utf-8")
-        header = SEALED + b" " + self._head()
-        return header + lock.seal(self.text.encode("utf-8"), header)
+            return self._header(False) + data
+        header = self._header(True)
+        return header + lock.seal(data, header)
 
     def encode_with_id(self, session_id: str) -> bytes:
         """The record as the cookie store's payload, which carries the id too."""
@@ -127,7 +168,8 @@ class Record(NamedTuple):
 
     @staticmethod
     def is_sealed(raw: bytes) -> bool:
-        return raw[: len(SEALED) + 1] == SEALED + b" "
+        fmt = raw[:3]
+        return fmt == SEALED + b" " or fmt == SEALED_OWNED + b" "
 
     @classmethod
     def decode(cls, raw: bytes, lock: Lock | None = None) -> Record | None:
@@ -137,8 +179,10 @@ class Record(NamedTuple):
         ``None`` too.
         """
         fmt, _, body = raw.partition(b" ")
-        if fmt == SEALED:
-            return None if lock is None else cls._unseal(raw, body, lock)
+        if fmt in (SEALED, SEALED_OWNED):
+            return None if lock is None else cls._unseal(raw, fmt, body, lock)
+        if fmt == OWNED_FORMAT:
+            return cls._parse(body.split(b" ", _OWNED_FIELDS - 1), _OWNED_FIELDS, owned=True)
         if fmt != FORMAT:
             return None
         if body[:2] == _FORWARD_HEAD:
@@ -150,20 +194,49 @@ class Record(NamedTuple):
         return cls._parse(body.split(b" ", _FIELDS - 1), _FIELDS)
 
     @classmethod
-    def _unseal(cls, raw: bytes, body: bytes, lock: Lock) -> Record | None:
-        if body[:2] == _FORWARD_HEAD:
+    def header(cls, raw: bytes) -> Record | None:
+        """What a reader without the session id learns of ``raw`` (listing, revocation).
+
+        A plain record whole; of a sealed one its header, the data left sealed:
+        ``text`` is :data:`EMPTY` if the sealed data is an empty session's (its
+        length says so, to the store too), else :data:`UNOPENED`; a sealed
+        forward's ``forward_id`` is :data:`UNOPENED`. The header is not
+        authenticated here: that needs the id's key.
+        """
+        fmt, _, body = raw.partition(b" ")
+        if fmt not in (SEALED, SEALED_OWNED):
+            return cls.decode(raw)
+        if fmt == SEALED and body[:2] == _FORWARD_HEAD:
+            return cls(0, 0, False, None, EMPTY, forward_id=UNOPENED)
+        fields = cls._sealed_fields(fmt, body)
+        fields[-1] = EMPTY.encode("ascii") if len(fields[-1]) == _SEALED_EMPTY else b""
+        return cls._parse_sealed(fmt, fields)
+
+    @staticmethod
+    def _sealed_fields(fmt: bytes, body: bytes) -> list[bytes]:
+        return body.split(b" ", (_OWNED_FIELDS if fmt == SEALED_OWNED else _FIELDS) - 1)
+
+    @classmethod
+    def _parse_sealed(cls, fmt: bytes, fields: list[bytes]) -> Record | None:
+        if fmt == SEALED_OWNED:
+            return cls._parse(fields, _OWNED_FIELDS, owned=True)
+        return cls._parse(fields, _FIELDS)
+
+    @classmethod
+    def _unseal(cls, raw: bytes, fmt: bytes, body: bytes, lock: Lock) -> Record | None:
+        if fmt == SEALED and body[:2] == _FORWARD_HEAD:
             sealed = body[2:]
             forward_id = lock.open(sealed, raw[: len(raw) - len(sealed)])
             if forward_id is None or not forward_id.isascii():
                 return None
             return cls(0, 0, False, None, EMPTY, forward_id=forward_id.decode("ascii"))
-        fields = body.split(b" ", _FIELDS - 1)
+        fields = cls._sealed_fields(fmt, body)
         # The header is every byte before the sealed data, exactly as stored.
         data = lock.open(fields[-1], raw[: len(raw) - len(fields[-1])])
         if data is None:
             return None
         fields[-1] = data
-        return cls._parse(fields, _FIELDS)
+        return cls._parse_sealed(fmt, fields)
 
     @classmethod
     def decode_with_id(cls, raw: bytes) -> tuple[str, Record] | None:
@@ -178,17 +251,29 @@ class Record(NamedTuple):
             return None
 
     @classmethod
-    def _parse(cls, fields: list[bytes], count: int) -> Record | None:
-        """The record in ``fields`` (timestamps and flags first, the data last)."""
+    def _parse(cls, fields: list[bytes], count: int, owned: bool = False) -> Record | None:
+        """The record in ``fields`` (timestamps and flags first, the data last).
+
+        ``owned``: format 2, whose owner fields come before the data.
+        """
         if len(fields) != count:
             return None
         try:
+            owner = None
+            if owned:
+                client = fields[6]
+                owner = Owner(
+                    fields[4].decode("ascii"),
+                    int(fields[5]),
+                    "" if client == _NO_CLIENT else client.decode("ascii"),
+                )
             return cls(
                 int(fields[0]),
                 int(fields[1]),
                 fields[2] == b"1",
                 int(fields[3]) or None,
                 fields[-1].decode("utf-8"),
+                owner=owner,
             )
         except ValueError:  # a UnicodeDecodeError too
             return None

@@ -43,12 +43,16 @@ class RecordSealer:
     current key on their next write).
     """
 
-    def __init__(self, keys: KeyRing, setting: str = "seal_records") -> None:
+    def __init__(
+        self, keys: KeyRing, setting: str = "seal_records", purpose: bytes = PURPOSE
+    ) -> None:
+        """``purpose``: sets apart the keys of what is sealed (records, clients)."""
         require_cryptography(setting)
+        self.purpose = purpose
         self.hash = SHA256()  # a stateless descriptor, shared: one fewer object per session
         # Current secret first: it is the one nearly every record was sealed with.
         self.masters = [
-            HKDF(self.hash, KEY_BYTES, salt=None, info=PURPOSE).derive(secret)
+            HKDF(self.hash, KEY_BYTES, salt=None, info=purpose).derive(secret)
             for secret in (keys.secret_key, *keys.fallback_keys)
         ]
 
@@ -68,7 +72,7 @@ class RecordLock:
 
     def __init__(self, sealer: RecordSealer, session_id: str, binding: str) -> None:
         self._sealer = sealer
-        self._info = PURPOSE + b" " + session_id.encode("ascii")
+        self._info = sealer.purpose + b" " + session_id.encode("ascii")
         self._binding = binding.encode("ascii") + b"\n"
         self._ciphers: list[AESGCM] = []  # derived so far, current secret's first
 

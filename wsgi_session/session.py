@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsgi_session.errors import SessionSealed
+from wsgi_session.owner import Owner
 from wsgi_session.serialization import EMPTY, PLAIN_TYPES, dumps, loads
 
 ID_BYTES = 32  # 256 random bits
@@ -32,18 +33,27 @@ class Origin:
     permanent: bool = False
     idle_timeout: int | None = None  # per-session override of the middleware's timeout
     version: object | None = None  # the store's compare-and-set token
-    had_cookie: bool = False  # the client sent a session cookie (valid or not)
+    # The cookie verified but names no live session (expired, emptied, deleted,
+    # regenerated away): expire it. One that did not verify is left alone, since
+    # a server holding the right key (a rolling deploy) may still find its session.
+    stale_cookie: bool = False
     resign: bool = False  # the cookie verified with a fallback key: send a fresh one
     degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
     # The backend's handle on the loaded record, for the commit (server-side: the
     # store key and the sealed record's key, derived once per request).
     found_at: object | None = None
+    owner: Owner | None = None  # who the stored session belongs to, as its record says
+    client: tuple[str, str] | None = None  # this request's (user agent, address): record_client
 
     @classmethod
-    def fresh(cls, now: float, *, had_cookie: bool, degraded: bool = False) -> Origin:
+    def fresh(cls, now: float, *, stale_cookie: bool = False, degraded: bool = False) -> Origin:
         """A new, empty session with a new id, starting ``now``."""
         return cls(
-            new_session_id(), created=now, accessed=now, had_cookie=had_cookie, degraded=degraded
+            new_session_id(),
+            created=now,
+            accessed=now,
+            stale_cookie=stale_cookie,
+            degraded=degraded,
         )
 
 

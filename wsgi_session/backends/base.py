@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -86,6 +87,14 @@ class BaseBackend:
         session = plan.session
         if not session.permanent:
             return None
+        if plan.action == "resend" and not self.cookie_holds_data:
+            # Nothing was written, so the record keeps its idle clock: the cookie
+            # expires with it, not later (the refresh interval moves both on).
+            origin = session.origin
+            left = self.lifetime.remaining(
+                origin.created, origin.accessed, origin.idle_timeout, plan.now
+            )
+            return max(1, math.ceil(left))
         return self.lifetime.whole_seconds(
             session.created_at(plan.now), plan.now, session.idle_timeout
         )

@@ -84,6 +84,7 @@ class RecordWriter:
         Returns the key and record saved (a regenerated session's new key if a
         concurrent request moved it), or ``None`` if the session was destroyed.
         """
+        ours = record
         for _ in range(MAX_ATTEMPTS):
             if self.write(slot, record, version):
                 return slot, record
@@ -98,28 +99,33 @@ class RecordWriter:
                 )
                 return None
             slot, theirs, version = found
-            record = self._merged(theirs, session)
+            record = self._merged(theirs, session, ours)
             self.stats.count("merges")
         raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
 
-    def retire(self, old: Slot, version: Version | None, new: Slot, session: Session) -> None:
-        """Replace a regenerated session's old record by a pointer to the new one.
+    def retire(
+        self, old: Slot, version: Version | None, new: Slot, ours: Record, session: Session
+    ) -> bool:
+        """Replace a regenerated session's old record by a pointer to the new one, ``ours``.
 
         Loads never follow the pointer (the old id must stop working), but a
         concurrent request that loaded the old record does, so what it writes
-        lands in the new record instead of being lost.
+        lands in the new record instead of being lost. ``False``: the old record
+        is gone (a concurrent logout or revocation), and the new one must go too.
         """
         forwarding = old.forwarding(session.id, new)
         for _ in range(MAX_ATTEMPTS):
             if self.store.save(old.key, forwarding, FORWARD_TTL, version):
-                return
+                return True
             self.stats.count("conflicts")
             found = self.store.load(old.key)
-            theirs = old.decode(found[0]) if found else None
-            if found is None or theirs is None or self.slots.following(theirs) is not None:
-                return
+            if found is None:
+                return False
+            theirs = old.decode(found[0])
+            if theirs is None or self.slots.following(theirs) is not None:
+                return True
             # Another request wrote the old record after we loaded it: carry its changes over.
-            merged = self._merged(theirs, session)
+            merged = self._merged(theirs, session, ours)
             current = self.store.load(new.key)
             if current is not None:
                 self.save(new, merged, current[1], session)
@@ -139,8 +145,8 @@ class RecordWriter:
             slot = forward
         return None
 
-    def _merged(self, theirs: Record, session: Session) -> Record:
-        """``theirs`` with this request's own changes applied on top."""
+    def _merged(self, theirs: Record, session: Session, ours: Record) -> Record:
+        """``theirs`` with this request's own changes (``ours``) applied on top."""
         changed, deleted = session.changes()
         data: dict[str, Any] = loads(theirs.text)
         data.update(changed)
@@ -155,4 +161,7 @@ class RecordWriter:
         idle_timeout = session.idle_timeout
         if idle_timeout == origin.idle_timeout:
             idle_timeout = theirs.idle_timeout
-        return Record(theirs.created, self.lifetime.clock(), permanent, idle_timeout, dumps(data))
+        owner = ours.owner if ours.owner != origin.owner else theirs.owner
+        return Record(
+            theirs.created, self.lifetime.clock(), permanent, idle_timeout, dumps(data), owner=owner
+        )

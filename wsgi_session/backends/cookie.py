@@ -29,6 +29,7 @@ from itsdangerous import BadData
 from itsdangerous.encoding import base64_encode
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
+from wsgi_session.backends.owners import NoSessions, Sessions
 from wsgi_session.cookies import CookieSigner, KeyRing, decode_canonical
 from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.decision import Outcome, Plan
@@ -130,6 +131,11 @@ class CookieBackend(BaseBackend):
     """Reads the session out of its cookie; every write is a new cookie."""
 
     cookie_holds_data = True
+    sessions: Sessions = NoSessions(
+        "the cookie store keeps each session in its browser's cookie: the server has no "
+        "list of a user's sessions and cannot end one before its cookie expires. Use a "
+        "server-side store (SQLite, memcached, Redis) to list and revoke sessions"
+    )
 
     def __init__(
         self,
@@ -148,10 +154,11 @@ class CookieBackend(BaseBackend):
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
         if cookie is None:
-            return Origin.fresh(now, had_cookie=False)
+            return Origin.fresh(now)
         # Nothing we wrote is longer than max_size: refuse bigger values before any work.
         origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
-        return origin or Origin.fresh(now, had_cookie=True)
+        # One that did not verify is left alone: a server with another key may read it.
+        return origin or Origin.fresh(now)
 
     def execute(self, plan: Plan) -> Outcome:
         # Nothing is kept on the server: the cookie is the write. An emptied
@@ -177,29 +184,36 @@ class CookieBackend(BaseBackend):
         return PLAIN + payload
 
     def _read(self, cookie: str, now: float) -> Origin | None:
-        """The session in ``cookie``, or ``None`` if it is not a live one we wrote."""
+        """The session in ``cookie``; ``None`` if it did not verify.
+
+        A cookie that verified but holds no live session (expired, unreadable)
+        gives a fresh origin with ``stale_cookie`` set, so the response expires it.
+        """
         try:
             opened = self.protection.open(cookie)
-            if opened is None:
-                return None
-            body, current = opened
+        except (BadData, ValueError):
+            return None
+        if opened is None:
+            return None
+        body, current = opened
+        try:
             codec, payload = body[:1], body[1:]
             if codec == ZLIB:
                 payload = zlib.decompress(payload)
             elif codec != PLAIN:
-                return None
+                raise ValueError("unknown codec")
             found = Record.decode_with_id(payload)
             if found is None:
-                return None
+                raise ValueError("not a record")
             nonce, record = found
             if (
                 self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
-                <= 0
+                > 0
             ):
-                return None
-            return record.origin(nonce, resign=not current)
-        except (BadData, ValueError, zlib.error):
-            return None
+                return record.origin(nonce, resign=not current)
+        except (ValueError, zlib.error):
+            pass
+        return Origin.fresh(now, stale_cookie=True)
 
     def _check_size(self, session: Session, header: str) -> None:
         """Refuse a Set-Cookie header browsers would drop without a word."""

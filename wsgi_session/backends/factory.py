@@ -22,9 +22,14 @@ def make_backend(
     keys: KeyRing,
     lifetime: Lifetime,
     *,
+    owner_key: str | None = None,
     seal_records: bool = False,
 ) -> Backend:
-    """The backend for ``store``; ``None`` means the embedded SQLite default."""
+    """The backend for ``store``; ``None`` means the embedded SQLite default.
+
+    ``owner_key``: the key of the session data naming its owner (see
+    :mod:`wsgi_session.backends.owners`); stores that bring their own backend keep none.
+    """
     if store is None:
         store = default_store()
     if isinstance(store, BackendFactory):
@@ -38,7 +43,7 @@ def make_backend(
             )
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime, seal_records=seal_records)
+        return ServerSideBackend(store, keys, lifetime, owner_key, seal_records=seal_records)
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
         "store",

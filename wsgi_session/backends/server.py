@@ -7,14 +7,15 @@ import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
+from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
 from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
-from wsgi_session.decision import Outcome, Plan
+from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
-from wsgi_session.session import ID_LENGTH, Origin
-from wsgi_session.stores.base import Store
+from wsgi_session.session import ID_LENGTH, Origin, Session
+from wsgi_session.stores.base import OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
@@ -32,10 +33,20 @@ class ServerSideBackend(BaseBackend):
     to the newer record instead of overwriting it. ``seal_records``: each
     record's data is encrypted under a key derived from its id
     (:mod:`wsgi_session.sealing`), so the store alone reads none of it.
+
+    With ``owner_key`` and a store that is an :class:`OwnerIndex`, each record
+    keeps its owner (the value of ``session[owner_key]``, hashed) and
+    :attr:`sessions` lists and revokes an owner's sessions.
     """
 
     def __init__(
-        self, store: Store, keys: KeyRing, lifetime: Lifetime, *, seal_records: bool = False
+        self,
+        store: Store,
+        keys: KeyRing,
+        lifetime: Lifetime,
+        owner_key: str | None = None,
+        *,
+        seal_records: bool = False,
     ) -> None:
         super().__init__(lifetime)
         self.store = store
@@ -44,23 +55,39 @@ class ServerSideBackend(BaseBackend):
         self.slots = Slots(keys, seal=seal_records)
         self.writer = RecordWriter(store, lifetime, self.slots)
         self.stats = self.writer.stats
+        self.owners: OwnerTracking | None = None
+        self.sessions: Sessions
+        if owner_key is None:
+            self.sessions = NoSessions(
+                "no owner_key is set: the middleware does not know whose sessions are whose"
+            )
+        elif not isinstance(store, OwnerIndex):
+            self.sessions = NoSessions(
+                f"{type(store).__name__} keeps no owner index (index_owner, unindex_owner, "
+                "owned: the OwnerIndex protocol), so it cannot find a user's sessions"
+            )
+        else:
+            self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
+            self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
 
     store_key = staticmethod(store_key)
 
+    def verify(self, cookie: str) -> tuple[str, bool] | None:
+        """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
+        if not _SIGNED_ID.fullmatch(cookie):
+            return None  # refused before any HMAC work
+        return self.signer.unsign(cookie)
+
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
-        if cookie is None:
-            return Origin.fresh(now, had_cookie=False)
-        if not _SIGNED_ID.fullmatch(cookie):
-            return Origin.fresh(now, had_cookie=True)
-        verified = self.signer.unsign(cookie)
-        if verified is None:
-            return Origin.fresh(now, had_cookie=True)
+        verified = None if cookie is None else self.verify(cookie)
+        if verified is None:  # never looked up, and left alone: another key may verify it
+            return Origin.fresh(now)
         session_id, current_key = verified
         slot = self.slots.of(session_id)
         found = self.store.load(slot.key)
         if found is None:
-            return Origin.fresh(now, had_cookie=True)
+            return Origin.fresh(now, stale_cookie=True)
         record = slot.decode(found[0])
         if record is None and Record.is_sealed(found[0]):
             log.warning(
@@ -75,14 +102,14 @@ class ServerSideBackend(BaseBackend):
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
-            return Origin.fresh(now, had_cookie=True)
+            return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(
                 session_id, version=found[1], resign=not current_key, found_at=slot
             )
         except ValueError:
             log.warning("unreadable session record dropped")
-            return Origin.fresh(now, had_cookie=True)
+            return Origin.fresh(now, stale_cookie=True)
 
     def execute(self, plan: Plan) -> Outcome:
         action = plan.action
@@ -90,40 +117,114 @@ class ServerSideBackend(BaseBackend):
             return "written"
         session = plan.session
         origin = session.origin
-        old = self._slot(origin)
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
-            self.store.delete(old.key)
+            self.remove(origin.id, session)
             return "written"
-        record = Record.of(session, plan.text, plan.now)
+        record = self.record(session, plan.text, plan.now, moved(session))
         if action == "create":
-            self.writer.create(self.slots.of(session.id), record)
+            self.write_new(session.id, session, record)
             return "written"
         if action == "move":
-            new = self.slots.of(session.id)
-            self.writer.create(new, record)
-            if session.destroyed:
-                self.store.delete(old.key)
-            else:
-                self.writer.retire(old, origin.version, new, session)
-            return "written"
+            return self.move(origin.id, session.id, session, record)
         if action == "refresh":
-            if self.writer.write(old, record, origin.version):
-                return "written"
             # Whoever wrote first refreshed the record too, and may have retired this id.
-            return "outrun"
-        saved = self.writer.save(old, record, origin.version, session)  # "update"
+            return "written" if self.refresh(origin.id, session, record) else "outrun"
+        saved = self.update(origin.id, session, record, origin.version)
         if saved is None:
             return "destroyed"
         saved_slot, saved_record = saved
-        if saved_slot.key != old.key:
+        if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
-        return "emptied" if saved_record.text == EMPTY else "written"
+        if saved_record.text == EMPTY:
+            return "emptied"
+        return "written" if saved_record is record else "merged"
 
-    def _slot(self, origin: Origin) -> Slot:
-        """The loaded record's slot, whose key this request derived already; else a new one."""
-        if isinstance(origin.found_at, Slot):
+    # The writes below are the backend's only ones, shared by execute() and the
+    # Django engine (whose ids live in Django's session key, not in the Session):
+    # each goes through the session's slot (sealing) and keeps the owner index.
+
+    def record(self, session: Session, text: str, now: float, moved: bool) -> Record:
+        """What to store of ``session``, whose data is ``text``; ``moved``: under a new id."""
+        owners = self.owners
+        owner = owners.stamp(session, now, moved) if owners is not None else None
+        return Record.of(session, text, now, owner)
+
+    def write_new(
+        self, session_id: str, session: Session, record: Record, *, exclusive: bool = False
+    ) -> bool:
+        """Store a new session's first record; ``exclusive``: ``False`` if the id is taken."""
+        new = self.slots.of(session_id)
+        if exclusive:
+            if not self.writer.write(new, record, None):
+                return False
+        else:
+            self.writer.create(new, record)
+        if self.owners is not None:
+            self.owners.after_write(session, new.key, new.key, record.owner)
+        return True
+
+    def refresh(self, session_id: str, session: Session, record: Record) -> bool:
+        """One compare-and-set of ``record`` over the loaded one; ``False`` if it changed."""
+        old = self._slot(session_id, session.origin)
+        if not self.writer.write(old, record, session.origin.version):
+            return False
+        if self.owners is not None:
+            self.owners.after_write(session, old.key, old.key, record.owner)
+        return True
+
+    def update(
+        self, session_id: str, session: Session, record: Record, version: Version | None
+    ) -> tuple[Slot, Record] | None:
+        """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`)."""
+        old = self._slot(session_id, session.origin)
+        saved = self.writer.save(old, record, version, session)
+        if saved is not None and self.owners is not None and saved[1].owner == record.owner:
+            self.owners.after_write(session, old.key, saved[0].key, record.owner)
+        return saved
+
+    def remove(self, session_id: str, session: Session | None) -> None:
+        """Delete ``session_id``'s record (and its index entry, if ``session`` loaded it)."""
+        old = (
+            self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
+        )
+        self.store.delete(old.key)
+        if self.owners is not None and session is not None:
+            self.owners.forget(session, old.key, old.key, None)
+
+    def move(
+        self, old_id: str, new_id: str, session: Session, record: Record, *, retire: bool = True
+    ) -> Outcome:
+        """Store ``record`` under ``new_id`` and retire (or delete) ``old_id``'s record.
+
+        ``retire=False``: delete it instead, as nobody else can hold it (the
+        Django engine, for a record written earlier in the same request).
+        """
+        old = self._slot(old_id, session.origin)
+        new = self.slots.of(new_id)
+        owners = self.owners
+        self.writer.create(new, record)
+        if owners is not None and record.owner is not None:
+            # Indexed before the old record is retired: a revocation running now
+            # finds one or the other (see OwnerSessions.revoke).
+            owners.index.index_owner(record.owner.digest, new.key, record.owner.indexed_until)
+        if session.destroyed or not retire:
+            self.store.delete(old.key)
+        elif not self.writer.retire(old, session.origin.version, new, record, session):
+            # The old record was deleted meanwhile (a logout, a revocation): the
+            # session it started from is over, and must not live on under a new id.
+            self.store.delete(new.key)
+            if owners is not None and record.owner is not None:
+                owners.index.unindex_owner(record.owner.digest, new.key)
+            return "destroyed"
+        if owners is not None:
+            owners.forget(session, old.key, new.key, record.owner)
+        return "written"
+
+    def _slot(self, session_id: str, origin: Origin) -> Slot:
+        """``session_id``'s slot: the loaded record's, whose key this request derived already."""
+        if origin.id == session_id and isinstance(origin.found_at, Slot):
             return origin.found_at
-        return self.slots.of(origin.id)
+        return self.slots.of(session_id)
 
     def send(self, plan: Plan) -> CookieUpdate:
         return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))

@@ -82,6 +82,8 @@ _SETTINGS = {
             "ON_STORE_ERROR", Choice({"fail": "fail", "degrade": "degrade"}), "on_store_error"
         ),
         _setting("SEAL_RECORDS", Flag(), "seal_records"),
+        _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
+        _setting("RECORD_CLIENT", Flag(), "record_client"),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}
@@ -156,12 +158,12 @@ class Config:
             return self.shown_store_url
         return f"{self.shown_store_url} = {self.store!r}"
 
-    def middleware(self, app: WSGIApplication) -> SessionMiddleware:
-        """``app`` wrapped in a SessionMiddleware with these settings."""
+    def middleware(self, app: WSGIApplication, **defaults: Any) -> SessionMiddleware:
+        """``app`` wrapped in a SessionMiddleware with these settings (else ``defaults``)."""
         if "secret_key" not in self.arguments:
             raise ConfigurationError(self._unset("SECRET_KEY"))
         try:
-            return SessionMiddleware(app, **self.arguments)
+            return SessionMiddleware(app, **{**defaults, **self.arguments})
         except ConfigurationError as exc:
             # The core checks the settings together too; show the values of those it names.
             raise ConfigurationError(

@@ -1,4 +1,8 @@
-"""Django adapter: ``request.session`` with Django's API, kept by the WSGI middleware.
+"""Django adapter, the ``wsgi.py`` mode: ``request.session`` kept by the WSGI middleware.
+
+Most projects want the one-setting engine instead
+(``SESSION_ENGINE = "wsgi_session.django.engine"``, :mod:`wsgi_session.django.engine`);
+this mode is for one session shared by Django and other WSGI apps in one process.
 
 ``make_middleware`` wraps Django's WSGI application (in ``wsgi.py``) and takes
 the cookie and timeout options from Django's ``SESSION_*`` settings; the Django
@@ -27,6 +31,7 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store
+from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import store_from_url
 from wsgi_session.cookies import CookiePolicy
 from wsgi_session.errors import ConfigurationError
@@ -41,6 +46,8 @@ MIDDLEWARE_KEY = "wsgi_session.django"
 
 EXPIRY_KEY = "_session_expiry"
 """Django's key for a fixed expiry date (ISO 8601), kept in the session data as Django does."""
+
+OWNER_KEY = "_auth_user_id"  # where django.contrib.auth keeps the logged-in user's id
 
 _NOT_GIVEN: Any = object()
 _DJANGO_DB_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
@@ -59,6 +66,8 @@ def make_middleware(
     refresh_interval: int | None = None,
     cookie_partitioned: bool = False,
     on_store_error: Literal["fail", "degrade"] = "fail",
+    owner_key: str | None = OWNER_KEY,
+    record_client: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> WSGISessionMiddleware:
     """Wrap Django's WSGI application in the session middleware.
@@ -72,6 +81,9 @@ def make_middleware(
     ``sqlite:///var/lib/app/sessions.db``, ``memory://``), else the embedded
     SQLite default. ``settings.WSGI_SESSION_SEAL_RECORDS = True`` seals each
     record under a key derived from its session id (needs ``wsgi-session[crypto]``).
+    A session's owner follows ``django.contrib.auth``'s ``_auth_user_id`` unless
+    ``owner_key`` names another key (``None``: no owners); :func:`sessions` lists
+    and revokes a user's sessions.
     """
     return _DjangoSessions(
         _Arguments(
@@ -81,9 +93,21 @@ def make_middleware(
             refresh_interval,
             cookie_partitioned,
             on_store_error,
+            owner_key,
+            record_client,
             clock,
         )
     )
+
+
+def sessions(request: HttpRequest) -> Sessions:
+    """List and revoke a user's sessions (docs/sessions-per-user.md)."""
+    middleware = request.META.get(MIDDLEWARE_KEY)  # META is the WSGI environ
+    if not isinstance(middleware, _DjangoSessions):
+        raise ImproperlyConfigured(
+            f"wsgi_session.django.sessions() needs the middleware: {_SETUP_HINT}"
+        )
+    return middleware.sessions
 
 
 _SETTINGS = frozenset(
@@ -116,6 +140,8 @@ class _Arguments:
     refresh_interval: int | None
     cookie_partitioned: bool
     on_store_error: Literal["fail", "degrade"]
+    owner_key: str | None
+    record_client: bool
     clock: Callable[[], float]
 
 
@@ -165,6 +191,8 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
                 seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
+                owner_key=arguments.owner_key,
+                record_client=arguments.record_client,
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
@@ -229,7 +257,7 @@ class _DjangoBackend:
         origin = self.backend.open(cookie)
         now = self.middleware.lifetime.clock()
         if not origin.new and _expired(origin.data.get(EXPIRY_KEY), now):
-            origin = Origin.fresh(now, had_cookie=True)
+            origin = Origin.fresh(now, stale_cookie=True)
         if origin.new:
             origin.permanent = self.middleware.permanent_by_default
         return origin

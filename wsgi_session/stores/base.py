@@ -38,3 +38,31 @@ class Store(Protocol):
     def delete(self, key: str) -> None:
         """Remove the record; deleting a missing record is not an error."""
         ...
+
+
+@runtime_checkable
+class OwnerIndex(Protocol):
+    """Optional: which records belong to an owner, so a user's sessions can be listed.
+
+    A store that implements these three methods gets ``sessions.of()`` and
+    ``sessions.revoke()``; one that does not still keeps sessions, without them.
+    ``owner`` is an opaque ASCII token (a keyed hash, never a user id in
+    clear); ``key`` is a record's key. The index only points at records: a key
+    whose record is gone is harmless (listings load each record and skip it).
+
+    ``until`` is when the entry may be dropped (POSIX seconds): the record's
+    header says until when it is indexed, and its writer indexes it again
+    before that passes, so a live record is always listed.
+    """
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        """List ``key`` under ``owner`` until ``until``; drop entries past theirs."""
+        ...
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        """Stop listing ``key`` under ``owner``; a missing entry is not an error."""
+        ...
+
+    def owned(self, owner: str) -> list[str]:
+        """The keys listed under ``owner`` and not yet past their ``until``."""
+        ...

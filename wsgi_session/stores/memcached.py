@@ -17,6 +17,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
@@ -217,6 +218,54 @@ class MemcachedStore:
         full_key = self._key(key)
         self._call(full_key, lambda client: client.delete(full_key))
 
+    # -- the OwnerIndex protocol: one compare-and-set index record per owner ----------
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        """Add ``key`` to ``owner``'s index record, dropping entries past their time."""
+
+        def add(entries: dict[str, int]) -> None:
+            entries[key] = until
+
+        self._change_index(owner, add)
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        def remove(entries: dict[str, int]) -> None:
+            entries.pop(key, None)
+
+        self._change_index(owner, remove)
+
+    def owned(self, owner: str) -> list[str]:
+        full_key = self._index_key(owner)
+        data, _ = self._call(full_key, lambda client: client.gets(full_key))
+        return list(_live_entries(data))
+
+    def _index_key(self, owner: str) -> bytes:
+        # "o:" and 62 hex digits of a hash of the owner token: as long as a
+        # session key, so any key_prefix that fits one fits this too.
+        digest = hashlib.sha256(owner.encode("ascii")).hexdigest()
+        return self._key("o:" + digest[:62])
+
+    def _change_index(self, owner: str, change: Callable[[dict[str, int]], None]) -> None:
+        """Read, change and compare-and-set ``owner``'s index record, retrying on conflicts."""
+        full_key = self._index_key(owner)
+        for _ in range(_INDEX_ATTEMPTS):
+            data, token = self._call(full_key, lambda client: client.gets(full_key))
+            entries = _live_entries(data)
+            change(entries)
+            if not entries and data is None:
+                return
+            value = b"".join(
+                b"%s %d\n" % (key.encode("ascii"), until) for key, until in entries.items()
+            )
+            # The record lives as long as its last entry (1 s when it is empty).
+            expire = _expiry(max(1, max(entries.values(), default=0) - int(time.time())))
+            command = partial(_put, full_key, value, token, expire)
+            if self._call(full_key, command, value) is True:
+                return
+        raise StoreWriteFailed(
+            f"the owner index record kept conflicting after {_INDEX_ATTEMPTS} tries"
+        )
+
     def close(self) -> None:
         """Close this process's idle connections; the next call opens new ones."""
         for server in self._servers():
@@ -310,6 +359,27 @@ class MemcachedStore:
     def __repr__(self) -> str:
         names = [_format_address(address) for address in self.addresses]
         return f"MemcachedStore({names!r}, key_prefix={self.key_prefix!r})"
+
+
+def _put(key: bytes, value: bytes, token: bytes | None, expire: int, client: Any) -> Any:
+    """Create (no ``token``) or compare-and-set ``key``; ``True`` when stored."""
+    if token is None:
+        return client.add(key, value, expire=expire)
+    return client.cas(key, value, token, expire=expire)
+
+
+_INDEX_ATTEMPTS = 100  # as many as the session writer's: one retry per concurrent login
+
+
+def _live_entries(data: bytes | None) -> dict[str, int]:
+    """The entries of an owner index record not yet past their time: ``{key: until}``."""
+    now = time.time()
+    entries: dict[str, int] = {}
+    for line in (data or b"").splitlines():
+        key, _, until = line.partition(b" ")
+        if until.isdigit() and int(until) > now:
+            entries[key.decode("ascii")] = int(until)
+    return entries
 
 
 def _expiry(ttl: int) -> int:

@@ -22,6 +22,7 @@ class MemoryStore:
         self._records: dict[str, tuple[bytes, int, float]] = {}
         self._lock = threading.Lock()
         self._versions = itertools.count(1)
+        self._owners: dict[str, dict[str, int]] = {}  # owner -> {key: until}
 
     def load(self, key: str) -> tuple[bytes, Version] | None:
         with self._lock:
@@ -41,6 +42,34 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
+
+    # -- the OwnerIndex protocol: a dict of dicts ------------------------------
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        with self._lock:
+            entries = self._live_entries(owner)
+            entries[key] = until
+            self._owners[owner] = entries
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        with self._lock:
+            entries = self._owners.get(owner, {})
+            entries.pop(key, None)
+            if not entries:
+                self._owners.pop(owner, None)
+
+    def owned(self, owner: str) -> list[str]:
+        with self._lock:
+            entries = self._live_entries(owner)
+            if entries:
+                self._owners[owner] = entries
+            else:
+                self._owners.pop(owner, None)
+            return list(entries)
+
+    def _live_entries(self, owner: str) -> dict[str, int]:
+        now = self.clock()
+        return {key: until for key, until in self._owners.get(owner, {}).items() if until > now}
 
     def purge_expired(self) -> int:
         """Drop expired records; returns how many."""

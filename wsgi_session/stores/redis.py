@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -58,6 +59,21 @@ if redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[1] then
 end
 return 0
 """  # 0-7: the TOKEN_BYTES bytes of the token
+# The owner index: a sorted set per owner, scored by when each entry may go.
+# KEYS[1]: the owner's set; ARGV: now, the entry's until, the record key. The
+# set expires with its last entry, so an owner who never comes back leaves nothing.
+_INDEX_OWNER = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', KEYS[1], math.floor(tonumber(last[2])) + 1)
+return 1
+"""
+# KEYS[1]: the owner's set; ARGV[1]: now. Prunes, then lists what is left.
+_OWNED = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
 _SCRIPT_SHA = hashlib.sha1(_COMPARE_AND_SET.encode(), usedforsecurity=False).hexdigest()
 
 # Every error redis-py raises: the server cannot be reached, or answered an error.
@@ -335,6 +351,29 @@ class RedisStore:
         """Remove the record; a missing record is not an error."""
         full_key = self._key(key)
         self._write("delete", full_key, ("DEL", full_key))
+
+    # -- the OwnerIndex protocol: a sorted set per owner -----------------------------
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        """Add ``key`` to ``owner``'s sorted set (score ``until``), pruning the set."""
+        owner_key = self._owner_key(owner)
+        now = int(time.time())
+        self._write("index", owner_key, ("EVAL", _INDEX_OWNER, 1, owner_key, now, until, key))
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        owner_key = self._owner_key(owner)
+        self._write("unindex", owner_key, ("ZREM", owner_key, key))
+
+    def owned(self, owner: str) -> list[str]:
+        owner_key = self._owner_key(owner)
+        now = int(time.time())
+        members: list[bytes] = self._write("list", owner_key, ("EVAL", _OWNED, 1, owner_key, now))
+        return [member.decode() for member in members]
+
+    def _owner_key(self, owner: str) -> bytes:
+        # The hash tag ({...}) is on the owner's key only: the set lives in one
+        # Cluster slot, while the session records it points at still spread.
+        return self._key(f"owner:{{{owner}}}")
 
     def close(self) -> None:
         """Close this process's connections; the next call opens new ones.

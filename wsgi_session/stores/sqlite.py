@@ -27,9 +27,17 @@ CREATE TABLE IF NOT EXISTS "{table}" (
     key TEXT PRIMARY KEY,
     data BLOB NOT NULL,
     version INTEGER NOT NULL,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS "{table}_expires" ON "{table}" (expires);
+"""
+# Tables created before the owner column get it in place (ALTER TABLE ADD
+# COLUMN is instant: no row is rewritten). Only owned rows are indexed.
+_COLUMNS = 'PRAGMA table_info("{table}")'
+_ADD_OWNER = 'ALTER TABLE "{table}" ADD COLUMN owner TEXT'
+_OWNER_INDEX = """
+CREATE INDEX IF NOT EXISTS "{table}_owner" ON "{table}" (owner) WHERE owner IS NOT NULL
 """
 _LOAD = 'SELECT data, version FROM "{table}" WHERE key = ? AND expires > ?'
 # An expired record is as good as absent, so creating over it is allowed; its
@@ -37,7 +45,7 @@ _LOAD = 'SELECT data, version FROM "{table}" WHERE key = ? AND expires > ?'
 _CREATE = """
 INSERT INTO "{table}" (key, data, version, expires) VALUES (?, ?, 1, ?)
 ON CONFLICT (key) DO UPDATE
-SET data = excluded.data, version = version + 1, expires = excluded.expires
+SET data = excluded.data, version = version + 1, expires = excluded.expires, owner = NULL
 WHERE expires <= ?
 """
 _REPLACE = """
@@ -46,6 +54,9 @@ WHERE key = ? AND version = ? AND expires > ?
 """
 _DELETE = 'DELETE FROM "{table}" WHERE key = ?'
 _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
+_INDEX = 'UPDATE "{table}" SET owner = ? WHERE key = ?'
+_UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = ? AND owner = ?'
+_OWNED = 'SELECT key FROM "{table}" WHERE owner = ? AND expires > ?'
 
 # Errors that mean the calling code is wrong, not that the database is away.
 _CALLER_BUGS = (sqlite3.ProgrammingError, sqlite3.IntegrityError)
@@ -115,6 +126,12 @@ class SQLiteStore:
             template.format(table=table)
             for template in (_SCHEMA, _LOAD, _CREATE, _REPLACE, _DELETE, _PURGE)
         )
+        self._columns, self._add_owner, self._owner_index = (
+            template.format(table=table) for template in (_COLUMNS, _ADD_OWNER, _OWNER_INDEX)
+        )
+        self._index, self._unindex, self._owned = (
+            template.format(table=table) for template in (_INDEX, _UNINDEX, _OWNED)
+        )
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -146,6 +163,24 @@ class SQLiteStore:
     def purge_expired(self) -> int:
         """Delete every expired record and return how many there were."""
         return self._write(self._purge, (self._clock(),))
+
+    # -- the OwnerIndex protocol: an indexed column of the record's own row ------
+
+    def index_owner(self, owner: str, key: str, until: int) -> None:
+        """Mark the row as ``owner``'s; the row's own expiry says how long (``until`` unused)."""
+        self._write(self._index, (owner, key))
+
+    def unindex_owner(self, owner: str, key: str) -> None:
+        self._write(self._unindex, (key, owner))
+
+    def owned(self, owner: str) -> list[str]:
+        try:
+            rows = self._connection().execute(self._owned, (owner, self._clock())).fetchall()
+        except _CALLER_BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._unavailable(exc) from exc
+        return [key for (key,) in rows]
 
     def close(self) -> None:
         """Close the calling thread's connection; the next call opens a new one."""
@@ -189,11 +224,24 @@ class SQLiteStore:
             self._use_wal(connection)
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(self._schema)
+            self._migrate(connection)
         except BaseException:
             connection.close()
             raise
         self._local.owned = (_pid, connection)
         return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Add the owner column to a table an older version created, and index it."""
+        columns = {row[1] for row in connection.execute(self._columns)}
+        if "owner" not in columns:
+            try:
+                connection.execute(self._add_owner)
+            except sqlite3.OperationalError as exc:
+                # Another worker opening the file at the same moment added it first.
+                if "duplicate column" not in str(exc):
+                    raise
+        connection.execute(self._owner_index)
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         # Switching a file to WAL upgrades a read lock to a write lock, which

@@ -1,0 +1,43 @@
+"""Django, configured once per test process with the example project's settings.
+
+Django cannot be configured twice, so every test module that drives Django
+shares this: the example's settings, its user table and session file in a
+temporary directory, and two users.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import django
+import pytest
+from django.test import override_settings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "django_project"
+USER, PASSWORD = "alice", "wonderland-0123"
+FAST_HASHING = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+_files: list[Path] = []
+
+
+def django_project_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Set Django up on first use; the directory holding its database and sessions."""
+    if _files:
+        return _files[0]
+    files = tmp_path_factory.mktemp("django")
+    with pytest.MonkeyPatch.context() as patch:
+        # Read once, when django.setup() loads the settings; restored afterwards.
+        patch.setenv("DJANGO_SETTINGS_MODULE", "django_demo.settings")
+        patch.setenv("DJANGO_DEMO_DB", str(files / "users.db"))
+        patch.setenv("DJANGO_DEMO_SESSIONS", f"sqlite://{files / 'sessions.db'}")
+        patch.syspath_prepend(str(EXAMPLE))
+        django.setup()
+        from django.contrib.auth.models import User
+        from django.core.management import call_command
+
+        with override_settings(PASSWORD_HASHERS=FAST_HASHING):
+            call_command("migrate", verbosity=0)
+            User.objects.create_superuser(USER, password=PASSWORD)
+            User.objects.create_user("bob", password=PASSWORD)
+    _files.append(files)
+    return files
