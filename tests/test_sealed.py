@@ -121,8 +121,12 @@ def redis_dump(server: RedisServer) -> Dump:
         with server.client() as client:
             values = {}
             for key in client.keys("*"):
-                assert client.type(key) == b"string", key
-                values[key] = client.get(key)
+                if client.type(key) == b"zset":  # an owner's index: members and scores
+                    members = client.zrange(key, 0, -1, withscores=True)
+                    values[key] = b" ".join(b"%s:%d" % (m, score) for m, score in members)
+                else:
+                    assert client.type(key) == b"string", key
+                    values[key] = client.get(key)
             return values
 
     return dump
@@ -552,3 +556,130 @@ def test_a_request_derives_its_sessions_key_once_for_the_read_and_the_write(
     visit(client, "/note")  # opens the record, then seals the changed one
 
     assert len(derived) == 1
+
+
+# -- sealed and owned: the per-user index on sealed records -----------------------
+
+OWNER = "alice-0042"
+AGENTS = ["Mozilla/5.0 (Phone; sealed-agent-one)", "Mozilla/5.0 (Laptop; sealed-agent-two)"]
+
+
+def owned_site(subject: Subject, **options: Any) -> tuple[SessionMiddleware, list[Client]]:
+    """Two browsers of one user logged in on a sealed middleware that records clients."""
+    holder: list[SessionMiddleware] = []
+
+    def listing(session: Session) -> list[tuple[bool, str, str]]:
+        found = holder[0].sessions.of(OWNER, current=session)
+        return [(info.current, info.user_agent, info.address) for info in found]
+
+    def log_in_owner(session: Session) -> None:
+        log_in(session)
+        session["user"] = OWNER
+
+    routes = {
+        **SEALED_ROUTES,
+        "login": log_in_owner,
+        "list": listing,
+        "revoke-others": lambda session: holder[0].sessions.revoke(OWNER, keep=session),
+    }
+    options.setdefault("seal_records", True)
+    middleware = SessionMiddleware(
+        session_app(routes),
+        SECRET,
+        store=subject.store,
+        owner_key="user",
+        record_client=True,
+        **options,
+    )
+    holder.append(middleware)
+    browsers = []
+    for index, agent in enumerate(AGENTS):
+        browser = Client(middleware)
+        environ = {"HTTP_USER_AGENT": agent, "REMOTE_ADDR": f"198.51.100.{10 + index}"}
+        assert browser.get("/card", environ_base=environ).status_code == 200
+        assert browser.get("/login", environ_base=environ).status_code == 200
+        browsers.append(browser)
+    return middleware, browsers
+
+
+def test_sealed_owned_sessions_are_listed_and_a_dump_shows_neither_data_nor_client(
+    subject: Subject,
+) -> None:
+    middleware, (phone, laptop) = owned_site(subject)
+
+    listed = middleware.sessions.of(OWNER)
+    assert sorted((info.user_agent, info.address) for info in listed) == [
+        (AGENTS[1], "198.51.100.0/24"),  # the laptop: "Mozilla/5.0 (L..." sorts first
+        (AGENTS[0], "198.51.100.0/24"),
+    ]
+    assert phone.get("/list").text.count("True") == 1  # the current session is marked
+
+    dump = subject.dump()
+    everything = b"\n".join(key + b"\n" + value for key, value in dump.items())
+    for text in [*STORED, OWNER, "user", *AGENTS, "Phone", "Laptop", "198.51.100"]:
+        assert text.encode() not in everything, text
+    owned = [value for value in dump.values() if b"2s " in value]
+    assert len(owned) == 2  # the two live records: sealed, with the owner header
+    for raw in owned:
+        header = raw[raw.index(b"2s ") :].split(b" ", 8)
+        assert header[7].startswith(b"~")  # the client field, sealed under the owner's key
+
+
+def test_revoke_ends_sealed_sessions(subject: Subject) -> None:
+    middleware, (phone, laptop) = owned_site(subject)
+
+    assert laptop.get("/revoke-others").text == "1"  # the phone's session
+    assert read(phone) == "{}"  # logged out: a fresh, empty session
+    assert EMAIL in read(laptop)
+    assert [info.current for info in middleware.sessions.of(OWNER, current=None)] == [False]
+    assert middleware.sessions.revoke(OWNER) == 1
+    assert read(laptop) == "{}"
+    assert middleware.sessions.of(OWNER) == []
+
+
+def test_an_edited_owner_header_does_not_open(subject: Subject) -> None:
+    """The owner fields are part of the sealed header: changing one drops the session."""
+    _, (phone, _laptop) = owned_site(subject)
+    cookie = one_cookie(phone.get("/note"))
+    raw = subject.raw(cookie.session_id)
+    fields = raw.split(b" ", 8)
+    fields[6] = b"%d" % (int(fields[6]) + 1)  # "indexed until", one second later
+    subject.replace(cookie.session_id, b" ".join(fields))
+    assert read(phone) == "{}"
+
+
+def test_switching_sealing_on_seals_an_owned_record_and_its_client(subject: Subject) -> None:
+    middleware, (phone, _laptop) = owned_site(subject, seal_records=False)
+    cookie = one_cookie(phone.get("/note"))
+    assert subject.raw(cookie.session_id).startswith(b"2 ")
+    assert AGENTS[0].encode() not in subject.raw(cookie.session_id)  # encoded, not sealed
+
+    sealed, _ = owned_site(subject)
+    resealing = Client(sealed)
+    resealing.set_cookie("session", cookie.value)
+    assert resealing.get("/card").status_code == 200
+    raw = subject.raw(cookie.session_id)
+    assert raw.startswith(b"2s ") and raw.split(b" ", 8)[7].startswith(b"~")
+    assert NOTE in read(resealing)
+    agents = {info.user_agent for info in sealed.sessions.of(OWNER)}
+    assert AGENTS[0] in agents  # the client recorded in the clear, now sealed, still listed
+    assert {info.user_agent for info in middleware.sessions.of(OWNER)} == agents
+
+
+def test_every_record_format_stays_readable() -> None:
+    """Plain 1, owned 2, sealed 1s as the branches wrote them, and sealed owned 2s."""
+    digest = b"ab" * 32
+    plain = Record.decode(b'1 1 2 0 0 {"a":1}')
+    owned = Record.decode(b"2 1 2 0 0 " + digest + b' 99 - {"a":1}')
+    assert plain is not None and plain.owner is None and plain.text == '{"a":1}'
+    assert owned is not None and owned.owner is not None and owned.owner.indexed_until == 99
+    lock = record_lock("x" * 43)
+    for record in (plain, owned):
+        sealed = record.encode(lock)
+        assert sealed[:3] == (b"1s " if record.owner is None else b"2s ")
+        assert Record.decode(sealed, lock) == record
+        assert Record.decode(sealed) is None  # no lock, no record
+        header = Record.header(sealed)  # what listing reads: the header, data left sealed
+        assert header is not None and header.owner == record.owner and header.text == ""
+    empty = owned._replace(text="{}").encode(lock)
+    assert Record.header(empty) == owned._replace(text="{}")  # its length says it is empty
