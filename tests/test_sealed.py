@@ -605,7 +605,7 @@ def owned_site(subject: Subject, **options: Any) -> tuple[SessionMiddleware, lis
 def test_sealed_owned_sessions_are_listed_and_a_dump_shows_neither_data_nor_client(
     subject: Subject,
 ) -> None:
-    middleware, (phone, laptop) = owned_site(subject)
+    middleware, (phone, _laptop) = owned_site(subject)
 
     listed = middleware.sessions.of(OWNER)
     assert sorted((info.user_agent, info.address) for info in listed) == [
