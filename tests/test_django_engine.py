@@ -71,7 +71,15 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("bye")
 
 
+def sign_out_others(request: HttpRequest) -> HttpResponse:
+    from wsgi_session.django import sessions
+
+    assert request.user.pk is not None
+    return HttpResponse(str(sessions(request).revoke(request.user.pk, keep=request.session)))
+
+
 urlpatterns = [
+    path("e/sign-out-others/", sign_out_others),
     path("e/counter/", counter),
     path("e/read/", read),
     path("e/nothing/", nothing),
@@ -109,7 +117,7 @@ def engine_settings(
 ) -> Iterator[None]:
     """The engine, Django's own middleware, and a counting store on a clock the test moves."""
     django_project_files(tmp_path_factory)
-    if len(urlpatterns) == 4:
+    if len(urlpatterns) == 5:
         urlpatterns.append(path("", include("django_demo.urls")))
     with override_settings(
         SESSION_ENGINE="wsgi_session.django.engine",
@@ -547,3 +555,12 @@ def test_a_logout_through_the_engine_leaves_no_listed_session(settings_backend: 
     assert len(engine.sessions().of(user.pk)) == 1
     assert client.get("/e/logout/").content == b"bye"
     assert engine.sessions().of(user.pk) == []
+
+
+def test_sessions_of_the_request_revoke_the_other_engine_sessions(settings_backend: None) -> None:
+    phone, laptop = Client(), Client()
+    assert phone.login(username=USER, password=PASSWORD)
+    assert laptop.login(username=USER, password=PASSWORD)
+    assert laptop.get("/e/sign-out-others/").content == b"1"  # the phone's, not its own
+    assert phone.get("/e/read/").json()["user"] == ""
+    assert laptop.get("/e/read/").json()["user"] == USER

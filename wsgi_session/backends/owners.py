@@ -317,6 +317,8 @@ class OwnerSessions:
         """The store keys ``session`` has in this request: the loaded id's and a new one's."""
         if isinstance(session, SessionView):  # flask.session, Django's request.session
             session = session.raw
+        elif session is not None and not isinstance(session, Session):
+            session = getattr(session, "raw", None)  # the Django engine's request.session
         if session is None:
             return set()
         return {self.store_key(session.origin.id), self.store_key(session.id)}

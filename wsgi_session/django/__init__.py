@@ -42,6 +42,7 @@ from wsgi_session.view import SessionView
 from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 MIDDLEWARE_KEY = "wsgi_session.django"
+ENGINE = "wsgi_session.django.engine"  # the SESSION_ENGINE setting naming ours
 """Where the WSGI middleware made by :func:`make_middleware` puts itself in the environ."""
 
 EXPIRY_KEY = "_session_expiry"
@@ -101,8 +102,12 @@ def make_middleware(
 
 
 def sessions(request: HttpRequest) -> Sessions:
-    """List and revoke a user's sessions (docs/sessions-per-user.md)."""
+    """List and revoke a user's sessions: the middleware's, or the engine's (SESSION_ENGINE)."""
     middleware = request.META.get(MIDDLEWARE_KEY)  # META is the WSGI environ
+    if middleware is None and settings.SESSION_ENGINE == ENGINE:
+        from wsgi_session.django import engine  # imports this module: not at the top
+
+        return engine.sessions()
     if not isinstance(middleware, _DjangoSessions):
         raise ImproperlyConfigured(
             f"wsgi_session.django.sessions() needs the middleware: {_SETUP_HINT}"

@@ -166,6 +166,11 @@ class SessionStore(SessionBase):
 
     _session = property(_get_session)
 
+    @property
+    def raw(self) -> Session:
+        """The request's :class:`~wsgi_session.session.Session`: ``sessions().revoke(keep=)``."""
+        return self._get_session()
+
     async def _aget_session(self, no_load: bool = False) -> Session:
         if self._raw is not None and self._raw.accessed:
             self.accessed = True
