@@ -18,7 +18,13 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import include, path
-from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
+from django_setup import (
+    FAST_HASHING,
+    PASSWORD,
+    USER,
+    django_project_files,
+    drop_unused_middlewares,
+)
 from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
@@ -800,6 +806,7 @@ def test_test_client_refuses_an_application_without_the_middleware() -> None:
 def test_seal_records_setting_seals_what_the_store_keeps(
     make_client: Callable[..., Client], store: Store
 ) -> None:
+    drop_unused_middlewares()
     with override_settings(WSGI_SESSION_SEAL_RECORDS=True):
         client = make_client()
         _, logged_in = log_in(client)
@@ -814,6 +821,7 @@ def test_seal_records_without_cryptography_fails_at_start_up_naming_the_setting(
 ) -> None:
     from wsgi_session import crypto
 
+    drop_unused_middlewares()
     monkeypatch.setattr(crypto, "AESGCM", None)  # fault injection: the package is installed
     with (
         pytest.raises(ImproperlyConfigured, match=r"^WSGI_SESSION_SEAL_RECORDS=True needs"),

@@ -22,7 +22,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 from django.utils import timezone
-from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
+from django_setup import (
+    FAST_HASHING,
+    PASSWORD,
+    USER,
+    django_project_files,
+    drop_unused_middlewares,
+)
 from helpers import CountingStore, FakeClock, parse_set_cookie
 from werkzeug.test import Client as WSGIClient
 
@@ -495,6 +501,7 @@ def test_the_async_api() -> None:
 @pytest.fixture
 def settings_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The engine's backend as the settings build it: sealed, on a memory store of its own."""
+    drop_unused_middlewares()
     with override_settings(WSGI_SESSION_STORE="memory://", WSGI_SESSION_SEAL_RECORDS=True):
         monkeypatch.setattr(engine, "_backend", engine._build_backend)
         engine._build_backend.cache_clear()
