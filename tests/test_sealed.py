@@ -105,7 +105,9 @@ class Subject:
 def memcached_dump(server: MemcachedServer) -> Dump:
     def dump() -> dict[bytes, bytes]:
         with server.client() as client:
-            listing = client.raw_command(b"lru_crawler metadump all", b"END\r\n")
+            # "hash" walks the hash table, every item; "all" walks the LRUs and
+            # now and then missed items written a moment before.
+            listing = client.raw_command(b"lru_crawler metadump hash", b"END\r\n")
             keys = [
                 unquote_to_bytes(line.split(b" ", 1)[0][len(b"key=") :].decode("ascii"))
                 for line in listing.splitlines()
