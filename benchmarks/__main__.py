@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *report.rivals_table(results),
             "",
+            "### What sealing costs (`seal_records=True`, same run, target ≤ +4 µs)",
+            "",
+            *report.sealing_table(results),
+            "",
             "### The physical floor (same run, record of "
             f"{len(session_record(data))} bytes, median µs)",
             "",

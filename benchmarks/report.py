@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 
 from benchmarks.apps import SCENARIOS
-from benchmarks.subjects import STORES
+from benchmarks.subjects import SEALED, STORES
 from benchmarks.table import BARE, Results
 
 SCENARIO_TITLES = {"untouched": "untouched", "read": "read", "write": "write", "new": "new visitor"}
@@ -140,6 +140,22 @@ def rivals_table(results: Results) -> list[str]:
                 "n/a" if theirs is None or mine is None or mine <= 0 else f"{theirs / mine:.1f}x"
             )
         rows.append([f"{peer} ÷ {ours}", *cells])
+    return table(header, rows)
+
+
+def sealing_table(results: Results) -> list[str]:
+    """What ``seal_records=True`` adds to each store's row, both measured in this run."""
+    header = ["µs sealed over plain", *(SCENARIO_TITLES[s] for s in SCENARIOS)]
+    rows = []
+    for row in results.rows:
+        if not row.name.endswith(SEALED):
+            continue
+        plain = row.name[: -len(SEALED)]
+        cells = []
+        for scenario in SCENARIOS:
+            sealed, base = results.overhead(row.name, scenario), results.overhead(plain, scenario)
+            cells.append("n/a" if sealed is None or base is None else us(sealed - base, sign=True))
+        rows.append([plain, *cells])
     return table(header, rows)
 
 

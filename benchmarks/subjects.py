@@ -90,13 +90,14 @@ def make_store(kind: str, ctx: Context) -> Any:
 
 
 STORES = ("memory", "sqlite", "memcached", "redis", "cookie")
+SEALED = " sealed"  # the row suffix of seal_records=True, measured next to the plain row
 
 
-def ours_wsgi(store: Any, data: dict[str, Any]) -> WSGIApp:
+def ours_wsgi(store: Any, data: dict[str, Any], **options: Any) -> WSGIApp:
     from wsgi_session import SessionMiddleware
 
     app = session_app(lambda environ: environ["wsgi_session"], data)
-    return SessionMiddleware(app, SECRET, store=store)
+    return SessionMiddleware(app, SECRET, store=store, **options)
 
 
 def ours_flask(store: Any, data: dict[str, Any]) -> WSGIApp:
@@ -110,6 +111,10 @@ def _register_ours() -> None:
         row(f"wsgi_session {kind}", "wsgi", "ours", kind)(
             lambda ctx, kind=kind: ours_wsgi(make_store(kind, ctx), ctx.data)
         )
+        if kind != "cookie":  # the cookie store keeps no records (it has encrypt=True)
+            row(f"wsgi_session {kind}{SEALED}", "wsgi", "ours", kind)(
+                lambda ctx, kind=kind: ours_wsgi(make_store(kind, ctx), ctx.data, seal_records=True)
+            )
     for kind in STORES:
         row(f"wsgi_session {kind} (Flask)", "flask", "ours", kind)(
             lambda ctx, kind=kind: ours_flask(make_store(kind, ctx), ctx.data)

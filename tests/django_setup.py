@@ -7,6 +7,7 @@ temporary directory, and two users.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import django
@@ -41,3 +42,14 @@ def django_project_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
             User.objects.create_user("bob", password=PASSWORD)
     _files.append(files)
     return files
+
+
+def drop_unused_middlewares() -> None:
+    """Free the middlewares earlier tests dropped, before a test changes a setting.
+
+    Each middleware listens to ``setting_changed`` (weakly) until it is freed;
+    one held only by a reference cycle lives on until the cyclic collector
+    runs, and would rebuild itself for this test's settings: a cookie-store
+    one refuses ``WSGI_SESSION_SEAL_RECORDS=True``, and rightly so.
+    """
+    gc.collect()

@@ -11,7 +11,9 @@ from typing import Any
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Session, SessionMiddleware, StoreUnavailable
+from wsgi_session.cookies import KeyRing
 from wsgi_session.record import Record
+from wsgi_session.sealing import RecordLock, RecordSealer
 from wsgi_session.serialization import EMPTY, loads
 from wsgi_session.stores.base import Store, Version
 
@@ -97,12 +99,17 @@ def store_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
+def record_lock(session_id: str, secret: str = SECRET) -> RecordLock:
+    """What opens ``session_id``'s sealed record: its id and the secret (the cookie's holder)."""
+    return RecordSealer(KeyRing(secret)).lock(session_id, store_key(session_id))
+
+
 def stored_record(store: CountingStore, session_id: str) -> Record | None:
-    """The record kept for ``session_id``, read without counting."""
+    """The record kept for ``session_id`` (sealed or not), read without counting."""
     found = store.inner.load(store_key(session_id))
     if found is None:
         return None
-    record = Record.decode(found[0])
+    record = Record.decode(found[0], record_lock(session_id))
     assert record is not None, found[0]
     return record
 
@@ -110,7 +117,7 @@ def stored_record(store: CountingStore, session_id: str) -> Record | None:
 def stored_data(store: CountingStore, session_id: str) -> dict[str, Any] | None:
     """The session data kept for ``session_id`` (``None``: no live session record)."""
     record = stored_record(store, session_id)
-    if record is None or record.forward is not None or record.text == EMPTY:
+    if record is None or record.retired or record.text == EMPTY:
         return None  # an emptied record loads as no session
     return loads(record.text)
 

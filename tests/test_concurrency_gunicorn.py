@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import SetCookie, make, parse_set_cookie, store_key
+from helpers import SetCookie, make, parse_set_cookie, record_lock, store_key
 from memcached_server import HOST
 from wsgi_server import ServerProcess, free_port, gunicorn_command, server_env
 
@@ -131,9 +131,9 @@ class Site:
         found = self.store.load(store_key(cookie.session_id))
         if found is None:
             return None
-        record = Record.decode(found[0])
+        record = Record.decode(found[0], record_lock(cookie.session_id, SECRET))  # sealed or not
         assert record is not None, found[0]
-        assert record.forward is None, record
+        assert not record.retired, record
         return loads(record.text)
 
     def counters(self) -> dict[str, int]:
@@ -203,7 +203,29 @@ def site(request: pytest.FixtureRequest, store_url: str, tmp_path: Path) -> Iter
         site.stop()
 
 
+@pytest.fixture
+def sealed_site(store_url: str, tmp_path: Path) -> Iterator[Site]:
+    """The same with ``WSGI_SESSION_SEAL_RECORDS=true``, sync workers."""
+    site = Site(store_url, "sync", tmp_path, WSGI_SESSION_SEAL_RECORDS="true")
+    site.server.start()
+    try:
+        yield site
+    finally:
+        site.stop()
+
+
 def test_concurrent_writers_in_several_processes_all_keep_their_key(site: Site) -> None:
+    writers_all_keep_their_key(site)
+
+
+def test_concurrent_writers_merge_into_sealed_records_too(sealed_site: Site) -> None:
+    cookie = writers_all_keep_their_key(sealed_site)
+    found = sealed_site.store.load(store_key(cookie.session_id))
+    assert found is not None and found[0].startswith(b"1s ")
+
+
+def writers_all_keep_their_key(site: Site) -> SetCookie:
+    """Writers held at a gate on one session, in several processes: every key is kept."""
     cookie, seeded_by = site.seed()
     keys = [f"k{n}" for n in range(WRITERS)]
     writers = site.race(keys, cookie)
@@ -227,6 +249,7 @@ def test_concurrent_writers_in_several_processes_all_keep_their_key(site: Site) 
     # The writers held at the gate all loaded one version: all but one conflicted.
     assert counts["conflicts"] == counts["merges"] >= site.slots - 1
     assert counts["dropped"] == 0
+    return cookie
 
 
 def test_logout_racing_slow_writers_in_several_processes_stays_logged_out(site: Site) -> None:

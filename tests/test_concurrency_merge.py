@@ -23,6 +23,7 @@ from helpers import (
     StartResponse,
     one_cookie,
     set_cookies,
+    store_key,
     stored_data,
     stored_record,
 )
@@ -85,6 +86,7 @@ class Race:
     """One session, one store, and a pool of threads sending requests for it."""
 
     def __init__(self, inner: Store, **options: Any) -> None:
+        self.sealed = bool(options.get("seal_records"))
         self.app = RaceApp()
         self.store = CountingStore(inner)
         self.middleware = SessionMiddleware(self.app, SECRET, store=self.store, **options)
@@ -122,9 +124,15 @@ def inner(request: pytest.FixtureRequest) -> Iterable[Store]:
     store.close()
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "sealed"])
+def sealed(request: pytest.FixtureRequest) -> bool:
+    """Records in the clear, or sealed (``seal_records=True``): the merges are the same."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def race(inner: Store) -> Iterable[Race]:
-    race = Race(inner)
+def race(inner: Store, sealed: bool) -> Iterable[Race]:
+    race = Race(inner, seal_records=sealed)
     yield race
     race.close()
 
@@ -148,6 +156,8 @@ def test_fifty_concurrent_writers_all_keep_their_key(race: Race) -> None:
         (race.cookie.session_id, False)
     }
     assert race.data() == {"seed": 1, "user": "anon", **{f"k{n}": n for n in range(50)}}
+    raw = race.store.inner.load(store_key(race.cookie.session_id))
+    assert raw is not None and raw[0].startswith(b"1s " if race.sealed else b"1 ")
     # All 50 loaded the same version, so 49 had to merge at least once.
     assert race.stats.conflicts == race.stats.merges >= 49
     assert race.stats.dropped == 0
@@ -219,9 +229,9 @@ def login(session: Session) -> None:
     ids=["browser", "permanent"],
 )
 def test_write_after_a_concurrent_regenerate_lands_under_the_new_id(
-    permanent: bool, inner: Store
+    permanent: bool, inner: Store, sealed: bool
 ) -> None:
-    race = Race(inner)
+    race = Race(inner, seal_records=sealed)
     try:
         if permanent:
             race.request(race.app.add("permanent", lambda s: setattr(s, "permanent", True)))
@@ -257,9 +267,9 @@ def test_regenerate_after_a_concurrent_write_keeps_the_write(race: Race) -> None
     assert race.request("/read").text == "{}"
 
 
-def test_stale_reader_racing_a_login_does_not_undo_it(inner: Store) -> None:
+def test_stale_reader_racing_a_login_does_not_undo_it(inner: Store, sealed: bool) -> None:
     clock = FakeClock()
-    race = Race(inner, idle_timeout=1000, refresh_interval=10, clock=clock)
+    race = Race(inner, idle_timeout=1000, refresh_interval=10, clock=clock, seal_records=sealed)
     try:
         clock.advance(60)  # the session now needs a refresh
         reader_gate = Gate()
@@ -319,9 +329,9 @@ def test_a_write_follows_a_chain_of_regenerations(race: Race) -> None:
 
 @pytest.mark.parametrize("regenerate", [False, True], ids=["same-id", "regenerated"])
 def test_a_remember_me_login_racing_a_slow_write_stays_permanent(
-    regenerate: bool, inner: Store
+    regenerate: bool, inner: Store, sealed: bool
 ) -> None:
-    race = Race(inner)
+    race = Race(inner, seal_records=sealed)
     try:
 
         def remember_me(session: Session) -> None:

@@ -18,7 +18,13 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import include, path
-from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
+from django_setup import (
+    FAST_HASHING,
+    PASSWORD,
+    USER,
+    django_project_files,
+    drop_unused_middlewares,
+)
 from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
@@ -795,3 +801,30 @@ def test_djangos_own_test_client_is_told_what_to_use() -> None:
 def test_test_client_refuses_an_application_without_the_middleware() -> None:
     with pytest.raises(ImproperlyConfigured, match="application="):
         django_test.Client(application=get_wsgi_application())  # type: ignore[arg-type]
+
+
+def test_seal_records_setting_seals_what_the_store_keeps(
+    make_client: Callable[..., Client], store: Store
+) -> None:
+    drop_unused_middlewares()
+    with override_settings(WSGI_SESSION_SEAL_RECORDS=True):
+        client = make_client()
+        _, logged_in = log_in(client)
+        found = store.load(hashlib.sha256(logged_in.session_id.encode("ascii")).hexdigest())
+        assert found is not None and Record.is_sealed(found[0])
+        assert b"_auth_user_id" not in found[0]  # the session data is sealed
+        assert "Hello, alice" in client.get("/").text
+
+
+def test_seal_records_without_cryptography_fails_at_start_up_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wsgi_session import crypto
+
+    drop_unused_middlewares()
+    monkeypatch.setattr(crypto, "AESGCM", None)  # fault injection: the package is installed
+    with (
+        pytest.raises(ImproperlyConfigured, match=r"^WSGI_SESSION_SEAL_RECORDS=True needs"),
+        override_settings(WSGI_SESSION_SEAL_RECORDS=True),
+    ):
+        make_middleware(get_wsgi_application(), store=MemoryStore())

@@ -22,7 +22,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 from django.utils import timezone
-from django_setup import FAST_HASHING, PASSWORD, USER, django_project_files
+from django_setup import (
+    FAST_HASHING,
+    PASSWORD,
+    USER,
+    django_project_files,
+    drop_unused_middlewares,
+)
 from helpers import CountingStore, FakeClock, parse_set_cookie
 from werkzeug.test import Client as WSGIClient
 
@@ -71,7 +77,15 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("bye")
 
 
+def sign_out_others(request: HttpRequest) -> HttpResponse:
+    from wsgi_session.django import sessions
+
+    assert request.user.pk is not None
+    return HttpResponse(str(sessions(request).revoke(request.user.pk, keep=request.session)))
+
+
 urlpatterns = [
+    path("e/sign-out-others/", sign_out_others),
     path("e/counter/", counter),
     path("e/read/", read),
     path("e/nothing/", nothing),
@@ -81,7 +95,8 @@ handler500 = "wsgi_session.django.engine.server_error"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock(tmp_path_factory: pytest.TempPathFactory) -> FakeClock:
+    django_project_files(tmp_path_factory)  # timezone.now() reads the settings
     return FakeClock(timezone.now().timestamp())
 
 
@@ -108,7 +123,7 @@ def engine_settings(
 ) -> Iterator[None]:
     """The engine, Django's own middleware, and a counting store on a clock the test moves."""
     django_project_files(tmp_path_factory)
-    if len(urlpatterns) == 4:
+    if len(urlpatterns) == 5:
         urlpatterns.append(path("", include("django_demo.urls")))
     with override_settings(
         SESSION_ENGINE="wsgi_session.django.engine",
@@ -478,3 +493,81 @@ def test_the_async_api() -> None:
         "age": 10,
         "flushed": True,
     }
+
+
+# -- sealing and the owner index: the backend's own write paths -------------------
+
+
+@pytest.fixture
+def settings_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The engine's backend as the settings build it: sealed, on a memory store of its own."""
+    drop_unused_middlewares()
+    with override_settings(WSGI_SESSION_STORE="memory://", WSGI_SESSION_SEAL_RECORDS=True):
+        monkeypatch.setattr(engine, "_backend", engine._build_backend)
+        engine._build_backend.cache_clear()
+        yield
+    engine._build_backend.cache_clear()
+
+
+def stored_records() -> list[bytes]:
+    inner = engine._backend().store
+    assert isinstance(inner, MemoryStore)
+    return [found[0] for key in list(inner._records) if (found := inner.load(key))]
+
+
+def test_seal_records_setting_seals_the_engines_records(settings_backend: None) -> None:
+    client = Client()
+    assert client.get("/e/counter/").content == b"1"
+    assert client.login(username=USER, password=PASSWORD)
+    assert client.get("/e/counter/").content == b"2"  # the login kept the data
+
+    raw = stored_records()
+    live = [value for value in raw if not value.startswith(b"1s F ")]
+    assert live and all(Record.is_sealed(value) for value in raw)
+    assert all(value.startswith(b"2s ") for value in live)  # owned by the user: 2s
+    for value in raw:
+        assert b'"n"' not in value and b"_auth_user_id" not in value
+
+
+def test_an_engine_login_is_listed_and_a_revoke_logs_that_client_out(
+    settings_backend: None,
+) -> None:
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username=USER)
+    phone, laptop = Client(), Client()
+    assert phone.login(username=USER, password=PASSWORD)
+    assert laptop.login(username=USER, password=PASSWORD)
+    sessions = engine.sessions()
+    listed = sessions.of(user.pk)
+    assert len(listed) == 2
+
+    # One session ended by its handle: exactly one of the two clients is logged out.
+    assert sessions.revoke_one(listed[0].handle)
+    users = sorted(client.get("/e/read/").json()["user"] for client in (phone, laptop))
+    assert users == ["", USER]
+    assert len(sessions.of(user.pk)) == 1
+
+    assert sessions.revoke(user.pk) == 1
+    assert [client.get("/e/read/").json()["user"] for client in (phone, laptop)] == ["", ""]
+    assert sessions.of(user.pk) == []
+
+
+def test_a_logout_through_the_engine_leaves_no_listed_session(settings_backend: None) -> None:
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username=USER)
+    client = Client()
+    assert client.login(username=USER, password=PASSWORD)
+    assert len(engine.sessions().of(user.pk)) == 1
+    assert client.get("/e/logout/").content == b"bye"
+    assert engine.sessions().of(user.pk) == []
+
+
+def test_sessions_of_the_request_revoke_the_other_engine_sessions(settings_backend: None) -> None:
+    phone, laptop = Client(), Client()
+    assert phone.login(username=USER, password=PASSWORD)
+    assert laptop.login(username=USER, password=PASSWORD)
+    assert laptop.get("/e/sign-out-others/").content == b"1"  # the phone's, not its own
+    assert phone.get("/e/read/").json()["user"] == ""
+    assert laptop.get("/e/read/").json()["user"] == USER

@@ -19,12 +19,13 @@ except ImportError:  # optional dependency: Cipher() says how to install it
 NONCE_BYTES = 12
 
 
-def require_cryptography() -> None:
-    """Raise a ``ConfigurationError`` naming the ``encrypt`` option without ``cryptography``."""
+def require_cryptography(setting: str = "encrypt") -> None:
+    """Raise a ``ConfigurationError`` naming ``setting`` (the option) without ``cryptography``."""
     if AESGCM is None:
         raise ConfigurationError(
-            "{encrypt}=True needs the 'cryptography' package: pip install 'wsgi-session[crypto]'",
-            "encrypt",
+            f"{{{setting}}}=True needs the 'cryptography' package: "
+            "pip install 'wsgi-session[crypto]'",
+            setting,
         )
 
 

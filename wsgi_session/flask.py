@@ -56,6 +56,7 @@ FLASK_NAMES = {
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
+    "seal_records": "SESSION_SEAL_RECORDS",
 }
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
@@ -149,7 +150,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     Read on every request: ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``,
     ``SESSION_COOKIE_*``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``
-    (the idle timeout) and ``SESSION_REFRESH_EACH_REQUEST``.
+    (the idle timeout), ``SESSION_REFRESH_EACH_REQUEST`` and ``SESSION_SEAL_RECORDS``
+    (ours: encrypt each record under a key derived from its session id).
     """
 
     def __init__(
@@ -222,6 +224,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             config.get("SESSION_COOKIE_PARTITIONED", False),
             config["PERMANENT_SESSION_LIFETIME"],
             config["SESSION_REFRESH_EACH_REQUEST"],
+            bool(config.get("SESSION_SEAL_RECORDS", False)),
         )
         found = self._derived.get(key)
         if found is None:
@@ -243,6 +246,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         partitioned: bool,
         lifetime: timedelta | int,
         refresh_each_request: bool,
+        seal_records: bool,
     ) -> tuple[CookiePolicy, Backend]:
         try:
             policy = CookiePolicy(
@@ -263,11 +267,14 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 refresh_each_request=bool(refresh_each_request),
             )
             keys = KeyRing(secret, fallbacks or ())
+            backend = make_backend(
+                self.store, keys, derived, owner_key=self.owner_key, seal_records=seal_records
+            )
         except ConfigurationError as error:
             raise ConfigurationError(
                 "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
             ) from error
-        return policy, make_backend(self.store, keys, derived, owner_key=self.owner_key)
+        return policy, backend
 
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
         """A session for a request the middleware does not wrap (``test_request_context``)."""

@@ -164,6 +164,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         refresh_each_request: bool = False,
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
+        seal_records: bool = False,
         owner_key: str | None = None,
         record_client: bool = False,
         clock: Callable[[], float] = time.time,
@@ -198,8 +199,13 @@ class SessionMiddleware(BaseSessionMiddleware):
             samesite=cookie_samesite,
             partitioned=cookie_partitioned,
         )
+        self.seal_records = bool(seal_records)
         self.backend = make_backend(
-            store, KeyRing(secret_key, fallback_keys), lifetime, owner_key=owner_key
+            store,
+            KeyRing(secret_key, fallback_keys),
+            lifetime,
+            owner_key=owner_key,
+            seal_records=self.seal_records,
         )
         self.sessions: Sessions = sessions_of(self.backend)
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any, Literal
 
+from wsgi_session.backends.slots import Slot, Slots
 from wsgi_session.errors import StoreWriteFailed
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
@@ -48,29 +49,36 @@ class ConflictStats:
 class RecordWriter:
     """Writes records to a store by compare-and-set, each kept as long as it can live."""
 
-    def __init__(self, store: Store, lifetime: Lifetime) -> None:
+    def __init__(self, store: Store, lifetime: Lifetime, slots: Slots) -> None:
         self.store = store
         self.lifetime = lifetime
+        self.slots = slots
         self.stats = ConflictStats()
 
-    def write(self, key: str, record: Record, version: Version | None) -> bool:
+    def write(self, slot: Slot, record: Record, version: Version | None) -> bool:
         """One compare-and-set of ``record``; ``False`` if the record changed meanwhile."""
-        ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
-        return self.store.save(key, record.encode(), ttl, version)
+        return self._write(slot, record, version)[0]
 
-    def create(self, key: str, record: Record) -> None:
+    def _write(self, slot: Slot, record: Record, version: Version | None) -> tuple[bool, bytes]:
+        ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
+        data = slot.encode(record)
+        return self.store.save(slot.key, data, ttl, version), data
+
+    def create(self, slot: Slot, record: Record) -> None:
         """Store a new session's first record."""
-        if self.write(key, record, None):
+        written, data = self._write(slot, record, None)
+        if written:
             return
         # A fresh 256-bit id cannot collide; "exists" means a client retry (after
         # a dropped connection) repeated a create that had landed. Ours? Fine.
-        found = self.store.load(key)
-        if found is None or found[0] != record.encode():
+        # (The very bytes: a sealed record is different each time it is sealed.)
+        found = self.store.load(slot.key)
+        if found is None or found[0] != data:
             raise StoreWriteFailed("a new session id collided with a stored one")
 
     def save(
-        self, key: str, record: Record, version: Version | None, session: Session
-    ) -> tuple[str, Record] | None:
+        self, slot: Slot, record: Record, version: Version | None, session: Session
+    ) -> tuple[Slot, Record] | None:
         """Compare-and-set ``record``, merging into newer records.
 
         Returns the key and record saved (a regenerated session's new key if a
@@ -78,10 +86,10 @@ class RecordWriter:
         """
         ours = record
         for _ in range(MAX_ATTEMPTS):
-            if self.write(key, record, version):
-                return key, record
+            if self.write(slot, record, version):
+                return slot, record
             self.stats.count("conflicts")
-            found = self._follow(key)
+            found = self._follow(slot)
             if found is None:
                 self.stats.count("dropped")
                 log.warning(
@@ -90,13 +98,13 @@ class RecordWriter:
                     "cookie expired"
                 )
                 return None
-            key, theirs, version = found
+            slot, theirs, version = found
             record = self._merged(theirs, session, ours)
             self.stats.count("merges")
         raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
 
     def retire(
-        self, old_key: str, version: Version | None, new_key: str, ours: Record, session: Session
+        self, old: Slot, version: Version | None, new: Slot, ours: Record, session: Session
     ) -> bool:
         """Replace a regenerated session's old record by a pointer to the new one, ``ours``.
 
@@ -105,34 +113,36 @@ class RecordWriter:
         lands in the new record instead of being lost. ``False``: the old record
         is gone (a concurrent logout or revocation), and the new one must go too.
         """
+        forwarding = old.forwarding(session.id, new)
         for _ in range(MAX_ATTEMPTS):
-            if self.store.save(old_key, Record.forwarding(new_key), FORWARD_TTL, version):
+            if self.store.save(old.key, forwarding, FORWARD_TTL, version):
                 return True
             self.stats.count("conflicts")
-            found = self.store.load(old_key)
+            found = self.store.load(old.key)
             if found is None:
                 return False
-            theirs = Record.decode(found[0])
-            if theirs is None or theirs.forward is not None:
+            theirs = old.decode(found[0])
+            if theirs is None or self.slots.following(theirs) is not None:
                 return True
             # Another request wrote the old record after we loaded it: carry its changes over.
             merged = self._merged(theirs, session, ours)
-            current = self.store.load(new_key)
+            current = self.store.load(new.key)
             if current is not None:
-                self.save(new_key, merged, current[1], session)
+                self.save(new, merged, current[1], session)
             version = found[1]
         raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
 
-    def _follow(self, key: str) -> tuple[str, Record, Version] | None:
-        """The live record at ``key``, following forwards left by regenerations."""
+    def _follow(self, slot: Slot) -> tuple[Slot, Record, Version] | None:
+        """The live record in ``slot``, following forwards left by regenerations."""
         for _ in range(MAX_ATTEMPTS):
-            found = self.store.load(key)
-            theirs = Record.decode(found[0]) if found else None
+            found = self.store.load(slot.key)
+            theirs = slot.decode(found[0]) if found else None
             if found is None or theirs is None:
                 return None
-            if theirs.forward is None:
-                return key, theirs, found[1]
-            key = theirs.forward
+            forward = self.slots.following(theirs)
+            if forward is None:
+                return slot, theirs, found[1]
+            slot = forward
         return None
 
     def _merged(self, theirs: Record, session: Session, ours: Record) -> Record:
@@ -153,5 +163,5 @@ class RecordWriter:
             idle_timeout = theirs.idle_timeout
         owner = ours.owner if ours.owner != origin.owner else theirs.owner
         return Record(
-            theirs.created, self.lifetime.clock(), permanent, idle_timeout, dumps(data), None, owner
+            theirs.created, self.lifetime.clock(), permanent, idle_timeout, dumps(data), owner=owner
         )

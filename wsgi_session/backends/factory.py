@@ -23,6 +23,7 @@ def make_backend(
     lifetime: Lifetime,
     *,
     owner_key: str | None = None,
+    seal_records: bool = False,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default.
 
@@ -32,9 +33,17 @@ def make_backend(
     if store is None:
         store = default_store()
     if isinstance(store, BackendFactory):
+        if seal_records:
+            raise ConfigurationError(
+                "{seal_records}=True seals a server-side store's records; {store} is "
+                "{kind}, which keeps no records (the cookie store encrypts with encrypt=True)",
+                "seal_records",
+                "store",
+                kind=type(store).__name__,
+            )
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime, owner_key)
+        return ServerSideBackend(store, keys, lifetime, owner_key, seal_records=seal_records)
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
         "store",

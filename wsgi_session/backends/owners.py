@@ -11,6 +11,8 @@ worker sees at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +23,7 @@ from wsgi_session.errors import SessionsUnsupported
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.owner import HASH_PURPOSE, Owner, OwnerHasher, decode_client, encode_client
 from wsgi_session.record import Record
+from wsgi_session.sealing import RecordSealer, can_open_sealed
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import Session
 from wsgi_session.stores.base import OwnerIndex, Store
@@ -29,6 +32,9 @@ from wsgi_session.view import SessionView
 HANDLE_PURPOSE = "wsgi_session.handle"
 INDEX_AHEAD = 2  # index entries last this many record lifetimes: re-indexing is rare
 MAX_REVOKE_PASSES = 5  # a pass catches sessions regenerated while the one before ran
+CLIENT_PURPOSE = b"wsgi_session.client.aes-256-gcm"
+# Marks a client field sealed under its owner's key; never the first character of base64url.
+SEALED_CLIENT = "~"
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,54 @@ class OwnerTracking:
     """Which key of the data names the owner, and the owner index to keep in step."""
 
     def __init__(
-        self, owner_key: str, store: OwnerIndex, keys: KeyRing, lifetime: Lifetime
+        self,
+        owner_key: str,
+        store: OwnerIndex,
+        keys: KeyRing,
+        lifetime: Lifetime,
+        *,
+        seal: bool = False,
     ) -> None:
+        """``seal``: records are sealed, and so is the client each one records.
+
+        The client (user agent, network) is sealed under a key derived from
+        the secret and the owner's hash, not the session id: listing, which
+        holds the owner but no session's id, opens it; a dump of the store
+        does not. Sealed clients stay readable with ``seal=False`` while
+        ``cryptography`` is installed.
+        """
         self.owner_key = owner_key
         self.index = store
         self.hasher = OwnerHasher(keys.derive(HASH_PURPOSE))
         self.lifetime = lifetime
+        self.seal = seal
+        self.clients = (
+            RecordSealer(keys, "seal_records", CLIENT_PURPOSE)
+            if seal or can_open_sealed()
+            else None
+        )
+
+    def client_field(self, client: tuple[str, str], digest: str) -> str:
+        """The header field recording ``client`` for the owner hashed ``digest``."""
+        field = encode_client(*client)
+        if not self.seal or self.clients is None:
+            return field
+        sealed = self.clients.lock(digest, digest).seal(field.encode("ascii"), b"")
+        return SEALED_CLIENT + base64.urlsafe_b64encode(sealed).decode("ascii")
+
+    def client_of(self, owner: Owner) -> tuple[str, str]:
+        """``(user agent, network)`` as ``owner``'s record keeps them; empty if unreadable."""
+        field = owner.client
+        if not field.startswith(SEALED_CLIENT):
+            return decode_client(field)
+        if self.clients is None:
+            return "", ""
+        try:
+            sealed = base64.urlsafe_b64decode(field[len(SEALED_CLIENT) :].encode("ascii"))
+        except (binascii.Error, ValueError):
+            return "", ""
+        opened = self.clients.lock(owner.digest, owner.digest).open(sealed, b"")
+        return decode_client(opened.decode("ascii", "replace")) if opened else ("", "")
 
     def stamp(self, session: Session, now: float, moved: bool) -> Owner | None:
         """The owner the record written now keeps (``None``: nobody's)."""
@@ -106,11 +154,15 @@ class OwnerTracking:
         previous = session.origin.owner
         digest = self.hasher.digest(owner)
         if previous is not None and previous.digest == digest:
+            if self.seal and previous.client and not previous.client.startswith(SEALED_CLIENT):
+                # Sealing was switched on: the client recorded in clear is sealed now.
+                client_field = self.client_field(self.client_of(previous), digest)
+                return previous._replace(indexed_until=until, client=client_field)
             if not moved and now + ttl < previous.indexed_until:
                 return previous  # the common write: nothing to change in the index
             return previous._replace(indexed_until=until)
         client = session.origin.client
-        return Owner(digest, until, encode_client(*client) if client else "")
+        return Owner(digest, until, self.client_field(client, digest) if client else "")
 
     def after_write(
         self, session: Session, old_key: str, new_key: str, owner: Owner | None
@@ -155,7 +207,7 @@ class OwnerSessions:
             remaining = self.lifetime.remaining(
                 record.created, record.accessed, record.idle_timeout, now
             )
-            agent, address = decode_client(record.owner.client)
+            agent, address = self.tracking.client_of(record.owner)
             found.append(
                 SessionInfo(
                     handle=self.handles.sign(key),
@@ -215,6 +267,12 @@ class OwnerSessions:
         record = self._record(key)
         if record is None:
             return 0
+        if record.forward_id is not None:
+            # A sealed forward names its new record only to the old id: that
+            # record was indexed before this one was retired, so a later pass
+            # of revoke finds it.
+            self.store.delete(key)
+            return 0
         if record.forward is not None:
             # Retired by a regeneration in flight: the session lives on there.
             target = self._record(record.forward)
@@ -230,7 +288,7 @@ class OwnerSessions:
 
     def _record(self, key: str) -> Record | None:
         found = self.store.load(key)
-        return Record.decode(found[0]) if found is not None else None
+        return Record.header(found[0]) if found is not None else None
 
     def _live(self, owner: object) -> list[tuple[str, Record]]:
         """``(key, record)`` of each live session of ``owner``; prunes stale entries."""
@@ -249,7 +307,7 @@ class OwnerSessions:
                     )
                     <= 0
                 ):
-                    if record is None or record.forward is None:  # a move in flight: its own
+                    if record is None or not record.retired:  # a move in flight: its own
                         self.index.unindex_owner(digest, key)
                     continue
                 live.append((key, record))
@@ -259,6 +317,8 @@ class OwnerSessions:
         """The store keys ``session`` has in this request: the loaded id's and a new one's."""
         if isinstance(session, SessionView):  # flask.session, Django's request.session
             session = session.raw
+        elif session is not None and not isinstance(session, Session):
+            session = getattr(session, "raw", None)  # the Django engine's request.session
         if session is None:
             return set()
         return {self.store_key(session.origin.id), self.store_key(session.id)}

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
+from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import ID_LENGTH, Origin, Session
-from wsgi_session.stores.base import OwnerIndex, Store
+from wsgi_session.stores.base import OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
@@ -30,7 +30,9 @@ class ServerSideBackend(BaseBackend):
     The store key is a SHA-256 of the id, so whoever reads the store cannot
     use what they find there as a cookie. Saves are compare-and-set: when a
     concurrent request wrote first, this request's own changes are re-applied
-    to the newer record instead of overwriting it.
+    to the newer record instead of overwriting it. ``seal_records``: each
+    record's data is encrypted under a key derived from its id
+    (:mod:`wsgi_session.sealing`), so the store alone reads none of it.
 
     With ``owner_key`` and a store that is an :class:`OwnerIndex`, each record
     keeps its owner (the value of ``session[owner_key]``, hashed) and
@@ -38,12 +40,20 @@ class ServerSideBackend(BaseBackend):
     """
 
     def __init__(
-        self, store: Store, keys: KeyRing, lifetime: Lifetime, owner_key: str | None = None
+        self,
+        store: Store,
+        keys: KeyRing,
+        lifetime: Lifetime,
+        owner_key: str | None = None,
+        *,
+        seal_records: bool = False,
     ) -> None:
         super().__init__(lifetime)
         self.store = store
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
-        self.writer = RecordWriter(store, lifetime)
+        self.seal_records = seal_records
+        self.slots = Slots(keys, seal=seal_records)
+        self.writer = RecordWriter(store, lifetime, self.slots)
         self.stats = self.writer.stats
         self.owners: OwnerTracking | None = None
         self.sessions: Sessions
@@ -57,12 +67,10 @@ class ServerSideBackend(BaseBackend):
                 "owned: the OwnerIndex protocol), so it cannot find a user's sessions"
             )
         else:
-            self.owners = OwnerTracking(owner_key, store, keys, lifetime)
+            self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
             self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
 
-    @staticmethod
-    def store_key(session_id: str) -> str:
-        return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+    store_key = staticmethod(store_key)
 
     def verify(self, cookie: str) -> tuple[str, bool] | None:
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
@@ -76,19 +84,29 @@ class ServerSideBackend(BaseBackend):
         if verified is None:  # never looked up, and left alone: another key may verify it
             return Origin.fresh(now)
         session_id, current_key = verified
-        found = self.store.load(self.store_key(session_id))
-        record = Record.decode(found[0]) if found is not None else None
+        slot = self.slots.of(session_id)
+        found = self.store.load(slot.key)
+        if found is None:
+            return Origin.fresh(now, stale_cookie=True)
+        record = slot.decode(found[0])
+        if record is None and Record.is_sealed(found[0]):
+            log.warning(
+                "sealed session record dropped: it did not authenticate "
+                "(changed in the store, sealed with a secret no longer configured, "
+                "or the 'cryptography' package is missing)"
+            )
         if (
-            found is None
-            or record is None
-            or record.forward is not None  # a regenerated session's old id stops working
+            record is None
+            or record.retired  # a regenerated session's old id stops working
             or record.text == EMPTY  # an emptied session is no session
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
             return Origin.fresh(now, stale_cookie=True)
         try:
-            return record.origin(session_id, version=found[1], resign=not current_key)
+            return record.origin(
+                session_id, version=found[1], resign=not current_key, found_at=slot
+            )
         except ValueError:
             log.warning("unreadable session record dropped")
             return Origin.fresh(now, stale_cookie=True)
@@ -99,64 +117,114 @@ class ServerSideBackend(BaseBackend):
             return "written"
         session = plan.session
         origin = session.origin
-        owners = self.owners
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
-            old_key = self.store_key(origin.id)
-            self.store.delete(old_key)
-            if owners is not None:
-                owners.forget(session, old_key, old_key, None)
+            self.remove(origin.id, session)
             return "written"
-        owner = owners.stamp(session, plan.now, moved(session)) if owners is not None else None
-        record = Record.of(session, plan.text, plan.now, owner)
+        record = self.record(session, plan.text, plan.now, moved(session))
         if action == "create":
-            new_key = self.store_key(session.id)
-            self.writer.create(new_key, record)
-            if owners is not None:
-                owners.after_write(session, new_key, new_key, owner)
+            self.write_new(session.id, session, record)
             return "written"
-        old_key = self.store_key(origin.id)
         if action == "move":
-            return self._move(session, old_key, record)
+            return self.move(origin.id, session.id, session, record)
         if action == "refresh":
-            if not self.writer.write(old_key, record, origin.version):
-                # Whoever wrote first refreshed the record too, and may have retired this id.
-                return "outrun"
-            if owners is not None:
-                owners.after_write(session, old_key, old_key, owner)
-            return "written"
-        saved = self.writer.save(old_key, record, origin.version, session)  # "update"
+            # Whoever wrote first refreshed the record too, and may have retired this id.
+            return "written" if self.refresh(origin.id, session, record) else "outrun"
+        saved = self.update(origin.id, session, record, origin.version)
         if saved is None:
             return "destroyed"
-        saved_key, saved_record = saved
-        if owners is not None and saved_record.owner == owner:
-            owners.after_write(session, old_key, saved_key, owner)
-        if saved_key != old_key:
+        saved_slot, saved_record = saved
+        if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
         if saved_record.text == EMPTY:
             return "emptied"
         return "written" if saved_record is record else "merged"
 
-    def _move(self, session: Session, old_key: str, record: Record) -> Outcome:
-        """Store ``record`` under the session's new id and retire (or delete) the old one."""
-        new_key = self.store_key(session.id)
+    # The writes below are the backend's only ones, shared by execute() and the
+    # Django engine (whose ids live in Django's session key, not in the Session):
+    # each goes through the session's slot (sealing) and keeps the owner index.
+
+    def record(self, session: Session, text: str, now: float, moved: bool) -> Record:
+        """What to store of ``session``, whose data is ``text``; ``moved``: under a new id."""
         owners = self.owners
-        self.writer.create(new_key, record)
+        owner = owners.stamp(session, now, moved) if owners is not None else None
+        return Record.of(session, text, now, owner)
+
+    def write_new(
+        self, session_id: str, session: Session, record: Record, *, exclusive: bool = False
+    ) -> bool:
+        """Store a new session's first record; ``exclusive``: ``False`` if the id is taken."""
+        new = self.slots.of(session_id)
+        if exclusive:
+            if not self.writer.write(new, record, None):
+                return False
+        else:
+            self.writer.create(new, record)
+        if self.owners is not None:
+            self.owners.after_write(session, new.key, new.key, record.owner)
+        return True
+
+    def refresh(self, session_id: str, session: Session, record: Record) -> bool:
+        """One compare-and-set of ``record`` over the loaded one; ``False`` if it changed."""
+        old = self._slot(session_id, session.origin)
+        if not self.writer.write(old, record, session.origin.version):
+            return False
+        if self.owners is not None:
+            self.owners.after_write(session, old.key, old.key, record.owner)
+        return True
+
+    def update(
+        self, session_id: str, session: Session, record: Record, version: Version | None
+    ) -> tuple[Slot, Record] | None:
+        """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`)."""
+        old = self._slot(session_id, session.origin)
+        saved = self.writer.save(old, record, version, session)
+        if saved is not None and self.owners is not None and saved[1].owner == record.owner:
+            self.owners.after_write(session, old.key, saved[0].key, record.owner)
+        return saved
+
+    def remove(self, session_id: str, session: Session | None) -> None:
+        """Delete ``session_id``'s record (and its index entry, if ``session`` loaded it)."""
+        old = (
+            self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
+        )
+        self.store.delete(old.key)
+        if self.owners is not None and session is not None:
+            self.owners.forget(session, old.key, old.key, None)
+
+    def move(
+        self, old_id: str, new_id: str, session: Session, record: Record, *, retire: bool = True
+    ) -> Outcome:
+        """Store ``record`` under ``new_id`` and retire (or delete) ``old_id``'s record.
+
+        ``retire=False``: delete it instead, as nobody else can hold it (the
+        Django engine, for a record written earlier in the same request).
+        """
+        old = self._slot(old_id, session.origin)
+        new = self.slots.of(new_id)
+        owners = self.owners
+        self.writer.create(new, record)
         if owners is not None and record.owner is not None:
             # Indexed before the old record is retired: a revocation running now
             # finds one or the other (see OwnerSessions.revoke).
-            owners.index.index_owner(record.owner.digest, new_key, record.owner.indexed_until)
-        if session.destroyed:
-            self.store.delete(old_key)
-        elif not self.writer.retire(old_key, session.origin.version, new_key, record, session):
+            owners.index.index_owner(record.owner.digest, new.key, record.owner.indexed_until)
+        if session.destroyed or not retire:
+            self.store.delete(old.key)
+        elif not self.writer.retire(old, session.origin.version, new, record, session):
             # The old record was deleted meanwhile (a logout, a revocation): the
             # session it started from is over, and must not live on under a new id.
-            self.store.delete(new_key)
+            self.store.delete(new.key)
             if owners is not None and record.owner is not None:
-                owners.index.unindex_owner(record.owner.digest, new_key)
+                owners.index.unindex_owner(record.owner.digest, new.key)
             return "destroyed"
         if owners is not None:
-            owners.forget(session, old_key, new_key, record.owner)
+            owners.forget(session, old.key, new.key, record.owner)
         return "written"
+
+    def _slot(self, session_id: str, origin: Origin) -> Slot:
+        """``session_id``'s slot: the loaded record's, whose key this request derived already."""
+        if origin.id == session_id and isinstance(origin.found_at, Slot):
+            return origin.found_at
+        return self.slots.of(session_id)
 
     def send(self, plan: Plan) -> CookieUpdate:
         return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))

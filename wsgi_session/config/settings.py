@@ -81,6 +81,7 @@ _SETTINGS = {
         _setting(
             "ON_STORE_ERROR", Choice({"fail": "fail", "degrade": "degrade"}), "on_store_error"
         ),
+        _setting("SEAL_RECORDS", Flag(), "seal_records"),
         _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
         _setting("RECORD_CLIENT", Flag(), "record_client"),
     )

@@ -42,6 +42,7 @@ from wsgi_session.view import SessionView
 from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 MIDDLEWARE_KEY = "wsgi_session.django"
+ENGINE = "wsgi_session.django.engine"  # the SESSION_ENGINE setting naming ours
 """Where the WSGI middleware made by :func:`make_middleware` puts itself in the environ."""
 
 EXPIRY_KEY = "_session_expiry"
@@ -79,9 +80,11 @@ def make_middleware(
     the options Django has no setting for. Without ``store``, the store URL in
     ``settings.WSGI_SESSION_STORE`` is used (``memcached://h1:11211,h2:11211``,
     ``sqlite:///var/lib/app/sessions.db``, ``memory://``), else the embedded
-    SQLite default. A session's owner follows ``django.contrib.auth``'s
-    ``_auth_user_id`` unless ``owner_key`` names another key (``None``: no
-    owners); :func:`sessions` lists and revokes a user's sessions.
+    SQLite default. ``settings.WSGI_SESSION_SEAL_RECORDS = True`` seals each
+    record under a key derived from its session id (needs ``wsgi-session[crypto]``).
+    A session's owner follows ``django.contrib.auth``'s ``_auth_user_id`` unless
+    ``owner_key`` names another key (``None``: no owners); :func:`sessions` lists
+    and revokes a user's sessions.
     """
     return _DjangoSessions(
         _Arguments(
@@ -99,8 +102,12 @@ def make_middleware(
 
 
 def sessions(request: HttpRequest) -> Sessions:
-    """List and revoke a user's sessions (docs/sessions-per-user.md)."""
+    """List and revoke a user's sessions: the middleware's, or the engine's (SESSION_ENGINE)."""
     middleware = request.META.get(MIDDLEWARE_KEY)  # META is the WSGI environ
+    if middleware is None and settings.SESSION_ENGINE == ENGINE:
+        from wsgi_session.django import engine  # imports this module: not at the top
+
+        return engine.sessions()
     if not isinstance(middleware, _DjangoSessions):
         raise ImproperlyConfigured(
             f"wsgi_session.django.sessions() needs the middleware: {_SETUP_HINT}"
@@ -122,6 +129,7 @@ _SETTINGS = frozenset(
         "SESSION_EXPIRE_AT_BROWSER_CLOSE",
         "SESSION_SAVE_EVERY_REQUEST",
         "WSGI_SESSION_STORE",
+        "WSGI_SESSION_SEAL_RECORDS",
     }
 )
 """The settings the middleware is built from; override_settings on them rebuilds it."""
@@ -187,6 +195,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_interval=refresh_interval,
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
+                seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
                 clock=arguments.clock,
@@ -222,6 +231,7 @@ _SETTING_NAMES = {
     "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "idle_timeout": "SESSION_COOKIE_AGE",
+    "seal_records": "WSGI_SESSION_SEAL_RECORDS",
 }
 
 

@@ -14,7 +14,12 @@ pieces rather than copies of them:
   (:class:`~wsgi_session.backends.cas.RecordWriter`): concurrent requests keep
   each other's keys, and a logout is never undone by a request in flight
   (its save raises ``UpdateError``, which Django answers as ``SessionInterrupted``);
-- with :func:`server_error` as ``handler500`` a store outage answers 503, not 500.
+- with :func:`server_error` as ``handler500`` a store outage answers 503, not 500;
+- every write goes through the backend's own write paths, so
+  ``WSGI_SESSION_SEAL_RECORDS = True`` seals the records and the owner index
+  follows ``_auth_user_id`` (or ``WSGI_SESSION_OWNER_KEY``; ``None``: no
+  owners), as with the middleware: :func:`sessions` lists and revokes a user's
+  sessions.
 
 The store comes from ``settings.WSGI_SESSION_STORE`` (a store URL), else the
 embedded SQLite file; ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` sign the ids,
@@ -37,8 +42,9 @@ from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
 from wsgi_session.backends import ServerSideBackend
+from wsgi_session.backends.owners import Sessions
 from wsgi_session.cookies import KeyRing
-from wsgi_session.django import EXPIRY_KEY, _expired, _store_from_settings
+from wsgi_session.django import EXPIRY_KEY, OWNER_KEY, _expired, _store_from_settings
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import UNAVAILABLE_BODY
@@ -47,11 +53,18 @@ from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Origin, Session, new_session_id
 from wsgi_session.stores.base import Store
 
-__all__ = ["SessionStore", "TaggedJSONSerializer", "server_error"]
+__all__ = ["SessionStore", "TaggedJSONSerializer", "server_error", "sessions"]
 
 CREATE_ATTEMPTS = 10  # a fresh 256-bit id does not collide; more means the store is broken
 _SETTINGS = frozenset(
-    {"SECRET_KEY", "SECRET_KEY_FALLBACKS", "SESSION_COOKIE_AGE", "WSGI_SESSION_STORE"}
+    {
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SESSION_COOKIE_AGE",
+        "WSGI_SESSION_STORE",
+        "WSGI_SESSION_SEAL_RECORDS",
+        "WSGI_SESSION_OWNER_KEY",
+    }
 )
 
 
@@ -81,6 +94,13 @@ def _build_backend() -> ServerSideBackend:
     try:
         keys = KeyRing(settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS)
         lifetime = Lifetime(idle_timeout=settings.SESSION_COOKIE_AGE)
+        return ServerSideBackend(
+            store,
+            keys,
+            lifetime,
+            getattr(settings, "WSGI_SESSION_OWNER_KEY", OWNER_KEY),
+            seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
+        )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(
             exc.naming(
@@ -88,10 +108,15 @@ def _build_backend() -> ServerSideBackend:
                     "secret_key": "SECRET_KEY",
                     "fallback_keys": "SECRET_KEY_FALLBACKS",
                     "idle_timeout": "SESSION_COOKIE_AGE",
+                    "seal_records": "WSGI_SESSION_SEAL_RECORDS",
                 }
             )
         ) from exc
-    return ServerSideBackend(store, keys, lifetime)
+
+
+def sessions() -> Sessions:
+    """List and revoke a user's sessions (docs/sessions-per-user.md) kept by the engine."""
+    return _backend().sessions
 
 
 def _settings_changed(setting: str, **kwargs: object) -> None:
@@ -131,9 +156,6 @@ class SessionStore(SessionBase):
         assert verified is not None  # validated on assignment
         return verified[0]
 
-    def _store_key(self, key: str) -> str:
-        return self.backend.store_key(self._session_id(key))
-
     # -- the data --------------------------------------------------------
 
     def _get_session(self, no_load: bool = False) -> Session:
@@ -143,6 +165,11 @@ class SessionStore(SessionBase):
         return self._raw
 
     _session = property(_get_session)
+
+    @property
+    def raw(self) -> Session:
+        """The request's :class:`~wsgi_session.session.Session`: ``sessions().revoke(keep=)``."""
+        return self._get_session()
 
     async def _aget_session(self, no_load: bool = False) -> Session:
         if self._raw is not None and self._raw.accessed:
@@ -209,15 +236,15 @@ class SessionStore(SessionBase):
             return
         raise RuntimeError("could not create a session record: the store refuses new keys")
 
-    def _record(self, session: Session) -> Record:
-        """What to store: the data, and Django's expiry as the record's flags.
+    def _record(self, session: Session, moved: bool = False) -> Record:
+        """What to store: the data, Django's expiry as the record's flags, the owner.
 
         Set on the session first, so a merge keeps this request's expiry only
         where it changed it, as it does for the middleware's sessions.
         """
         session.permanent = not self.get_expire_at_browser_close()
         session.idle_timeout = max(1, self.get_expiry_age())
-        return Record.of(session, session.serialize(), self.backend.clock())
+        return self.backend.record(session, session.serialize(), self.backend.clock(), moved)
 
     def save(self, must_create: bool = False) -> None:
         key = self.session_key
@@ -225,23 +252,24 @@ class SessionStore(SessionBase):
             return self.create()
         session = self._get_session(no_load=must_create)
         record = self._record(session)
-        store_key = self._store_key(key)
-        writer = self.backend.writer
+        session_id = self._session_id(key)
+        backend = self.backend
         if must_create:
-            if not writer.write(store_key, record, None):
+            if not backend.write_new(session_id, session, record, exclusive=True):
                 raise CreateError
-            self._rebase(self._session_id(key), record)
+            self._rebase(session_id, record)
             return None
         origin = session.origin
         version = origin.version
+        store_key = backend.store_key(session_id)
         if origin.new or version is None:
             # Created by this request (its version unknown) or not found when loaded.
-            found = self.backend.store.load(store_key)
+            found = backend.store.load(store_key)
             if origin.new or found is None:
                 raise UpdateError
             version = found[1]
-        saved = writer.save(store_key, record, version, session)
-        if saved is None or saved[0] != store_key:
+        saved = backend.update(session_id, session, record, version)
+        if saved is None or saved[0].key != store_key:
             # Deleted by a concurrent logout (never resurrected), or moved by a
             # concurrent login, whose response carries the new key: ours must not
             # replace it. The changes were merged into the new record.
@@ -255,30 +283,32 @@ class SessionStore(SessionBase):
             if session_key is None:
                 return
         verified = self.backend.verify(session_key)
-        if verified is not None:
-            self.backend.store.delete(self.backend.store_key(verified[0]))
+        if verified is None:
+            return
+        loaded = self._raw
+        if loaded is not None and not (loaded.accessed and loaded.origin.id == verified[0]):
+            loaded = None  # another session's key: its index entry lapses by itself
+        self.backend.remove(verified[0], loaded)
 
     def cycle_key(self) -> None:
         """New key, same data; the old record stops loading but forwards concurrent writes."""
         session = self._get_session()
         old = session.origin
-        self.create()
         if old.new:
+            self.create()
             return
-        old_key = self.backend.store_key(old.id)
-        if old.version is None:  # written earlier in this request: nobody else holds it
-            self.backend.store.delete(old_key)
-        elif self.session_key is not None:
-            new_key = self._store_key(self.session_key)
-            found = self.backend.store.load(new_key)
-            ours = Record.decode(found[0]) if found is not None else None
-            if ours is None or not self.backend.writer.retire(
-                old_key, old.version, new_key, ours, session
-            ):
-                # The old record was deleted meanwhile (a logout, a revocation): the
-                # session it started from is over and must not live on under a new key.
-                self.backend.store.delete(new_key)
-                raise UpdateError
+        session.regenerate()
+        record = self._record(session, moved=True)
+        # Written earlier in this request (version unknown): nobody else holds it.
+        retire = old.version is not None
+        outcome = self.backend.move(old.id, session.id, session, record, retire=retire)
+        self._session_key = self.backend.signer.sign(session.id)
+        self.modified = True
+        if outcome == "destroyed":
+            # The old record was deleted meanwhile (a logout, a revocation): the
+            # session it started from is over and must not live on under a new key.
+            raise UpdateError
+        self._rebase(session.id, record)
 
     async def acycle_key(self) -> None:
         await sync_to_async(self.cycle_key)()
