@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,81 @@ def test_switching_sealing_on_and_off_keeps_every_session(subject: Subject) -> N
 
     again = cookie_client(subject, cookie, seal_records=True)
     assert NOTE in read(again) and CARD in read(again)
+
+
+# -- plain records in a sealed deployment ------------------------------------------------
+
+
+def planted_plain(data: str = '{"user": "admin"}') -> bytes:
+    """A plain record, as a server that does not seal writes one (or whoever holds the store)."""
+    now = int(time.time())
+    return b"1 %d %d 0 0 %s" % (now, now, data.encode())
+
+
+def test_a_plain_record_stays_readable_until_require_sealed_refuses_it(
+    subject: Subject, caplog: pytest.LogCaptureFixture
+) -> None:
+    (cookie,) = visit(subject.client(), "/login")
+    subject.replace(cookie.session_id, planted_plain())
+
+    # Migrating (sealing on, require_sealed off): plain records are read, as old ones must be.
+    assert "admin" in read(cookie_client(subject, cookie))
+    strict = cookie_client(subject, cookie, require_sealed=True)
+    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
+        assert read(strict) == "{}"
+    assert "plain session record dropped" in caplog.text
+
+
+def test_a_planted_plain_forward_is_never_followed(
+    subject: Subject, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = subject.middleware()
+    backend = middleware.backend
+    assert isinstance(backend, ServerSideBackend)
+    (cookie,) = visit(Client(middleware), "/login")
+    victim = opened(backend, cookie.value)
+    # Whoever holds the store plants a plain record of their own and points the
+    # victim's record at it, as a regeneration by a server that does not seal would.
+    (theirs,) = visit(subject.client(seal_records=False), "/note")
+    bait = subject.raw(theirs.session_id)
+    subject.replace(cookie.session_id, b"1 F " + store_key(theirs.session_id).encode("ascii"))
+
+    victim["card"] = CARD
+    backend.commit(victim)  # conflicts: the victim's record changed under it
+
+    assert subject.raw(theirs.session_id) == bait  # nothing written where the forward points
+    everything = b"\n".join(subject.dump().values())
+    assert CARD.encode() not in everything and EMAIL.encode() not in everything
+    assert backend.stats.dropped == 1  # a session gone, as a destroyed one
+    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
+        assert read(cookie_client(subject, cookie)) == "{}"
+    assert "plain session record dropped" in caplog.text
+
+
+def test_require_sealed_without_sealing_fails_at_start_up_naming_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match="require_sealed=True") as caught:
+        SessionMiddleware(session_app(ROUTES), SECRET, store=MemoryStore(), require_sealed=True)
+    assert caught.value.settings == ("require_sealed", "seal_records")
+    with pytest.raises(ConfigurationError, match="WSGI_SESSION_REQUIRE_SEALED"):
+        from_env(
+            session_app(ROUTES),
+            {
+                "WSGI_SESSION_SECRET_KEY": SECRET,
+                "WSGI_SESSION_STORE": "memory://",
+                "WSGI_SESSION_REQUIRE_SEALED": "on",
+            },
+        )
+
+
+def test_flask_session_require_sealed_setting() -> None:
+    from flask import Flask
+
+    from wsgi_session.flask import Session as FlaskSessions
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, SESSION_REQUIRE_SEALED=True)
+    with pytest.raises(ConfigurationError, match=r"SESSION_REQUIRE_SEALED=True .*SESSION_SEAL_"):
+        FlaskSessions(app, store=MemoryStore())
 
 
 def test_gc_purges_expired_sealed_records(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ FLASK_NAMES = {
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "idle_timeout": "PERMANENT_SESSION_LIFETIME",
     "seal_records": "SESSION_SEAL_RECORDS",
+    "require_sealed": "SESSION_REQUIRE_SEALED",
 }
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
@@ -225,6 +226,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             config["PERMANENT_SESSION_LIFETIME"],
             config["SESSION_REFRESH_EACH_REQUEST"],
             bool(config.get("SESSION_SEAL_RECORDS", False)),
+            bool(config.get("SESSION_REQUIRE_SEALED", False)),
         )
         found = self._derived.get(key)
         if found is None:
@@ -247,6 +249,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         lifetime: timedelta | int,
         refresh_each_request: bool,
         seal_records: bool,
+        require_sealed: bool,
     ) -> tuple[CookiePolicy, Backend]:
         try:
             policy = CookiePolicy(
@@ -268,7 +271,12 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             )
             keys = KeyRing(secret, fallbacks or ())
             backend = make_backend(
-                self.store, keys, derived, owner_key=self.owner_key, seal_records=seal_records
+                self.store,
+                keys,
+                derived,
+                owner_key=self.owner_key,
+                seal_records=seal_records,
+                require_sealed=require_sealed,
             )
         except ConfigurationError as error:
             raise ConfigurationError(

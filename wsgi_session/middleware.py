@@ -165,6 +165,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
         seal_records: bool = False,
+        require_sealed: bool = False,
         owner_key: str | None = None,
         record_client: bool = False,
         clock: Callable[[], float] = time.time,
@@ -206,6 +207,7 @@ class SessionMiddleware(BaseSessionMiddleware):
             lifetime,
             owner_key=owner_key,
             seal_records=self.seal_records,
+            require_sealed=bool(require_sealed),
         )
         self.sessions: Sessions = sessions_of(self.backend)
 

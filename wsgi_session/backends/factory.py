@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wsgi_session.backends.base import Backend, BackendFactory
 from wsgi_session.backends.server import ServerSideBackend
+from wsgi_session.backends.slots import check_sealing
 from wsgi_session.cookies import KeyRing
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.lifetime import Lifetime
@@ -24,6 +25,7 @@ def make_backend(
     *,
     owner_key: str | None = None,
     seal_records: bool = False,
+    require_sealed: bool = False,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default.
 
@@ -33,6 +35,7 @@ def make_backend(
     if store is None:
         store = default_store()
     if isinstance(store, BackendFactory):
+        check_sealing(seal_records, require_sealed)
         if seal_records:
             raise ConfigurationError(
                 "{seal_records}=True seals a server-side store's records; {store} is "
@@ -43,7 +46,14 @@ def make_backend(
             )
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
-        return ServerSideBackend(store, keys, lifetime, owner_key, seal_records=seal_records)
+        return ServerSideBackend(
+            store,
+            keys,
+            lifetime,
+            owner_key,
+            seal_records=seal_records,
+            require_sealed=require_sealed,
+        )
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",
         "store",

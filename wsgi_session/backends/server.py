@@ -32,7 +32,9 @@ class ServerSideBackend(BaseBackend):
     concurrent request wrote first, this request's own changes are re-applied
     to the newer record instead of overwriting it. ``seal_records``: each
     record's data is encrypted under a key derived from its id
-    (:mod:`wsgi_session.sealing`), so the store alone reads none of it.
+    (:mod:`wsgi_session.sealing`), so the store alone reads none of it;
+    ``require_sealed`` then refuses the plain records a deployment that
+    switched sealing on still reads (see docs/security.md).
 
     With ``owner_key`` and a store that is an :class:`OwnerIndex`, each record
     keeps its owner (the value of ``session[owner_key]``, hashed) and
@@ -47,12 +49,13 @@ class ServerSideBackend(BaseBackend):
         owner_key: str | None = None,
         *,
         seal_records: bool = False,
+        require_sealed: bool = False,
     ) -> None:
         super().__init__(lifetime)
         self.store = store
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
-        self.slots = Slots(keys, seal=seal_records)
+        self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
         self.writer = RecordWriter(store, lifetime, self.slots)
         self.stats = self.writer.stats
         self.owners: OwnerTracking | None = None
@@ -94,6 +97,12 @@ class ServerSideBackend(BaseBackend):
                 "sealed session record dropped: it did not authenticate "
                 "(changed in the store, sealed with a secret no longer configured, "
                 "or the 'cryptography' package is missing)"
+            )
+        elif record is None and slot.seal:
+            log.warning(
+                "plain session record dropped: records are sealed, and this one is a "
+                "forward or require_sealed is on (written by a server that does not seal, "
+                "or planted in the store)"
             )
         if (
             record is None

@@ -10,8 +10,20 @@ from __future__ import annotations
 import hashlib
 
 from wsgi_session.cookies import KeyRing
+from wsgi_session.errors import ConfigurationError
 from wsgi_session.record import Record
 from wsgi_session.sealing import RecordLock, RecordSealer, can_open_sealed
+
+
+def check_sealing(seal: bool, require_sealed: bool) -> None:
+    """Refuse ``require_sealed`` without ``seal``: nothing would write the sealed records."""
+    if require_sealed and not seal:
+        raise ConfigurationError(
+            "{require_sealed}=True refuses records that are not sealed, so it needs "
+            "{seal_records}=True",
+            "require_sealed",
+            "seal_records",
+        )
 
 
 def store_key(session_id: str) -> str:
@@ -22,18 +34,34 @@ def store_key(session_id: str) -> str:
 class Slot:
     """One session's record: its key, and the lock of its id (``None``: cannot seal)."""
 
-    __slots__ = ("key", "lock", "seal")
+    __slots__ = ("key", "lock", "require_sealed", "seal")
 
-    def __init__(self, key: str, lock: RecordLock | None, seal: bool) -> None:
+    def __init__(
+        self, key: str, lock: RecordLock | None, seal: bool, require_sealed: bool = False
+    ) -> None:
         self.key = key
         self.lock = lock
         self.seal = seal and lock is not None
+        self.require_sealed = require_sealed
 
     def encode(self, record: Record) -> bytes:
         return record.encode(self.lock if self.seal else None)
 
     def decode(self, raw: bytes) -> Record | None:
-        return Record.decode(raw, self.lock)
+        """The record in ``raw``; ``None`` if it is unreadable, does not open, or is refused.
+
+        With sealing on, a plain record is refused with ``require_sealed``
+        (anyone who can write the store could have planted it), and a plain
+        forward always: only a server that does not seal, or an attacker,
+        writes one, and following it would write this session's data in the
+        clear under a key of the writer's choosing.
+        """
+        if not self.seal or Record.is_sealed(raw):
+            return Record.decode(raw, self.lock)
+        if self.require_sealed:
+            return None
+        record = Record.decode(raw)
+        return None if record is None or record.forward is not None else record
 
     def forwarding(self, new_id: str, new: Slot) -> bytes:
         """This (retired) record as a pointer to ``new``, the session's record under ``new_id``."""
@@ -47,17 +75,21 @@ class Slots:
 
     With ``seal=False`` sealed records stay readable while ``cryptography``
     is installed (a deployment switching sealing off), and new ones are plain.
+    With ``seal=True`` plain records stay readable (a deployment switching
+    sealing on) and are sealed on their next write, unless ``require_sealed``.
     """
 
-    def __init__(self, keys: KeyRing, *, seal: bool) -> None:
+    def __init__(self, keys: KeyRing, *, seal: bool, require_sealed: bool = False) -> None:
+        check_sealing(seal, require_sealed)
         self.seal = seal
+        self.require_sealed = require_sealed
         self.sealer = RecordSealer(keys) if seal or can_open_sealed() else None
 
     def of(self, session_id: str) -> Slot:
         """The slot of ``session_id``; its key is derived only if a record needs it."""
         key = store_key(session_id)
         lock = None if self.sealer is None else self.sealer.lock(session_id, key)
-        return Slot(key, lock, self.seal)
+        return Slot(key, lock, self.seal, self.require_sealed)
 
     def following(self, record: Record) -> Slot | None:
         """The slot a forwarding ``record`` points to; ``None`` if it is no forward."""

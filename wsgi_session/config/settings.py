@@ -82,6 +82,7 @@ _SETTINGS = {
             "ON_STORE_ERROR", Choice({"fail": "fail", "degrade": "degrade"}), "on_store_error"
         ),
         _setting("SEAL_RECORDS", Flag(), "seal_records"),
+        _setting("REQUIRE_SEALED", Flag(), "require_sealed"),
         _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
         _setting("RECORD_CLIENT", Flag(), "record_client"),
     )

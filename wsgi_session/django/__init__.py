@@ -130,6 +130,7 @@ _SETTINGS = frozenset(
         "SESSION_SAVE_EVERY_REQUEST",
         "WSGI_SESSION_STORE",
         "WSGI_SESSION_SEAL_RECORDS",
+        "WSGI_SESSION_REQUIRE_SEALED",
     }
 )
 """The settings the middleware is built from; override_settings on them rebuilds it."""
@@ -196,6 +197,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
                 seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
+                require_sealed=bool(getattr(settings, "WSGI_SESSION_REQUIRE_SEALED", False)),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
                 clock=arguments.clock,
@@ -232,6 +234,7 @@ _SETTING_NAMES = {
     "cookie_samesite": "SESSION_COOKIE_SAMESITE",
     "idle_timeout": "SESSION_COOKIE_AGE",
     "seal_records": "WSGI_SESSION_SEAL_RECORDS",
+    "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
 }
 
 

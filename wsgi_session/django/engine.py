@@ -63,6 +63,7 @@ _SETTINGS = frozenset(
         "SESSION_COOKIE_AGE",
         "WSGI_SESSION_STORE",
         "WSGI_SESSION_SEAL_RECORDS",
+        "WSGI_SESSION_REQUIRE_SEALED",
         "WSGI_SESSION_OWNER_KEY",
     }
 )
@@ -100,6 +101,7 @@ def _build_backend() -> ServerSideBackend:
             lifetime,
             getattr(settings, "WSGI_SESSION_OWNER_KEY", OWNER_KEY),
             seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
+            require_sealed=bool(getattr(settings, "WSGI_SESSION_REQUIRE_SEALED", False)),
         )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(
@@ -109,6 +111,7 @@ def _build_backend() -> ServerSideBackend:
                     "fallback_keys": "SECRET_KEY_FALLBACKS",
                     "idle_timeout": "SESSION_COOKIE_AGE",
                     "seal_records": "WSGI_SESSION_SEAL_RECORDS",
+                    "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
                 }
             )
         ) from exc
