@@ -406,6 +406,40 @@ def test_cycle_key_keeps_the_data_and_retires_the_old_key() -> None:
     assert SessionStore(session.session_key).load() == {"a": "c", "b": "d"}
 
 
+def test_a_write_that_followed_the_forward_survives_the_login_requests_final_save() -> None:
+    first = SessionStore()
+    first["seed"] = 1
+    first.save()
+    login, cart = SessionStore(first.session_key), SessionStore(first.session_key)
+    login["seed"], cart["seed"]  # both loaded
+    login.cycle_key()  # new key; the old record forwards to the new one
+    cart["cart"] = "x"
+    with pytest.raises(UpdateError):
+        cart.save()  # follows the forward: merged into the new record, under the new key
+    login["_auth_user_id"] = "1"
+    login.save()  # Django's middleware, at the end of the login request
+
+    assert SessionStore(login.session_key).load() == {"seed": 1, "cart": "x", "_auth_user_id": "1"}
+
+
+def test_cycle_key_after_a_save_in_the_same_request_retires_the_old_record() -> None:
+    first = SessionStore()
+    first["seed"] = 1
+    first.save()
+    login, cart = SessionStore(first.session_key), SessionStore(first.session_key)
+    login["seed"], cart["seed"]  # both loaded
+    login["step"] = 1
+    login.save()  # a save earlier in the login request: the version is unknown after it
+    login.cycle_key()  # the old record is another request's too: retired, not deleted
+    cart["cart"] = "x"
+    with pytest.raises(UpdateError):
+        cart.save()
+    login.save()
+
+    assert not SessionStore().exists(first.session_key)  # type: ignore[arg-type]
+    assert SessionStore(login.session_key).load() == {"seed": 1, "step": 1, "cart": "x"}
+
+
 def test_flush_and_clear() -> None:
     session = SessionStore()
     session["x"] = 1

@@ -84,11 +84,20 @@ class RecordWriter:
         Returns the key and record saved (a regenerated session's new key if a
         concurrent request moved it), or ``None`` if the session was destroyed.
         """
-        ours = record
+        if self.write(slot, record, version):
+            return slot, record
+        self.stats.count("conflicts")
+        return self.merge(slot, record, session)
+
+    def merge(self, slot: Slot, ours: Record, session: Session) -> tuple[Slot, Record] | None:
+        """Apply this request's changes (``ours``: ``session`` saved) to the stored record.
+
+        For a record whose version this request does not know (the Django
+        engine's, after a write earlier in the request): whatever is stored
+        may hold a concurrent request's changes, so ``ours`` must not replace it.
+        Returns as :meth:`save` does.
+        """
         for _ in range(MAX_ATTEMPTS):
-            if self.write(slot, record, version):
-                return slot, record
-            self.stats.count("conflicts")
             found = self._follow(slot)
             if found is None:
                 self.stats.count("dropped")
@@ -101,6 +110,9 @@ class RecordWriter:
             slot, theirs, version = found
             record = self._merged(theirs, session, ours)
             self.stats.count("merges")
+            if self.write(slot, record, version):
+                return slot, record
+            self.stats.count("conflicts")
         raise StoreWriteFailed(f"session save kept conflicting after {MAX_ATTEMPTS} tries")
 
     def retire(

@@ -184,9 +184,16 @@ class ServerSideBackend(BaseBackend):
     def update(
         self, session_id: str, session: Session, record: Record, version: Version | None
     ) -> tuple[Slot, Record] | None:
-        """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`)."""
+        """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`).
+
+        ``version`` ``None``: unknown, so this request's changes are merged
+        into whatever is stored (:meth:`RecordWriter.merge`).
+        """
         old = self._slot(session_id, session.origin)
-        saved = self.writer.save(old, record, version, session)
+        if version is None:
+            saved = self.writer.merge(old, record, session)
+        else:
+            saved = self.writer.save(old, record, version, session)
         if saved is not None and self.owners is not None and saved[1].owner == record.owner:
             self.owners.after_write(session, old.key, saved[0].key, record.owner)
         return saved

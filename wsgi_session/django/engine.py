@@ -141,6 +141,7 @@ class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         self.backend = _backend()
         self._raw: Session | None = None
+        self._created_id: str | None = None  # the id whose record this object created
         super().__init__(session_key)
         self.serializer = TaggedJSONSerializer
         # A cookie that did not verify (another server's key, a tampered value):
@@ -203,7 +204,8 @@ class SessionStore(SessionBase):
     def _rebase(self, session_id: str, record: Record) -> None:
         """After a write: ``record``, as stored under ``session_id``, is the new starting point.
 
-        Its compare-and-set version is unknown until the next save asks the store.
+        Its compare-and-set version is unknown, so the next save merges this
+        request's changes since (``Session.changes()``) into the stored record.
         """
         origin = record.origin(session_id, resign=False)
         self._raw = Session(lambda: origin)
@@ -260,19 +262,17 @@ class SessionStore(SessionBase):
         if must_create:
             if not backend.write_new(session_id, session, record, exclusive=True):
                 raise CreateError
+            self._created_id = session_id
             self._rebase(session_id, record)
             return None
         origin = session.origin
-        version = origin.version
-        store_key = backend.store_key(session_id)
-        if origin.new or version is None:
-            # Created by this request (its version unknown) or not found when loaded.
-            found = backend.store.load(store_key)
-            if origin.new or found is None:
-                raise UpdateError
-            version = found[1]
-        saved = backend.update(session_id, session, record, version)
-        if saved is None or saved[0].key != store_key:
+        if origin.new:  # not found when loaded
+            raise UpdateError
+        # After a write earlier in this request the version is unknown (None):
+        # update() then merges this request's changes since that write into
+        # the stored record, which a concurrent request may have changed.
+        saved = backend.update(session_id, session, record, origin.version)
+        if saved is None or saved[0].key != backend.store_key(session_id):
             # Deleted by a concurrent logout (never resurrected), or moved by a
             # concurrent login, whose response carries the new key: ours must not
             # replace it. The changes were merged into the new record.
@@ -302,8 +302,8 @@ class SessionStore(SessionBase):
             return
         session.regenerate()
         record = self._record(session, moved=True)
-        # Written earlier in this request (version unknown): nobody else holds it.
-        retire = old.version is not None
+        # Created by this request: nobody else holds its id, so it is deleted.
+        retire = old.id != self._created_id
         outcome = self.backend.move(old.id, session.id, session, record, retire=retire)
         self._session_key = self.backend.signer.sign(session.id)
         self.modified = True
