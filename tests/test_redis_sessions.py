@@ -263,6 +263,32 @@ def test_check_reaches_redis(
     assert server.address in err and ACL_PASSWORD not in err
 
 
+@pytest.mark.parametrize(
+    ("password", "secrets"),
+    [
+        ("p/w", ["user:p", "p/w", "w@"]),
+        ("p@ss/word", ["p@ss", "ss/word"]),
+        ("hun/ter2", ["hun", "ter2"]),
+        ("hu@nt?er2", ["hu@", "nt?er2", "er2"]),
+    ],
+)
+def test_a_password_with_a_slash_is_never_shown(
+    run: Callable[..., tuple[int, str, str]], password: str, secrets: list[str]
+) -> None:
+    # Written as is, not percent-encoded: the URL parser takes the password's
+    # "/" or "?" for the end of the host, so the password lands in the path or query.
+    url = f"redis://user:{password}@host:6379/0"
+    with pytest.raises(ConfigurationError) as raised:
+        load_env({"WSGI_SESSION_SECRET_KEY": SECRET, "WSGI_SESSION_STORE": url})
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=url)
+
+    assert status != 0 and "WSGI_SESSION_STORE" in err
+    for shown in (str(raised.value), out + err):
+        assert "percent-encode" in shown
+        for secret in secrets:
+            assert secret not in shown
+
+
 @pytest.mark.parametrize("scheme", REDIS_SCHEMES)
 def test_gc_has_nothing_to_do_on_redis(
     run: Callable[..., tuple[int, str, str]], scheme: str

@@ -201,13 +201,14 @@ class SessionMiddleware(BaseSessionMiddleware):
             partitioned=cookie_partitioned,
         )
         self.seal_records = bool(seal_records)
+        self.require_sealed = bool(require_sealed)
         self.backend = make_backend(
             store,
             KeyRing(secret_key, fallback_keys),
             lifetime,
             owner_key=owner_key,
             seal_records=self.seal_records,
-            require_sealed=bool(require_sealed),
+            require_sealed=self.require_sealed,
         )
         self.sessions: Sessions = sessions_of(self.backend)
 

@@ -6,16 +6,15 @@ Each scheme is one builder function and its query options in :data:`_STORES`;
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from wsgi_session.backends import BackendFactory, CookieStore
 from wsgi_session.config.values import Flag, Kind, Number, Text
 from wsgi_session.errors import ConfigurationError
-from wsgi_session.stores.base import Store
+from wsgi_session.stores.base import BadOption, Store, read_query
 
 AnyStore = Store | BackendFactory
 DEFAULT_STORE = "sqlite://"
@@ -64,8 +63,19 @@ def parse_store_url(text: str) -> AnyStore:
 
 
 def without_password(url: str) -> str:
-    """``url`` with any password masked, fit to show in an error."""
-    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
+    """``url`` with any password masked, fit to show in an error.
+
+    Everything between ``//`` and the last ``@`` is the user and password,
+    whatever it holds: a password with a ``/``, ``?`` or ``#`` in it is not
+    where a URL parser looks for one, and must still not be shown.
+    """
+    scheme, slashes, rest = url.partition("//")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not (slashes and at):
+        return url
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"
+    return f"{scheme}//{shown}@{hosts}"
 
 
 class StoreURL(Kind):
@@ -87,19 +97,13 @@ def _query(url: SplitResult, kinds: Mapping[str, Kind]) -> dict[str, Any]:
     """The URL's query options, parsed by ``kinds``; ``ValueError`` names a bad one."""
     if url.fragment:
         raise ValueError("a store URL has no #fragment")
-    options: dict[str, Any] = {}
-    for name, text in parse_qsl(url.query, keep_blank_values=True):
-        kind = kinds.get(name)
-        if kind is None:
-            known = ", ".join(kinds) or "none"
-            raise ValueError(f"unknown option {name!r} for {url.scheme}:// (known: {known})")
-        if name in options:
-            raise ValueError(f"option {name!r} is given twice")
-        try:
-            options[name] = kind.parse(text)
-        except ValueError:
-            raise ValueError(f"option {name}={text!r} must be {kind.allowed}") from None
-    return options
+    try:
+        return read_query(url.query, {name: kind.parse for name, kind in kinds.items()})
+    except BadOption as bad:
+        allowed = kinds[bad.name].allowed
+        raise ValueError(f"option {bad.name}={bad.text!r} must be {allowed}") from None
+    except ValueError as exc:
+        raise ValueError(f"{exc} in a {url.scheme}:// URL") from None
 
 
 def _no_location(url: SplitResult, form: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+from wsgi_session.stores.base import parse_flag
+
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:\d+[dhms])+")
 HIDDEN = "(hidden)"
@@ -72,14 +72,9 @@ class Flag(Kind):
         )
 
     def parse(self, text: str) -> object:
-        word = text.lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        if self.unset_word is not None and word == self.unset_word:
+        if self.unset_word is not None and text.lower() == self.unset_word:
             return None
-        raise ValueError("not a boolean")
+        return parse_flag(text)
 
     def show(self, value: object) -> str:
         if value is None:

@@ -7,7 +7,9 @@ compare-and-set: whatever ``load`` returned is handed back to ``save``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 Version = object
 """Opaque compare-and-set token: a row version, a memcached CAS unique, ..."""
@@ -66,3 +68,50 @@ class OwnerIndex(Protocol):
     def owned(self, owner: str) -> list[str]:
         """The keys listed under ``owner`` and not yet past their ``until``."""
         ...
+
+
+# -- URL query options -----------------------------------------------------------------
+# Read here once for the stores' own URLs (Redis) and config/'s store URLs and flags.
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def parse_flag(text: str) -> bool:
+    """true/false, also yes/no, on/off, 1/0 (any case); ``ValueError`` otherwise."""
+    word = text.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError("not a boolean")
+
+
+class BadOption(ValueError):
+    """A query option whose value its reader refused: ``name`` and ``text`` say which."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(f"option {name}={text!r} is not valid")
+        self.name = name
+        self.text = text
+
+
+def read_query(query: str, readers: Mapping[str, Callable[[str], object]]) -> dict[str, object]:
+    """A URL's ``query`` options, each read by its reader in ``readers``.
+
+    ``ValueError`` for an unknown or repeated option, :class:`BadOption` for
+    a value its reader refused.
+    """
+    options: dict[str, object] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True):
+        read = readers.get(name)
+        if read is None:
+            known = ", ".join(readers) or "none"
+            raise ValueError(f"unknown option {name!r} (known: {known})")
+        if name in options:
+            raise ValueError(f"option {name!r} given twice")
+        try:
+            options[name] = read(text)
+        except ValueError:
+            raise BadOption(name, text) from None
+    return options

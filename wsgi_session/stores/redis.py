@@ -36,7 +36,7 @@ from wsgi_session.errors import (
     StoreWriteFailed,
     check_seconds,
 )
-from wsgi_session.stores.base import Version
+from wsgi_session.stores.base import BadOption, Version, parse_flag, read_query
 
 __all__ = ["SCHEMES", "RedisStore"]
 
@@ -81,8 +81,6 @@ _REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 _ADDRESS = re.compile(
     r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/,@]+))(?::(?P<port>\d+))?"
 )
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
 _CERT_REQS = ("required", "optional", "none")
 
 Client = Any
@@ -92,14 +90,6 @@ Address = tuple[str, int]
 
 def _seconds(text: str) -> float:
     return float(text)
-
-
-def _flag(text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ValueError("not a boolean")
 
 
 # The options a URL's query may carry, and how each is read.
@@ -115,7 +105,7 @@ _QUERY_OPTIONS: dict[str, Callable[[str], object]] = {
     "ssl_certfile": str,
     "ssl_keyfile": str,
     "ssl_cert_reqs": str,
-    "ssl_check_hostname": _flag,
+    "ssl_check_hostname": parse_flag,
 }
 _TLS_OPTIONS = tuple(name for name in _QUERY_OPTIONS if name.startswith("ssl_"))
 _DEFAULTS: dict[str, object] = {
@@ -141,6 +131,14 @@ class _Target:
             raise _error("url", f"scheme must be one of {', '.join(s + '://' for s in SCHEMES)}")
         if parts.fragment:
             raise _error("url", "has a #fragment")
+        if "@" in parts.path + parts.query:
+            # A password with a "/" or "?" ends the host early: what follows is
+            # no host, path or option, and naming it in an error would show it.
+            raise _error(
+                "url",
+                "has an '@' after its host: percent-encode '/', '?', '#' and '@' in a user "
+                "name, password or option (%2F, %3F, %23, %40)",
+            )
         userinfo, _, hosts = parts.netloc.rpartition("@")
         user, has_password, password = userinfo.partition(":")
         self.username = unquote(user) or None
@@ -581,23 +579,17 @@ def _error(setting: str, problem: str) -> ConfigurationError:
 
 
 def _query_options(parts: SplitResult) -> dict[str, object]:
-    options: dict[str, object] = {}
-    for name, text in parse_qsl(parts.query, keep_blank_values=True):
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
         if name in ("password", "username"):
             raise _error(
                 "url", f"takes the {name} before the host (user:password@), not as ?{name}="
             )
-        read = _QUERY_OPTIONS.get(name)
-        if read is None:
-            known = ", ".join(_QUERY_OPTIONS)
-            raise _error("url", f"has an unknown option {name!r} (known: {known})")
-        if name in options:
-            raise _error("url", f"gives option {name!r} twice")
-        try:
-            options[name] = read(text)
-        except ValueError:
-            raise _error(name, f"cannot be {text!r}") from None
-    return options
+    try:
+        return read_query(parts.query, _QUERY_OPTIONS)
+    except BadOption as bad:
+        raise _error(bad.name, f"cannot be {bad.text!r}") from None
+    except ValueError as exc:
+        raise _error("url", f"has an {exc}") from None
 
 
 def _addresses(hosts: str, default_port: int, form: str) -> tuple[Address, ...]:
