@@ -13,6 +13,7 @@ from hostile import ADAPTER_APPS, COOKIE_NAMES, Subject, django_urls, setup_djan
 from wsgi_session import StoreUnavailable
 from wsgi_session.middleware import UNAVAILABLE_BODY
 from wsgi_session.outage import OutageLog
+from wsgi_session.session import new_session_id
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,23 @@ def test_an_outage_logs_one_traceback_then_counts_then_the_recovery(
     assert "unavailable" in first
     assert "still unavailable: 50 more requests affected (51 in" in summary
     assert "answers again" in recovered and "60 requests were affected" in recovered
+
+
+def test_an_outage_seen_only_by_visitors_without_a_session_logs_the_recovery(
+    down_store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, middleware, _ = make(store=down_store)
+    # A visitor whose session is gone (expired, logged out): each load finds nothing.
+    client.set_cookie("session", middleware.backend.signer.sign(new_session_id()))  # type: ignore[attr-defined]
+    caplog.set_level(logging.INFO, logger="wsgi_session")
+
+    assert client.get("/read").status_code == 503
+    down_store.fail = set()
+    assert client.get("/read").status_code == 200
+
+    messages = [r.getMessage() for r in caplog.records if r.name == "wsgi_session"]
+    assert len(messages) == 2 and "unavailable" in messages[0], messages
+    assert "answers again" in messages[1] and "1 requests were affected" in messages[1]
 
 
 def test_the_outage_log_counts_from_many_threads() -> None:

@@ -104,8 +104,10 @@ class BaseSessionMiddleware:
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
             return Origin.fresh(self.lifetime.clock(), degraded=True)
-        if not origin.new:
-            self.outage.success()  # a record came back: the store answers
+        if not origin.new or origin.stale_cookie:
+            # The store answered (with a record or without one). A request with
+            # no cookie never asked it, so it proves nothing about an outage.
+            self.outage.success()
         if self.record_client:
             # Kept raw: encoded only if this request logs in (see backends/owners.py).
             origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
