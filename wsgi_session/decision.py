@@ -49,8 +49,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.serialization import EMPTY
-from wsgi_session.session import Origin, Session
+from wsgi_session.session import EMPTY, Origin, Session
 
 # Plain strings, not enums: an enum member costs a slow attribute lookup on
 # Python 3.11, and the decision runs on every request that uses its session.

@@ -9,7 +9,8 @@ from typing import Any
 
 from wsgi_session.errors import SessionSealed
 from wsgi_session.owner import Owner
-from wsgi_session.serialization import EMPTY, PLAIN_TYPES, dumps, loads
+from wsgi_session.serialization import EMPTY as EMPTY  # re-exported for the decision module
+from wsgi_session.serialization import PLAIN_TYPES, dumps, loads
 
 ID_BYTES = 32  # 256 random bits
 ID_LENGTH = -(-ID_BYTES * 4 // 3)  # characters of unpadded URL-safe base64: 43

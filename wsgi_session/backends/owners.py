@@ -27,7 +27,6 @@ from wsgi_session.sealing import RecordSealer, can_open_sealed
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import Session
 from wsgi_session.stores.base import OwnerIndex, Store
-from wsgi_session.view import SessionView
 
 HANDLE_PURPOSE = "wsgi_session.handle"
 INDEX_AHEAD = 2  # index entries last this many record lifetimes: re-indexing is rare
@@ -53,11 +52,9 @@ class SessionInfo:
 class Sessions(Protocol):
     """What ``middleware.sessions`` offers."""
 
-    def of(
-        self, owner: object, current: Session | SessionView | None = None
-    ) -> list[SessionInfo]: ...
+    def of(self, owner: object, current: Session | object = None) -> list[SessionInfo]: ...
 
-    def revoke(self, owner: object, keep: Session | SessionView | None = None) -> int: ...
+    def revoke(self, owner: object, keep: Session | object = None) -> int: ...
 
     def revoke_one(self, handle: str) -> bool: ...
 
@@ -68,10 +65,10 @@ class NoSessions:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def of(self, owner: object, current: Session | SessionView | None = None) -> list[SessionInfo]:
+    def of(self, owner: object, current: Session | object = None) -> list[SessionInfo]:
         raise SessionsUnsupported(self.reason)
 
-    def revoke(self, owner: object, keep: Session | SessionView | None = None) -> int:
+    def revoke(self, owner: object, keep: Session | object = None) -> int:
         raise SessionsUnsupported(self.reason)
 
     def revoke_one(self, handle: str) -> bool:
@@ -197,7 +194,7 @@ class OwnerSessions:
         self.handles: CookieSigner = keys.signer(HANDLE_PURPOSE)
         self.store_key = store_key
 
-    def of(self, owner: object, current: Session | SessionView | None = None) -> list[SessionInfo]:
+    def of(self, owner: object, current: Session | object = None) -> list[SessionInfo]:
         """``owner``'s live sessions, oldest first; ``current``: the request's ``Session``."""
         now = self.lifetime.clock()
         current_keys = self._keys_of(current)
@@ -221,7 +218,7 @@ class OwnerSessions:
             )
         return sorted(found, key=lambda info: info.created)
 
-    def revoke(self, owner: object, keep: Session | SessionView | None = None) -> int:
+    def revoke(self, owner: object, keep: Session | object = None) -> int:
         """End every session of ``owner`` but ``keep``'s; returns how many were live.
 
         The records are deleted, so every worker refuses them from the next
@@ -313,12 +310,12 @@ class OwnerSessions:
                 live.append((key, record))
         return live
 
-    def _keys_of(self, session: Session | SessionView | None) -> set[str]:
+    def _keys_of(self, session: Session | object) -> set[str]:
         """The store keys ``session`` has in this request: the loaded id's and a new one's."""
-        if isinstance(session, SessionView):  # flask.session, Django's request.session
-            session = session.raw
-        elif session is not None and not isinstance(session, Session):
-            session = getattr(session, "raw", None)  # the Django engine's request.session
-        if session is None:
+        if not isinstance(session, Session):
+            # A view of it (flask.session, Django's request.session, the engine's):
+            # each holds the request's Session as ``raw``.
+            session = getattr(session, "raw", None)
+        if not isinstance(session, Session):
             return set()
         return {self.store_key(session.origin.id), self.store_key(session.id)}
