@@ -406,12 +406,20 @@ def test_cycle_key_keeps_the_data_and_retires_the_old_key() -> None:
     assert SessionStore(session.session_key).load() == {"a": "c", "b": "d"}
 
 
-def test_a_write_that_followed_the_forward_survives_the_login_requests_final_save() -> None:
+def _two_requests_on_one_session() -> tuple[str, SessionStore, SessionStore]:
+    """A stored session's key, and two requests that both loaded it: a login and a cart."""
     first = SessionStore()
     first["seed"] = 1
     first.save()
-    login, cart = SessionStore(first.session_key), SessionStore(first.session_key)
+    key = first.session_key
+    assert key is not None
+    login, cart = SessionStore(key), SessionStore(key)
     login["seed"], cart["seed"]  # both loaded
+    return key, login, cart
+
+
+def test_a_write_that_followed_the_forward_survives_the_login_requests_final_save() -> None:
+    _, login, cart = _two_requests_on_one_session()
     login.cycle_key()  # new key; the old record forwards to the new one
     cart["cart"] = "x"
     with pytest.raises(UpdateError):
@@ -423,11 +431,7 @@ def test_a_write_that_followed_the_forward_survives_the_login_requests_final_sav
 
 
 def test_cycle_key_after_a_save_in_the_same_request_retires_the_old_record() -> None:
-    first = SessionStore()
-    first["seed"] = 1
-    first.save()
-    login, cart = SessionStore(first.session_key), SessionStore(first.session_key)
-    login["seed"], cart["seed"]  # both loaded
+    key, login, cart = _two_requests_on_one_session()
     login["step"] = 1
     login.save()  # a save earlier in the login request: the version is unknown after it
     login.cycle_key()  # the old record is another request's too: retired, not deleted
@@ -436,7 +440,7 @@ def test_cycle_key_after_a_save_in_the_same_request_retires_the_old_record() -> 
         cart.save()
     login.save()
 
-    assert not SessionStore().exists(first.session_key)  # type: ignore[arg-type]
+    assert not SessionStore().exists(key)
     assert SessionStore(login.session_key).load() == {"seed": 1, "step": 1, "cart": "x"}
 
 

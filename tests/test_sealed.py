@@ -187,6 +187,13 @@ def read(client: Client) -> str:
     return response.text
 
 
+def assert_dropped(client: Client, caplog: pytest.LogCaptureFixture, warning: str) -> None:
+    """The client's record is dropped: a fresh session, and ``warning`` logged."""
+    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
+        assert read(client) == "{}"
+    assert warning in caplog.text
+
+
 # -- a stolen dump --------------------------------------------------------------
 
 
@@ -249,9 +256,7 @@ def test_a_record_edited_in_the_store_is_dropped_with_a_warning(
     (cookie,) = visit(client, "/login")
     subject.replace(cookie.session_id, tamper(subject.raw(cookie.session_id)))
 
-    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
-        assert read(client) == "{}"
-    assert "sealed session record dropped" in caplog.text
+    assert_dropped(client, caplog, "sealed session record dropped")
 
 
 def test_a_record_moved_to_another_sessions_key_is_dropped(
@@ -394,9 +399,7 @@ def test_a_plain_record_stays_readable_until_require_sealed_refuses_it(
     # Migrating (sealing on, require_sealed off): plain records are read, as old ones must be.
     assert "admin" in read(cookie_client(subject, cookie))
     strict = cookie_client(subject, cookie, require_sealed=True)
-    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
-        assert read(strict) == "{}"
-    assert "plain session record dropped" in caplog.text
+    assert_dropped(strict, caplog, "plain session record dropped")
 
 
 def test_a_planted_plain_forward_is_never_followed(
@@ -420,9 +423,7 @@ def test_a_planted_plain_forward_is_never_followed(
     everything = b"\n".join(subject.dump().values())
     assert CARD.encode() not in everything and EMAIL.encode() not in everything
     assert backend.stats.dropped == 1  # a session gone, as a destroyed one
-    with caplog.at_level(logging.WARNING, logger="wsgi_session"):
-        assert read(cookie_client(subject, cookie)) == "{}"
-    assert "plain session record dropped" in caplog.text
+    assert_dropped(cookie_client(subject, cookie), caplog, "plain session record dropped")
 
 
 def test_require_sealed_without_sealing_fails_at_start_up_naming_the_setting() -> None:
