@@ -816,6 +816,18 @@ def test_seal_records_setting_seals_what_the_store_keeps(
         assert "Hello, alice" in client.get("/").text
 
 
+def test_require_sealed_without_sealing_fails_at_start_up_naming_the_settings() -> None:
+    drop_unused_middlewares()
+    with (
+        pytest.raises(
+            ImproperlyConfigured,
+            match=r"^WSGI_SESSION_REQUIRE_SEALED=True .* needs WSGI_SESSION_SEAL_RECORDS=True",
+        ),
+        override_settings(WSGI_SESSION_REQUIRE_SEALED=True),
+    ):
+        make_middleware(get_wsgi_application(), store=MemoryStore())
+
+
 def test_seal_records_without_cryptography_fails_at_start_up_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

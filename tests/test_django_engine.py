@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieStore
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -544,6 +545,21 @@ def settings_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setattr(engine, "_backend", engine._build_backend)
         engine._build_backend.cache_clear()
         yield
+    engine._build_backend.cache_clear()
+
+
+def test_the_engine_refuses_require_sealed_without_sealing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.conf import settings
+
+    # Set directly, not with override_settings: its signal would rebuild the
+    # Django middlewares other tests hold, which refuse the setting too.
+    monkeypatch.setattr(settings, "WSGI_SESSION_REQUIRE_SEALED", True, raising=False)
+    engine._build_backend.cache_clear()
+    with pytest.raises(ImproperlyConfigured, match=r"^WSGI_SESSION_REQUIRE_SEALED=True"):
+        engine._build_backend()
+    monkeypatch.undo()
     engine._build_backend.cache_clear()
 
 
