@@ -13,10 +13,12 @@ of values.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from flask.sessions import SessionInterface as FlaskSessionInterface
@@ -59,6 +61,21 @@ FLASK_NAMES = {
 }
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
+# Every setting the cookie policy and backend derive from, as app.config holds them.
+_READ_SETTINGS = itemgetter(
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "SESSION_COOKIE_NAME",
+    "SESSION_COOKIE_DOMAIN",
+    "SESSION_COOKIE_PATH",
+    "APPLICATION_ROOT",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PARTITIONED",
+    "PERMANENT_SESSION_LIFETIME",
+    "SESSION_REFRESH_EACH_REQUEST",
+)
 
 
 class FlaskSession(SessionView, SessionMixin):
@@ -70,9 +87,7 @@ class FlaskSession(SessionView, SessionMixin):
     :class:`wsgi_session.Session` itself, the one in the WSGI environ.
     """
 
-    def __init__(self, session: RequestSession, detached: Detached | None = None) -> None:
-        super().__init__(session)
-        self.detached = detached
+    detached: Detached | None = None  # set on a session opened outside the middleware
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.raw)
@@ -184,7 +199,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if isinstance(environ.get(self.environ_key), RequestSession):
+        found = environ.get(self.environ_key)
+        if found is not None and isinstance(found, RequestSession):
             # A session middleware around several apps mounted in one process (a
             # Django project's, say) opened the session: Flask shares it.
             return self.app(environ, start_response)
@@ -195,6 +211,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
+
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        return self.settings()
 
     @property
     def sessions(self) -> Sessions:
@@ -207,8 +226,29 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""
         config = self.flask_app.config
+        try:
+            # The settings as they are, read in one call: the usual case.
+            return self._derived[_READ_SETTINGS(config)]
+        except (KeyError, TypeError):
+            # Not derived yet, a setting older Flask versions lack, or unhashable
+            # fallback keys (a list).
+            pass
+        key = self._settings_key(config)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derive(*key)
+            if len(self._derived) >= MAX_CACHED:
+                self._derived.clear()
+            self._derived[key] = found
+            with contextlib.suppress(KeyError, TypeError):
+                self._derived[_READ_SETTINGS(config)] = found
+        return found
+
+    @staticmethod
+    def _settings_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The settings the policy and backend derive from, in ``_derive``'s order, hashable."""
         fallbacks = config.get("SECRET_KEY_FALLBACKS")
-        key = (
+        return (
             config["SECRET_KEY"],
             fallbacks
             if fallbacks is None or isinstance(fallbacks, (str, bytes))
@@ -223,12 +263,6 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             config["PERMANENT_SESSION_LIFETIME"],
             config["SESSION_REFRESH_EACH_REQUEST"],
         )
-        found = self._derived.get(key)
-        if found is None:
-            if len(self._derived) >= MAX_CACHED:
-                self._derived.clear()
-            found = self._derived[key] = self._derive(*key)
-        return found
 
     def _derive(
         self,
@@ -272,8 +306,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
         """A session for a request the middleware does not wrap (``test_request_context``)."""
         policy, backend = self.settings()
-        session = RequestSession(lambda: backend.open(policy.read(environ)))
-        return FlaskSession(session, Detached(environ, policy, backend))
+        session = FlaskSession(RequestSession(lambda: backend.open(policy.read(environ))))
+        session.detached = Detached(environ, policy, backend)
+        return session
 
 
 class SessionInterface(FlaskSessionInterface):
@@ -283,7 +318,7 @@ class SessionInterface(FlaskSessionInterface):
         self.middleware = middleware
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
-        if not app.secret_key:
+        if not app.config["SECRET_KEY"]:  # app.secret_key, without its descriptor call
             return None  # Flask's NullSession: readable, and raises on a write
         found = request.environ.get(self.middleware.environ_key)
         if isinstance(found, RequestSession):

@@ -74,6 +74,10 @@ class BaseSessionMiddleware:
         """The backend for this request."""
         raise NotImplementedError
 
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        """Both hooks' answers at once; a subclass that derives them together overrides this."""
+        return self.cookie_policy(environ), self.backend_for(environ)
+
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         """Whether a permanent session's cookie is re-sent even by a request that never used it."""
         return self.lifetime.refresh_each_request
@@ -88,28 +92,6 @@ class BaseSessionMiddleware:
                 raise
             return response.unavailable()
         return response.finish(app_iter)
-
-    def open_session(
-        self, policy: CookiePolicy, backend: Backend, environ: WSGIEnvironment
-    ) -> Origin:
-        """Load the request's session (on its first use)."""
-        cookie = policy.read(environ)
-        try:
-            origin = backend.open(cookie)
-        except StoreUnavailable as exc:
-            if self.on_store_error == "fail":
-                self.outage.failure("session store unavailable; answering 503", exc)
-                raise
-            self.outage.failure(
-                "session store unavailable; serving empty sessions, their changes dropped", exc
-            )
-            return Origin.fresh(self.lifetime.clock(), degraded=True)
-        if not origin.new:
-            self.outage.success()  # a record came back: the store answers
-        if self.record_client:
-            # Kept raw: encoded only if this request logs in (see backends/owners.py).
-            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
-        return origin
 
     def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
         """Persist an accessed session; raises if the store did not acknowledge."""
@@ -202,12 +184,23 @@ class SessionMiddleware(BaseSessionMiddleware):
             store, KeyRing(secret_key, fallback_keys), lifetime, owner_key=owner_key
         )
         self.sessions: Sessions = sessions_of(self.backend)
+        # Both hooks' answers, fixed at start-up, unless a subclass overrides a
+        # hook (the Django adapter does): then they are asked per request.
+        cls = type(self)
+        fixed = (
+            cls.cookie_policy is SessionMiddleware.cookie_policy
+            and cls.backend_for is SessionMiddleware.backend_for
+        )
+        self._settings = (self.policy, self.backend) if fixed else None
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.backend
+
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        return self._settings or super().settings_for(environ)
 
 
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
@@ -245,15 +238,29 @@ class _Response:
         self.extra_headers = _NO_HEADERS
 
     def open_session(self) -> Origin:
+        """Load the request's session (on its first use)."""
         # The hooks are asked only now: a request that never uses its session
         # (most static pages) pays for neither.
-        self.policy = self.middleware.cookie_policy(self.environ)
-        self.backend = self.middleware.backend_for(self.environ)
+        middleware = self.middleware
+        environ = self.environ
+        self.policy, self.backend = policy, backend = middleware.settings_for(environ)
         try:
-            return self.middleware.open_session(self.policy, self.backend, self.environ)
-        except StoreUnavailable:
-            self.load_failed = True
-            raise
+            origin = backend.open(policy.read(environ))
+        except StoreUnavailable as exc:
+            if middleware.on_store_error == "fail":
+                self.load_failed = True
+                middleware.outage.failure("session store unavailable; answering 503", exc)
+                raise
+            middleware.outage.failure(
+                "session store unavailable; serving empty sessions, their changes dropped", exc
+            )
+            return Origin.fresh(middleware.lifetime.clock(), degraded=True)
+        if not origin.new:
+            middleware.outage.success()  # a record came back: the store answers
+        if middleware.record_client:
+            # Kept raw: encoded only if this request logs in (see backends/owners.py).
+            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
+        return origin
 
     def start_response(
         self, status: str, headers: Headers, exc_info: ExcInfo | None = None
@@ -306,7 +313,7 @@ class _Response:
         middleware = self.middleware
         if not middleware.refreshes_each_request(self.environ):
             return False
-        if middleware.cookie_policy(self.environ).read(self.environ) is None:
+        if middleware.settings_for(self.environ)[0].read(self.environ) is None:
             return False
         try:
             permanent = self.session.permanent  # loads it
