@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Literal
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
@@ -392,21 +393,24 @@ def _with_session_headers(headers: Headers, extra: Headers) -> Headers:
         return headers
     result = list(headers)
     for name, value in extra:
-        if name == "Vary":
-            _add_vary_cookie(result)
-        else:
+        if name != "Vary":
             result.append((name, value))
+        elif "vary" in map(str.lower, map(_header_name, result)):  # one scan, no Python frame
+            _add_vary_cookie(result)
+        else:  # the usual response: no Vary of its own
+            result.append(("Vary", "Cookie"))
     return result
 
 
+_header_name = itemgetter(0)
+
+
 def _add_vary_cookie(headers: Headers) -> None:
+    """Add ``Cookie`` to the Vary header(s) ``headers`` has."""
     vary = [index for index, (name, _) in enumerate(headers) if name.lower() == "vary"]
     for index in vary:
         tokens = {token.strip().lower() for token in headers[index][1].split(",")}
         if "cookie" in tokens or "*" in tokens:
             return
-    if not vary:
-        headers.append(("Vary", "Cookie"))
-        return
     name, value = headers[vary[0]]
     headers[vary[0]] = (name, f"{value}, Cookie" if value.strip() else "Cookie")
