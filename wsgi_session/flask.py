@@ -321,18 +321,21 @@ class SessionInterface(FlaskSessionInterface):
         if not app.config["SECRET_KEY"]:  # app.secret_key, without its descriptor call
             return None  # Flask's NullSession: readable, and raises on a write
         found = request.environ.get(self.middleware.environ_key)
-        if isinstance(found, RequestSession):
+        # The exact type first: isinstance against an ABC is a Python call per request.
+        if type(found) is RequestSession or isinstance(found, RequestSession):
             return FlaskSession(found)
         # No middleware around this request: the test client's
         # session_transaction(), or a test_request_context().
         return self.middleware.detached_session(request.environ)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession) or session.detached is None:
+        # Not isinstance(session, FlaskSession): an ABC's check is a Python call per request.
+        detached: Detached | None = getattr(session, "detached", None)
+        if detached is None:
             return  # the middleware commits when the response starts
+        assert isinstance(session, FlaskSession)
         if not session.accessed:
             return
-        detached = session.detached
         headers = self.middleware.session_headers(
             session.raw, detached.backend, detached.policy, detached.environ
         )
