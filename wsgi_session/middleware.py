@@ -94,18 +94,17 @@ class BaseSessionMiddleware:
             return response.unavailable()
         return response.finish(app_iter)
 
-    def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
-        """Persist an accessed session; raises if the store did not acknowledge."""
-        if not session.origin.degraded:
-            return backend.commit(session)
-        # The changes are dropped; the outage log counted this request when it loaded.
-        return None
-
     def session_headers(
         self, session: Session, backend: Backend, policy: CookiePolicy, environ: WSGIEnvironment
     ) -> Headers:
-        """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send."""
-        update = self.commit(session, backend)
+        """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send.
+
+        Raises if the store did not acknowledge the write. A degraded session's
+        changes are dropped: the outage log counted its request when it loaded.
+        """
+        update: CookieUpdate | None = None
+        if not session.origin.degraded:
+            update = backend.commit(session)
         headers: Headers = [("Vary", "Cookie")]
         if update is not None:
             if update.value is None:
@@ -256,8 +255,8 @@ class _Response:
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
             return Origin.fresh(middleware.lifetime.clock(), degraded=True)
-        if not origin.new:
-            middleware.outage.success()  # a record came back: the store answers
+        if not origin.new and middleware.outage.down:
+            middleware.outage.success()  # a record came back: the store answers again
         if middleware.record_client:
             # Kept raw: encoded only if this request logs in (see backends/owners.py).
             origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
