@@ -422,6 +422,25 @@ def test_fork_gets_its_own_connections(make_store: StoreFactory, redis_server: R
     assert local_ports(redis_server.port) == parent_ports
 
 
+def test_forked_processes_write_different_version_tokens(
+    make_store: StoreFactory, redis_server: RedisServer
+) -> None:
+    # Two processes drawing the same tokens could hand a record back the token a
+    # concurrent writer expects, and its compare-and-set would overwrite a write.
+    store = make_store(redis_server.url)
+
+    def child() -> list[str]:
+        for index in range(5):
+            store.save(f"child-{index}", b"data", ttl=60)
+        return [repr(version(store, f"child-{index}")) for index in range(5)]
+
+    forked = Forked(child)
+    for index in range(5):
+        store.save(f"parent-{index}", b"data", ttl=60)
+    parent = {repr(version(store, f"parent-{index}")) for index in range(5)}
+    assert parent.isdisjoint(forked.result())
+
+
 # TLS, ACL, unix socket -------------------------------------------------------------
 
 

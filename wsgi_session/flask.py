@@ -13,10 +13,12 @@ of values.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from flask.sessions import SessionInterface as FlaskSessionInterface
@@ -61,6 +63,21 @@ FLASK_NAMES = {
 }
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
+# Every setting the cookie policy and backend derive from, as app.config holds them.
+_READ_SETTINGS = itemgetter(
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "SESSION_COOKIE_NAME",
+    "SESSION_COOKIE_DOMAIN",
+    "SESSION_COOKIE_PATH",
+    "APPLICATION_ROOT",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PARTITIONED",
+    "PERMANENT_SESSION_LIFETIME",
+    "SESSION_REFRESH_EACH_REQUEST",
+)
 
 
 class FlaskSession(SessionView, SessionMixin):
@@ -72,9 +89,7 @@ class FlaskSession(SessionView, SessionMixin):
     :class:`wsgi_session.Session` itself, the one in the WSGI environ.
     """
 
-    def __init__(self, session: RequestSession, detached: Detached | None = None) -> None:
-        super().__init__(session)
-        self.detached = detached
+    detached: Detached | None = None  # set on a session opened outside the middleware
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.raw)
@@ -187,7 +202,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if isinstance(environ.get(self.environ_key), RequestSession):
+        found = environ.get(self.environ_key)
+        if found is not None and isinstance(found, RequestSession):
             # A session middleware around several apps mounted in one process (a
             # Django project's, say) opened the session: Flask shares it.
             return self.app(environ, start_response)
@@ -198,6 +214,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
+
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        return self.settings()
 
     @property
     def sessions(self) -> Sessions:
@@ -210,8 +229,29 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""
         config = self.flask_app.config
+        try:
+            # The settings as they are, read in one call: the usual case.
+            return self._derived[_READ_SETTINGS(config)]
+        except (KeyError, TypeError):
+            # Not derived yet, a setting older Flask versions lack, or unhashable
+            # fallback keys (a list).
+            pass
+        key = self._settings_key(config)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derive(*key)
+            if len(self._derived) >= MAX_CACHED:
+                self._derived.clear()
+            self._derived[key] = found
+            with contextlib.suppress(KeyError, TypeError):
+                self._derived[_READ_SETTINGS(config)] = found
+        return found
+
+    @staticmethod
+    def _settings_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The settings the policy and backend derive from, in ``_derive``'s order, hashable."""
         fallbacks = config.get("SECRET_KEY_FALLBACKS")
-        key = (
+        return (
             config["SECRET_KEY"],
             fallbacks
             if fallbacks is None or isinstance(fallbacks, (str, bytes))
@@ -228,12 +268,6 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             bool(config.get("SESSION_SEAL_RECORDS", False)),
             bool(config.get("SESSION_REQUIRE_SEALED", False)),
         )
-        found = self._derived.get(key)
-        if found is None:
-            if len(self._derived) >= MAX_CACHED:
-                self._derived.clear()
-            found = self._derived[key] = self._derive(*key)
-        return found
 
     def _derive(
         self,
@@ -287,8 +321,9 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def detached_session(self, environ: WSGIEnvironment) -> FlaskSession:
         """A session for a request the middleware does not wrap (``test_request_context``)."""
         policy, backend = self.settings()
-        session = RequestSession(lambda: backend.open(policy.read(environ)))
-        return FlaskSession(session, Detached(environ, policy, backend))
+        session = FlaskSession(RequestSession(lambda: backend.open(policy.read(environ))))
+        session.detached = Detached(environ, policy, backend)
+        return session
 
 
 class SessionInterface(FlaskSessionInterface):
@@ -298,21 +333,24 @@ class SessionInterface(FlaskSessionInterface):
         self.middleware = middleware
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
-        if not app.secret_key:
+        if not app.config["SECRET_KEY"]:  # app.secret_key, without its descriptor call
             return None  # Flask's NullSession: readable, and raises on a write
         found = request.environ.get(self.middleware.environ_key)
-        if isinstance(found, RequestSession):
+        # The exact type first: isinstance against an ABC is a Python call per request.
+        if type(found) is RequestSession or isinstance(found, RequestSession):
             return FlaskSession(found)
         # No middleware around this request: the test client's
         # session_transaction(), or a test_request_context().
         return self.middleware.detached_session(request.environ)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession) or session.detached is None:
+        # Not isinstance(session, FlaskSession): an ABC's check is a Python call per request.
+        detached: Detached | None = getattr(session, "detached", None)
+        if detached is None:
             return  # the middleware commits when the response starts
+        assert isinstance(session, FlaskSession)
         if not session.accessed:
             return
-        detached = session.detached
         headers = self.middleware.session_headers(
             session.raw, detached.backend, detached.policy, detached.environ
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Literal
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
@@ -74,6 +75,10 @@ class BaseSessionMiddleware:
         """The backend for this request."""
         raise NotImplementedError
 
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        """Both hooks' answers at once; a subclass that derives them together overrides this."""
+        return self.cookie_policy(environ), self.backend_for(environ)
+
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         """Whether a permanent session's cookie is re-sent even by a request that never used it."""
         return self.lifetime.refresh_each_request
@@ -89,42 +94,17 @@ class BaseSessionMiddleware:
             return response.unavailable()
         return response.finish(app_iter)
 
-    def open_session(
-        self, policy: CookiePolicy, backend: Backend, environ: WSGIEnvironment
-    ) -> Origin:
-        """Load the request's session (on its first use)."""
-        cookie = policy.read(environ)
-        try:
-            origin = backend.open(cookie)
-        except StoreUnavailable as exc:
-            if self.on_store_error == "fail":
-                self.outage.failure("session store unavailable; answering 503", exc)
-                raise
-            self.outage.failure(
-                "session store unavailable; serving empty sessions, their changes dropped", exc
-            )
-            return Origin.fresh(self.lifetime.clock(), degraded=True)
-        if not origin.new or origin.stale_cookie:
-            # The store answered (with a record or without one). A request with
-            # no cookie never asked it, so it proves nothing about an outage.
-            self.outage.success()
-        if self.record_client:
-            # Kept raw: encoded only if this request logs in (see backends/owners.py).
-            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
-        return origin
-
-    def commit(self, session: Session, backend: Backend) -> CookieUpdate | None:
-        """Persist an accessed session; raises if the store did not acknowledge."""
-        if not session.origin.degraded:
-            return backend.commit(session)
-        # The changes are dropped; the outage log counted this request when it loaded.
-        return None
-
     def session_headers(
         self, session: Session, backend: Backend, policy: CookiePolicy, environ: WSGIEnvironment
     ) -> Headers:
-        """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send."""
-        update = self.commit(session, backend)
+        """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send.
+
+        Raises if the store did not acknowledge the write. A degraded session's
+        changes are dropped: the outage log counted its request when it loaded.
+        """
+        update: CookieUpdate | None = None
+        if not session.origin.degraded:
+            update = backend.commit(session)
         headers: Headers = [("Vary", "Cookie")]
         if update is not None:
             if update.value is None:
@@ -213,12 +193,23 @@ class SessionMiddleware(BaseSessionMiddleware):
             require_sealed=self.require_sealed,
         )
         self.sessions: Sessions = sessions_of(self.backend)
+        # Both hooks' answers, fixed at start-up, unless a subclass overrides a
+        # hook (the Django adapter does): then they are asked per request.
+        cls = type(self)
+        fixed = (
+            cls.cookie_policy is SessionMiddleware.cookie_policy
+            and cls.backend_for is SessionMiddleware.backend_for
+        )
+        self._settings = (self.policy, self.backend) if fixed else None
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.backend
+
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        return self._settings or super().settings_for(environ)
 
 
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
@@ -256,15 +247,31 @@ class _Response:
         self.extra_headers = _NO_HEADERS
 
     def open_session(self) -> Origin:
+        """Load the request's session (on its first use)."""
         # The hooks are asked only now: a request that never uses its session
         # (most static pages) pays for neither.
-        self.policy = self.middleware.cookie_policy(self.environ)
-        self.backend = self.middleware.backend_for(self.environ)
+        middleware = self.middleware
+        environ = self.environ
+        self.policy, self.backend = policy, backend = middleware.settings_for(environ)
         try:
-            return self.middleware.open_session(self.policy, self.backend, self.environ)
-        except StoreUnavailable:
-            self.load_failed = True
-            raise
+            origin = backend.open(policy.read(environ))
+        except StoreUnavailable as exc:
+            if middleware.on_store_error == "fail":
+                self.load_failed = True
+                middleware.outage.failure("session store unavailable; answering 503", exc)
+                raise
+            middleware.outage.failure(
+                "session store unavailable; serving empty sessions, their changes dropped", exc
+            )
+            return Origin.fresh(middleware.lifetime.clock(), degraded=True)
+        if middleware.outage.down and (not origin.new or origin.stale_cookie):
+            # The store answered (with a record or without one). A request with
+            # no cookie never asked it, so it proves nothing about an outage.
+            middleware.outage.success()
+        if middleware.record_client:
+            # Kept raw: encoded only if this request logs in (see backends/owners.py).
+            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
+        return origin
 
     def start_response(
         self, status: str, headers: Headers, exc_info: ExcInfo | None = None
@@ -317,7 +324,7 @@ class _Response:
         middleware = self.middleware
         if not middleware.refreshes_each_request(self.environ):
             return False
-        if middleware.cookie_policy(self.environ).read(self.environ) is None:
+        if middleware.settings_for(self.environ)[0].read(self.environ) is None:
             return False
         try:
             permanent = self.session.permanent  # loads it
@@ -396,21 +403,24 @@ def _with_session_headers(headers: Headers, extra: Headers) -> Headers:
         return headers
     result = list(headers)
     for name, value in extra:
-        if name == "Vary":
-            _add_vary_cookie(result)
-        else:
+        if name != "Vary":
             result.append((name, value))
+        elif "vary" in map(str.lower, map(_header_name, result)):  # one scan, no Python frame
+            _add_vary_cookie(result)
+        else:  # the usual response: no Vary of its own
+            result.append(("Vary", "Cookie"))
     return result
 
 
+_header_name = itemgetter(0)
+
+
 def _add_vary_cookie(headers: Headers) -> None:
+    """Add ``Cookie`` to the Vary header(s) ``headers`` has."""
     vary = [index for index, (name, _) in enumerate(headers) if name.lower() == "vary"]
     for index in vary:
         tokens = {token.strip().lower() for token in headers[index][1].split(",")}
         if "cookie" in tokens or "*" in tokens:
             return
-    if not vary:
-        headers.append(("Vary", "Cookie"))
-        return
     name, value = headers[vary[0]]
     headers[vary[0]] = (name, f"{value}, Cookie" if value.strip() else "Cookie")

@@ -276,8 +276,11 @@ class Session(MutableMapping[str, Any]):
 
     # -- mapping interface -----------------------------------------------
 
+    # The reads check for the load themselves: one call less on the hottest path.
     def __getitem__(self, key: str) -> Any:
-        return self._data()[key]
+        if self._origin is None:
+            self._load()
+        return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._write(key)
@@ -288,7 +291,9 @@ class Session(MutableMapping[str, Any]):
         del self._values[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data()
+        if self._origin is None:
+            self._load()
+        return key in self._values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data())
@@ -297,7 +302,9 @@ class Session(MutableMapping[str, Any]):
         return len(self._data())
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._data().get(key, default)
+        if self._origin is None:
+            self._load()
+        return self._values.get(key, default)
 
     def clear(self) -> None:
         self._check_open()

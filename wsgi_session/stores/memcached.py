@@ -15,10 +15,10 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import (  # type: ignore[import-untyped]
@@ -38,7 +38,6 @@ from wsgi_session.stores.base import Version
 
 __all__ = ["MemcachedStore"]
 
-T = TypeVar("T")
 log = logging.getLogger("wsgi_session")
 
 DEFAULT_PORT = 11211
@@ -88,27 +87,28 @@ class _Server:
             except IndexError:  # another thread took the last one
                 return
 
-    def call(self, command: Callable[[Any], T]) -> T:
-        """Run ``command(client)`` on a pooled connection, or a new one."""
+    def call(self, method: str, *args: Any) -> Any:
+        """Run ``client.method(*args)`` on a pooled connection, or a new one."""
         try:
             client = self._idle.pop()
+            pooled = True
         except IndexError:
-            return self._run(Client(self.address, **self._options), command)
-        try:
-            return self._run(client, command)
-        except _PEER_CLOSED:
-            # Closed while idle (restart, idle timeout). Running the command
-            # again is safe: a write that did land answers NOT_STORED/EXISTS
-            # the second time, which is reported as a conflict, never success.
-            return self._run(Client(self.address, **self._options), command)
-
-    def _run(self, client: Any, command: Callable[[Any], T]) -> T:
-        try:
-            result = command(client)
-        except BaseException:
-            # After an error the protocol position on this socket is unknown.
-            client.close()
-            raise
+            client = Client(self.address, **self._options)
+            pooled = False
+        while True:
+            try:
+                result = getattr(client, method)(*args)
+                break
+            except BaseException as exc:
+                # After an error the protocol position on this socket is unknown.
+                client.close()
+                if not (pooled and isinstance(exc, _PEER_CLOSED)):
+                    raise
+                # Closed while idle (restart, idle timeout). Running the command
+                # again is safe: a write that did land answers NOT_STORED/EXISTS
+                # the second time, which is reported as a conflict, never success.
+                client = Client(self.address, **self._options)
+                pooled = False
         # Past the limit, connections opened under load are closed, not kept;
         # two threads racing here may keep one extra, which is harmless.
         if len(self._idle) < self._max_idle:
@@ -176,12 +176,16 @@ class MemcachedStore:
             # pymemcache's default, noreply, reports writes it never heard back about.
             "default_noreply": False,
         }
-        self._process = (os.getpid(), self._new_servers())
+        self._prefix = self.key_prefix.encode("ascii")
+        self._longest_key = MAX_KEY_LENGTH - len(self.key_prefix)
+        self._servers = self._new_servers()
+        self._cluster = len(self._servers) > 1
+        _IN_THIS_PROCESS.add(self)
 
     def load(self, key: str) -> tuple[bytes, Version] | None:
         """Return ``(data, cas_token)`` for a live record, or ``None``."""
         full_key = self._key(key)
-        data, token = self._call(full_key, lambda client: client.gets(full_key))
+        data, token = self._call(full_key, None, "gets", full_key)
         if data is None:
             return None
         return data, token
@@ -197,26 +201,18 @@ class MemcachedStore:
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
         expire = _expiry(ttl)
         if version is None:
-            stored = self._call(
-                full_key,
-                lambda client: client.add(full_key, data, expire=expire),
-                data,
-            )
+            stored = self._call(full_key, data, "add", full_key, data, expire)
         else:
             if not (isinstance(version, bytes) and version.isdigit()):
                 raise ValueError(f"version must be a token load() returned, got {version!r}")
-            stored = self._call(
-                full_key,
-                lambda client: client.cas(full_key, data, version, expire=expire),
-                data,
-            )
+            stored = self._call(full_key, data, "cas", full_key, data, version, expire)
         # add answers True/False; cas answers True, False (EXISTS) or None (NOT_FOUND).
         return stored is True
 
     def delete(self, key: str) -> None:
         """Remove the record; a missing record is not an error."""
         full_key = self._key(key)
-        self._call(full_key, lambda client: client.delete(full_key))
+        self._call(full_key, None, "delete", full_key)
 
     # -- the OwnerIndex protocol: one compare-and-set index record per owner ----------
 
@@ -236,7 +232,7 @@ class MemcachedStore:
 
     def owned(self, owner: str) -> list[str]:
         full_key = self._index_key(owner)
-        data, _ = self._call(full_key, lambda client: client.gets(full_key))
+        data, _ = self._call(full_key, None, "gets", full_key)
         return list(_live_entries(data))
 
     def _index_key(self, owner: str) -> bytes:
@@ -249,7 +245,7 @@ class MemcachedStore:
         """Read, change and compare-and-set ``owner``'s index record, retrying on conflicts."""
         full_key = self._index_key(owner)
         for _ in range(_INDEX_ATTEMPTS):
-            data, token = self._call(full_key, lambda client: client.gets(full_key))
+            data, token = self._call(full_key, None, "gets", full_key)
             entries = _live_entries(data)
             change(entries)
             if not entries and data is None:
@@ -259,8 +255,11 @@ class MemcachedStore:
             )
             # The record lives as long as its last entry (1 s when it is empty).
             expire = _expiry(max(1, max(entries.values(), default=0) - int(time.time())))
-            command = partial(_put, full_key, value, token, expire)
-            if self._call(full_key, command, value) is True:
+            if token is None:
+                stored = self._call(full_key, value, "add", full_key, value, expire)
+            else:
+                stored = self._call(full_key, value, "cas", full_key, value, token, expire)
+            if stored is True:
                 return
         raise StoreWriteFailed(
             f"the owner index record kept conflicting after {_INDEX_ATTEMPTS} tries"
@@ -268,10 +267,13 @@ class MemcachedStore:
 
     def close(self) -> None:
         """Close this process's idle connections; the next call opens new ones."""
-        for server in self._servers():
+        for server in self._servers:
             server.close()
 
     def _key(self, key: str) -> bytes:
+        if key.isalnum() and key.isascii() and len(key) <= self._longest_key:
+            # The usual key, a hex digest: nothing to check beyond these C calls.
+            return self._prefix + key.encode()
         full_key = self.key_prefix + key
         if not _KEY.fullmatch(full_key):
             raise ValueError(
@@ -290,24 +292,17 @@ class MemcachedStore:
             for address in self.addresses
         )
 
-    def _servers(self) -> tuple[_Server, ...]:
-        pid, servers = self._process
-        if pid == os.getpid():
-            return servers
-        # A forked child must not share the parent's sockets: the replies of
-        # the two processes would interleave. Closing the child's copies leaves
-        # the parent's connections open. Racing threads may each build a set
-        # here; the one that loses is dropped.
-        for inherited in servers:
+    def _forked(self) -> None:
+        """In a forked child: drop the parent's connections, open this process's own."""
+        # The child must not share the parent's sockets: the replies of the two
+        # processes would interleave. Closing the child's copies leaves the
+        # parent's connections open.
+        for inherited in self._servers:
             inherited.close()
-        servers = self._new_servers()
-        self._process = (os.getpid(), servers)
-        return servers
+        self._servers = self._new_servers()
 
     def _route(self, key: bytes) -> _Server:
-        servers = self._servers()
-        if len(servers) == 1:
-            return servers[0]
+        servers = self._servers
         now = time.monotonic()
         live = [server for server in servers if server.down_until <= now]
         if not live:
@@ -315,19 +310,19 @@ class MemcachedStore:
             raise StoreUnavailable(f"every memcached server is down: {names}")
         return max(live, key=lambda server: server.score(key))
 
-    def _call(self, key: bytes, command: Callable[[Any], T], data: bytes | None = None) -> T:
-        """Run ``command`` on the server owning ``key``; ``data`` marks a write.
+    def _call(self, key: bytes, data: bytes | None, method: str, *args: Any) -> Any:
+        """Run ``client.method(*args)`` on the server owning ``key``; ``data`` marks a write.
 
         In a cluster, a server that cannot be reached is skipped and the call
         goes to the key's next server at once, so the request still succeeds
         (that session starts over); only when every server is down does it fail.
         """
         while True:
-            server = self._route(key)
+            server = self._route(key) if self._cluster else self._servers[0]
             try:
-                return server.call(command)
+                return server.call(method, *args)
             except _UNREACHABLE as exc:
-                if len(self.addresses) == 1:
+                if not self._cluster:
                     raise StoreUnavailable(
                         f"memcached server {server.name} is unreachable: {exc!r}"
                     ) from exc
@@ -361,13 +356,6 @@ class MemcachedStore:
         return f"MemcachedStore({names!r}, key_prefix={self.key_prefix!r})"
 
 
-def _put(key: bytes, value: bytes, token: bytes | None, expire: int, client: Any) -> Any:
-    """Create (no ``token``) or compare-and-set ``key``; ``True`` when stored."""
-    if token is None:
-        return client.add(key, value, expire=expire)
-    return client.cas(key, value, token, expire=expire)
-
-
 _INDEX_ATTEMPTS = 100  # as many as the session writer's: one retry per concurrent login
 
 
@@ -380,6 +368,19 @@ def _live_entries(data: bytes | None) -> dict[str, int]:
         if until.isdigit() and int(until) > now:
             entries[key.decode("ascii")] = int(until)
     return entries
+
+
+# The stores of this process, told when it forks (instead of asking os.getpid() every call).
+_IN_THIS_PROCESS: weakref.WeakSet[MemcachedStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_IN_THIS_PROCESS):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):  # no fork, nothing to do, on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _expiry(ttl: int) -> int:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
@@ -297,8 +300,12 @@ class RedisStore:
         self._tls = {name: value for name, value in given.items() if name in _TLS_OPTIONS}
         if "ssl_cert_reqs" in self._tls and self._tls["ssl_cert_reqs"] not in _CERT_REQS:
             raise _error("ssl_cert_reqs", f"must be one of {', '.join(_CERT_REQS)}")
+        self._prefix = self.key_prefix.encode()
         self._lock = threading.Lock()
-        self._process: tuple[int, Client | None] = (os.getpid(), None)
+        # This process's client (the given one, or built on first use); reset in a forked child.
+        self._current: Client | None = self._given_client
+        self._inherited: Client | None = None
+        _IN_THIS_PROCESS.add(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -319,7 +326,7 @@ class RedisStore:
     def load(self, key: str) -> tuple[bytes, Version] | None:
         """Return ``(data, token)`` for a live record, or ``None``: one ``GET``."""
         full_key = self._key(key)
-        value: bytes | None = self._call("load", lambda client: client.get(full_key))
+        value: bytes | None = self._call("load", _get, full_key)
         if value is None:
             return None
         return value[TOKEN_BYTES:], value[:TOKEN_BYTES]
@@ -337,7 +344,7 @@ class RedisStore:
             raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
         if version is not None and not (isinstance(version, bytes) and len(version) <= TOKEN_BYTES):
             raise ValueError(f"version must be a token load() returned, got {version!r}")
-        value = os.urandom(TOKEN_BYTES) + data
+        value = _new_token() + data
         if version is None:
             command: tuple[Any, ...] = ("SET", full_key, value, "NX", "EX", ttl)
         else:
@@ -378,37 +385,38 @@ class RedisStore:
 
         A client given to the constructor is left open: it belongs to the caller.
         """
-        with self._lock:
-            pid, client = self._process
-            self._process = (os.getpid(), None)
-        if client is None:
+        if self._given_client is not None:
             return
-        if pid == os.getpid():
+        with self._lock:
+            client, self._current = self._current, None
+            inherited, self._inherited = self._inherited, None
+        if inherited is not None:
+            _close_inherited(inherited)
+        if client is not None:
             client.close()
-        else:
-            _close_inherited(client)
 
     # -- plumbing ------------------------------------------------------------------
 
     def _key(self, key: str) -> bytes:
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string, got {key!r}")
-        return (self.key_prefix + key).encode()
+        return self._prefix + key.encode()
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's client is closed before this process builds its own."""
+        if self._given_client is None and self._current is not None:
+            self._inherited, self._current = self._current, None
+        self._lock = threading.Lock()  # another thread may have held it at the fork
 
     def _client(self) -> Client:
         """This process's client, built on first use (a forked child builds its own)."""
-        if self._given_client is not None:
-            return self._given_client
-        pid, client = self._process
-        if pid == os.getpid() and client is not None:
-            return client
         with self._lock:
-            pid, client = self._process
-            if pid != os.getpid() or client is None:
-                if client is not None:
-                    _close_inherited(client)
-                client = self._new_client()
-                self._process = (os.getpid(), client)
+            client = self._current
+            if client is None:
+                inherited, self._inherited = self._inherited, None
+                if inherited is not None:
+                    _close_inherited(inherited)
+                client = self._current = self._new_client()
             return client
 
     def _new_client(self) -> Client:
@@ -457,17 +465,18 @@ class RedisStore:
         ((host, port),) = target.addresses
         return redis.Redis(host=host, port=port, db=target.db, **options)
 
-    def _call(self, what: str, command: Callable[[Client], T]) -> T:
+    def _call(self, what: str, run: Callable[..., T], *args: Any) -> T:
+        """``run(client, *args)``; an error of redis-py's is the store being unavailable."""
         try:
-            return command(self._client())
+            return run(self._current or self._client(), *args)
         except _REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis {self.where}: {what} failed: {_describe(exc)}") from exc
 
     def _write(self, what: str, key: bytes, command: tuple[Any, ...]) -> Any:
         """Run a write ``command``, then ``WAIT`` for the replicas if asked to."""
         if not self.wait_for_replicas:
-            return self._call(what, lambda client: _run(client, command))
-        replies = self._call(what, lambda client: _run_and_wait(client, key, command, self._wait))
+            return self._call(what, _run, command)
+        replies = self._call(what, _run_and_wait, key, command, self._wait)
         reply, confirmed = replies
         if command[0] == "SET" and reply is None:
             return reply  # nothing was written: there is nothing to wait for
@@ -488,6 +497,10 @@ class RedisStore:
         if self.wait_for_replicas:
             options += f", wait_for_replicas={self.wait_for_replicas}"
         return f"RedisStore({where}, {options})"
+
+
+def _get(client: Client, key: bytes) -> bytes | None:
+    return client.get(key)  # type: ignore[no-any-return]
 
 
 def _run(client: Client, command: tuple[Any, ...]) -> Any:
@@ -534,6 +547,27 @@ def _pipeline(client: Any, command: tuple[Any, ...], wait: tuple[str, int, int])
             raise confirmed
         return reply, int(confirmed)
     raise AssertionError("unreachable")
+
+
+# The version tokens: unique per write (compare-and-set relies on it), never
+# secret (they stay in Redis), so a generator seeded from os.urandom does, at
+# half the cost of a system call per write. Reseeded in a forked child: two
+# processes must never draw the same tokens.
+_TOKENS = random.Random()
+_new_token = partial(_TOKENS.randbytes, TOKEN_BYTES)
+
+# The stores of this process, told when it forks (instead of asking os.getpid() every call).
+_IN_THIS_PROCESS: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _TOKENS.seed()
+    for store in list(_IN_THIS_PROCESS):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):  # no fork, nothing to do, on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_inherited(client: Client) -> None:
