@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 
 from wsgi_session import Lifetime, Origin, Session
-from wsgi_session.decision import Action, Cookie, Outcome, Plan, cookie_after, decide
+from wsgi_session.decision import (
+    Action,
+    Cookie,
+    Outcome,
+    Plan,
+    cookie_after,
+    decide,
+    must_resend,
+    plain_read,
+    refresh_due,
+)
 from wsgi_session.serialization import dumps
 
 NOW = 1_700_000_000.0
@@ -74,7 +84,7 @@ def session_on(origin: Origin, change: Change) -> Session:
     return session
 
 
-@pytest.mark.parametrize(
+DECISIONS = pytest.mark.parametrize(
     ("origin", "change", "lifetime", "action"),
     [
         # No stored session (None: nothing to write, no cookie)
@@ -111,9 +121,26 @@ def session_on(origin: Origin, change: Change) -> Session:
         (STORED, destroy, LIFETIME, "delete"),
     ],
 )
+
+
+@DECISIONS
 def test_decide(origin: Origin, change: Change, lifetime: Lifetime, action: Action | None) -> None:
     plan = decide(session_on(origin, change), lifetime, NOW)
     assert (plan and plan.action) == action
+
+
+@DECISIONS
+def test_the_plain_read_fast_path_is_its_predicates(
+    origin: Origin, change: Change, lifetime: Lifetime, action: Action | None
+) -> None:
+    session = session_on(origin, change)
+    defined = (
+        not origin.new
+        and session.unchanged()
+        and not refresh_due(origin, lifetime, NOW)
+        and not must_resend(origin, lifetime)
+    )
+    assert plain_read(session, lifetime, NOW) is defined
 
 
 def test_the_plain_read_is_decided_without_serializing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -246,7 +245,9 @@ class CookieSigner:
 
 def _signature(key: bytes, message: bytes) -> str:
     """The HMAC-SHA256 of ``message`` as itsdangerous spells it: unpadded URL-safe base64."""
-    return base64.urlsafe_b64encode(hmac.digest(key, message, "sha256")).rstrip(b"=").decode()
+    # binascii directly: base64.urlsafe_b64encode is two Python frames on every request.
+    digest = hmac.digest(key, message, "sha256")
+    return binascii.b2a_base64(digest, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")

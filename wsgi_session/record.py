@@ -107,19 +107,25 @@ class Record(NamedTuple):
         self, session_id: str, *, version: object = None, resign: bool, found_at: object = None
     ) -> Origin:
         """The session as loaded by a request; ``ValueError`` if its data is unreadable."""
+        text = self.text
+        # Positionally, in Origin's field order (keywords cost a dict on every load):
+        # id, new, data, text, created, accessed, permanent, idle_timeout, version,
+        # stale_cookie, resign, degraded, found_at, owner.
         return Origin(
-            id=session_id,
-            new=False,
-            data=loads(self.text),
-            text=self.text,
-            created=self.created,
-            accessed=self.accessed,
-            permanent=self.permanent,
-            idle_timeout=self.idle_timeout,
-            version=version,
-            resign=resign,
-            found_at=found_at,
-            owner=self.owner,
+            session_id,
+            False,
+            loads(text),
+            text,
+            self.created,
+            self.accessed,
+            self.permanent,
+            self.idle_timeout,
+            version,
+            False,
+            resign,
+            False,
+            found_at,
+            self.owner,
         )
 
     def _head(self) -> bytes:
