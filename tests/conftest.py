@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from memcached_server import MemcachedFactory, MemcachedNotInstalled, MemcachedServer
 from redis_server import RedisFactory, RedisNotInstalled, RedisServer
+from server_process import LoopbackServer
+
+S = TypeVar("S", bound=LoopbackServer)
 
 
 def _started(item_size: str | None = None) -> MemcachedServer:
@@ -20,19 +24,24 @@ def _started(item_size: str | None = None) -> MemcachedServer:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture
-def memcached_factory() -> Iterator[MemcachedFactory]:
-    """Start servers on demand (``item_size`` is memcached's ``-I``); all stop after the test."""
-    servers: list[MemcachedServer] = []
+def _killed_after(start_one: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    """Yield ``start_one``, keeping every server it starts; kill them all afterwards."""
+    servers: list[S] = []
 
-    def start(item_size: str | None = None) -> MemcachedServer:
-        server = _started(item_size)
+    def start(*args: Any, **options: Any) -> S:
+        server = start_one(*args, **options)
         servers.append(server)
         return server
 
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+def memcached_factory() -> Iterator[MemcachedFactory]:
+    """Start servers on demand (``item_size`` is memcached's ``-I``); all stop after the test."""
+    yield from _killed_after(_started)
 
 
 @pytest.fixture
@@ -62,16 +71,11 @@ def _redis_started(directory: Path, *args: str, **options: Any) -> RedisServer:
 @pytest.fixture
 def redis_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisFactory]:
     """Start servers on demand (see ``RedisServer``); all are killed after the test."""
-    servers: list[RedisServer] = []
 
     def start(*args: str, **options: Any) -> RedisServer:
-        server = _redis_started(tmp_path_factory.mktemp("redis"), *args, **options)
-        servers.append(server)
-        return server
+        return _redis_started(tmp_path_factory.mktemp("redis"), *args, **options)
 
-    yield start
-    for server in servers:
-        server.kill()
+    yield from _killed_after(start)
 
 
 @pytest.fixture
@@ -86,3 +90,9 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = _redis_started(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests sharing one server never meet."""
+    return f"t{uuid.uuid4().hex[:12]}:"

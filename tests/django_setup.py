@@ -7,7 +7,10 @@ temporary directory, and two users.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import django
@@ -53,3 +56,29 @@ def drop_unused_middlewares() -> None:
     one refuses ``WSGI_SESSION_SEAL_RECORDS=True``, and rightly so.
     """
     gc.collect()
+
+
+@contextlib.contextmanager
+def example_settings(
+    tmp_path_factory: pytest.TempPathFactory, urlconf: str, **settings: object
+) -> Iterator[Path]:
+    """Django set up, the test module ``urlconf``'s views in front of the example's URLs.
+
+    ``settings`` override the example's for as long as this lasts; passwords
+    hash fast, since the tests log in often.
+    """
+    files = django_project_files(tmp_path_factory)
+    from django.urls import URLResolver, include, path
+
+    urlpatterns = importlib.import_module(urlconf).urlpatterns
+    if not any(
+        isinstance(pattern, URLResolver) and pattern.urlconf_name is _example_urls()
+        for pattern in urlpatterns
+    ):
+        urlpatterns.append(path("", include("django_demo.urls")))
+    with override_settings(ROOT_URLCONF=urlconf, PASSWORD_HASHERS=FAST_HASHING, **settings):
+        yield files
+
+
+def _example_urls() -> object:
+    return importlib.import_module("django_demo.urls")

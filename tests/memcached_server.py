@@ -7,20 +7,22 @@ process handle rather than a pytest plugin; ``conftest.py`` wraps it.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
+from server_process import HOST, LoopbackServer, free_port
 
-HOST = "127.0.0.1"
-READY_TIMEOUT = 10.0
-_START_ATTEMPTS = 5
+__all__ = [
+    "HOST",
+    "MemcachedFactory",
+    "MemcachedNotInstalled",
+    "MemcachedServer",
+    "find_memcached",
+    "free_port",
+]
 
 
 class MemcachedNotInstalled(RuntimeError):
@@ -38,14 +40,7 @@ def find_memcached() -> str:
     return path
 
 
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-class MemcachedServer:
+class MemcachedServer(LoopbackServer):
     """One ``memcached`` process listening on ``127.0.0.1:port``.
 
     ``item_size`` is passed as ``-I`` (for example ``"2m"``); the memcached
@@ -53,66 +48,17 @@ class MemcachedServer:
     :meth:`start`, so a restarted server is the same address to clients.
     """
 
+    name = "memcached"
+
     def __init__(self, item_size: str | None = None) -> None:
+        super().__init__()
         self.executable = find_memcached()
         self.item_size = item_size
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        """``host:port`` as stores and clients take it."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> MemcachedServer:
-        """Start the process and return once it accepts connections."""
-        if self.running:
-            raise RuntimeError(f"memcached on {self.address} is already running")
-        if self.port:
-            self._spawn()
-            return self
-        # A free port can be taken between probing and binding it: try another.
-        for _ in range(_START_ATTEMPTS):
-            self.port = free_port()
-            try:
-                self._spawn()
-            except OSError:
-                continue
-            return self
-        raise RuntimeError(f"memcached did not start in {_START_ATTEMPTS} attempts")
-
-    def stop(self) -> None:
-        """Shut the server down cleanly (SIGTERM), then wait for it."""
-        self._end(kill=False)
-
-    def kill(self) -> None:
-        """Kill the server abruptly (SIGKILL), as a crash would."""
-        self._end(kill=True)
-
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections are accepted, never answered."""
-        self._signal(signal.SIGSTOP)
-        assert self._process is not None
-        # The signal is delivered asynchronously: wait until the process has stopped.
-        os.waitpid(self._process.pid, os.WUNTRACED)
-
-    def resume(self) -> None:
-        """Let a paused process run again (SIGCONT)."""
-        self._signal(signal.SIGCONT)
 
     def restart(self) -> MemcachedServer:
         """Kill and start again on the same port, with an empty cache."""
         self.kill()
         return self.start()
-
-    def _signal(self, signum: int) -> None:
-        if self._process is None:
-            raise RuntimeError(f"memcached on {self.address} is not running")
-        self._process.send_signal(signum)
 
     def _command(self) -> list[str]:
         command = [self.executable, "-u", "nobody", "-l", HOST, "-p", str(self.port)]
@@ -120,44 +66,11 @@ class MemcachedServer:
             command += ["-I", self.item_size]
         return command
 
-    def _spawn(self) -> None:
-        process = subprocess.Popen(
-            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self._process = process
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._process = None
-                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise OSError(
-                    f"memcached on port {self.port} exited with {process.returncode}: {stderr}"
-                )
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.01)
-                continue
-            return
-        self._end(kill=True)
-        raise RuntimeError(f"memcached on {self.address} did not accept connections")
+    def _launch(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def _end(self, *, kill: bool) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if kill:
-            process.kill()
-        else:
-            process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
-            process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+    def _exit_detail(self, process: subprocess.Popen[bytes]) -> str:
+        return process.stderr.read().decode(errors="replace") if process.stderr else ""
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Client]:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -21,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from memcached_server import HOST, free_port
+from server_process import HOST, READY_TIMEOUT, LoopbackServer, free_port
 
-READY_TIMEOUT = 10.0
 FAILOVER_TIMEOUT = 30.0
-_START_ATTEMPTS = 5
 SERVICE = "sessions"
 ACL_USER = "app"
 ACL_PASSWORD = "s3cret-acl-password"
@@ -152,7 +147,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
     )
 
 
-class RedisServer:
+class RedisServer(LoopbackServer):
     """One ``redis-server`` on ``127.0.0.1:port`` with its files in ``directory``.
 
     ``args`` are extra ``--option value`` words. With ``tls`` the port speaks
@@ -162,6 +157,8 @@ class RedisServer:
     master as ``SERVICE``. The port is kept across :meth:`kill` and :meth:`start`.
     """
 
+    name = "redis-server"
+
     def __init__(
         self,
         directory: Path,
@@ -170,66 +167,18 @@ class RedisServer:
         acl: bool = False,
         sentinel_of: RedisServer | None = None,
     ) -> None:
+        super().__init__()
         self.executable = find("redis-server")
         self.directory = directory
         self.args = list(args)
         self.tls = tls
         self.acl = acl
         self.sentinel_of = sentinel_of
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
         self.log = directory / "unstarted.log"
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
 
     @property
     def url(self) -> str:
         return f"redis://{self.address}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def start(self) -> RedisServer:
-        """Start the process and return once it answers PING."""
-        if self.running:
-            raise RuntimeError(f"redis on {self.address} is already running")
-        if self.port:
-            self._spawn()
-            return self
-        for _ in range(_START_ATTEMPTS):
-            self.port = free_port()
-            try:
-                self._spawn()
-            except OSError:
-                continue
-            return self
-        raise RuntimeError(f"redis-server did not start in {_START_ATTEMPTS} attempts")
-
-    def stop(self) -> None:
-        """Shut down cleanly (SIGTERM), then wait."""
-        self._end(kill=False)
-
-    def kill(self) -> None:
-        """Kill abruptly (SIGKILL), as a crash would."""
-        self._end(kill=True)
-
-    def pause(self) -> None:
-        """Freeze the process (SIGSTOP): connections are accepted, never answered."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-        os.waitpid(self._process.pid, os.WUNTRACED)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
 
     def client(self, **options: object) -> redis.Redis:
         """A plain client, to look at what the server really holds."""
@@ -273,44 +222,15 @@ class RedisServer:
             command += ["--aclfile", str(users)]
         return command + [arg.replace("{port}", str(self.port)) for arg in self.args]
 
-    def _spawn(self) -> None:
+    def _launch(self) -> subprocess.Popen[bytes]:
         self.log = self.directory / f"redis-{self.port}.log"
         with self.log.open("ab") as log:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory
             )
-        self._process = process
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._process = None
-                raise OSError(
-                    f"redis-server on port {self.port} exited with {process.returncode}: "
-                    + self.log.read_text(errors="replace")[-2000:]
-                )
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.01)
-                continue
-            return
-        self._end(kill=True)
-        raise RuntimeError(f"redis-server on {self.address} did not accept connections")
 
-    def _end(self, *, kill: bool) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if kill:
-            process.kill()
-        else:
-            process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
-            process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def _exit_detail(self, process: subprocess.Popen[bytes]) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
 
 
 class SentinelSet:

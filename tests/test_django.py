@@ -17,14 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
-from django.urls import include, path
-from django_setup import (
-    FAST_HASHING,
-    PASSWORD,
-    USER,
-    django_project_files,
-    drop_unused_middlewares,
-)
+from django.urls import path
+from django_setup import PASSWORD, USER, drop_unused_middlewares, example_settings
 from helpers import SECRET, START, FakeClock, SetCookie, one_cookie, set_cookies
 from werkzeug.test import Client, TestResponse
 
@@ -157,10 +151,7 @@ urlpatterns = [  # the example's own URLs are added once it is importable
 @pytest.fixture(scope="module", autouse=True)
 def django_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example project's settings; its user table and sessions in a temporary directory."""
-    files = django_project_files(tmp_path_factory)
-    if len(urlpatterns) == 3:
-        urlpatterns.append(path("", include("django_demo.urls")))
-    with override_settings(ROOT_URLCONF=__name__, PASSWORD_HASHERS=FAST_HASHING):
+    with example_settings(tmp_path_factory, __name__) as files:
         yield files
     # Test responses hold lazy objects (resolver_match) in reference cycles; left for
     # later, any code that walks gc.get_objects() would evaluate them out of context.

@@ -21,14 +21,14 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
-from django.urls import include, path
+from django.urls import path
 from django.utils import timezone
 from django_setup import (
-    FAST_HASHING,
     PASSWORD,
     USER,
     django_project_files,
     drop_unused_middlewares,
+    example_settings,
 )
 from helpers import CountingStore, FakeClock, parse_set_cookie
 from werkzeug.test import Client as WSGIClient
@@ -123,14 +123,11 @@ def engine_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[None]:
     """The engine, Django's own middleware, and a counting store on a clock the test moves."""
-    django_project_files(tmp_path_factory)
-    if len(urlpatterns) == 5:
-        urlpatterns.append(path("", include("django_demo.urls")))
-    with override_settings(
+    with example_settings(
+        tmp_path_factory,
+        __name__,
         SESSION_ENGINE="wsgi_session.django.engine",
         MIDDLEWARE=ENGINE_MIDDLEWARE,
-        ROOT_URLCONF=__name__,
-        PASSWORD_HASHERS=FAST_HASHING,
         CSRF_USE_SESSIONS=False,
     ):
         from django.conf import settings

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import gc
-import json
 import logging
-import os
 import socket
-import threading
 import time
-import traceback
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
+import store_contract as contract
 from memcached_server import MemcachedFactory, MemcachedServer, free_port
+from store_contract import closing_stores, data, sockets_to, version
 
 from wsgi_session.errors import (
     ConfigurationError,
@@ -40,30 +35,6 @@ def remaining_ttl(server: MemcachedServer, key: str) -> int:
     return int(flags[b"t"])
 
 
-def sockets_to(port: int) -> list[socket.socket]:
-    """Open sockets of this process connected to ``port``."""
-    found = []
-    for obj in gc.get_objects():
-        if type(obj) is socket.socket and obj.fileno() != -1:
-            try:
-                if obj.getpeername()[1] == port:
-                    found.append(obj)
-            except OSError:
-                continue
-    return found
-
-
-def data(store: MemcachedStore, key: str) -> bytes | None:
-    loaded = store.load(key)
-    return None if loaded is None else loaded[0]
-
-
-def version(store: MemcachedStore, key: str) -> object:
-    loaded = store.load(key)
-    assert loaded is not None
-    return loaded[1]
-
-
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,20 +50,7 @@ StoreFactory = Callable[..., MemcachedStore]
 @pytest.fixture
 def make_store() -> Iterator[StoreFactory]:
     """Build stores that close their connections after the test."""
-    stores: list[MemcachedStore] = []
-
-    def make(*args: Any, **kwargs: Any) -> MemcachedStore:
-        stores.append(MemcachedStore(*args, **kwargs))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}:"
+    yield from closing_stores(MemcachedStore)
 
 
 @pytest.fixture
@@ -167,11 +125,7 @@ def test_is_a_store(store: MemcachedStore) -> None:
 
 
 def test_round_trip(store: MemcachedStore) -> None:
-    value = b"\x00\xff binary\r\nEND\r\n"  # protocol terminators inside the value
-    assert store.save("k", value, ttl=60) is True
-    loaded = store.load("k")
-    assert loaded is not None
-    assert loaded[0] == value
+    contract.check_round_trip(store, b"\x00\xff binary\r\nEND\r\n")  # protocol terminators inside
 
 
 def test_load_missing(store: MemcachedStore) -> None:
@@ -179,27 +133,15 @@ def test_load_missing(store: MemcachedStore) -> None:
 
 
 def test_create_conflicts_with_existing_record(store: MemcachedStore) -> None:
-    assert store.save("k", b"first", ttl=60) is True
-    assert store.save("k", b"second", ttl=60) is False
-    assert data(store, "k") == b"first"
+    contract.check_create_conflicts_with_existing_record(store)
 
 
 def test_compare_and_set(store: MemcachedStore) -> None:
-    store.save("k", b"v1", ttl=60)
-    token = version(store, "k")
-    assert store.save("k", b"v2", ttl=60, version=token) is True
-    assert store.save("k", b"stale", ttl=60, version=token) is False
-    assert data(store, "k") == b"v2"
-    assert store.save("k", b"v3", ttl=60, version=version(store, "k")) is True
-    assert data(store, "k") == b"v3"
+    contract.check_compare_and_set(store)
 
 
 def test_compare_and_set_on_deleted_record(store: MemcachedStore) -> None:
-    store.save("k", b"v1", ttl=60)
-    token = version(store, "k")
-    store.delete("k")
-    assert store.save("k", b"v2", ttl=60, version=token) is False
-    assert store.load("k") is None
+    contract.check_compare_and_set_on_deleted_record(store)
 
 
 def test_concurrent_compare_and_set_loses_no_update(
@@ -207,39 +149,16 @@ def test_concurrent_compare_and_set_loses_no_update(
 ) -> None:
     # More threads than pooled connections: the extra ones get their own.
     store = make_store(shared_memcached.address, key_prefix=prefix, max_pool_size=2)
-    store.save("counter", b"0", ttl=60)
-
-    def increment(times: int) -> None:
-        for _ in range(times):
-            while True:
-                loaded = store.load("counter")
-                assert loaded is not None
-                count, token = loaded
-                if store.save("counter", b"%d" % (int(count) + 1), ttl=60, version=token):
-                    break
-
-    threads = [threading.Thread(target=increment, args=(50,)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert data(store, "counter") == b"400"
+    contract.check_concurrent_compare_and_set_loses_no_update(store)
     assert 1 <= len(sockets_to(shared_memcached.port)) <= 2
 
 
 def test_delete(store: MemcachedStore) -> None:
-    store.save("k", b"v", ttl=60)
-    store.delete("k")
-    assert store.load("k") is None
-    store.delete("k")  # missing: not an error
+    contract.check_delete(store)
 
 
 def test_bad_arguments(store: MemcachedStore) -> None:
-    with pytest.raises(TypeError, match="bytes"):
-        store.save("k", "text", ttl=60)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="version"):
-        store.save("k", b"v", ttl=60, version=7)
-    assert store.load("k") is None
+    contract.check_bad_arguments(store)
 
 
 # Expiry -----------------------------------------------------------------------
@@ -330,33 +249,15 @@ def test_nothing_listening(make_store: StoreFactory) -> None:
         store.load("k")
 
 
-@pytest.mark.parametrize(
-    "operation",
-    [
-        lambda store, version: store.load("k"),
-        lambda store, version: store.save("new", b"v", ttl=60),
-        lambda store, version: store.save("k", b"v2", ttl=60, version=version),
-        lambda store, version: store.delete("k"),
-    ],
-    ids=["load", "create", "compare-and-set", "delete"],
-)
+@contract.each_operation
 def test_outage_and_recovery(
     make_store: StoreFactory,
     memcached_server: MemcachedServer,
     operation: Callable[[MemcachedStore, object], object],
 ) -> None:
     store = make_store(memcached_server.address)
-    store.save("k", b"v", ttl=60)
-    token = version(store, "k")
-    memcached_server.kill()  # the store holds a pooled connection to it
-    with pytest.raises(StoreUnavailable, match=memcached_server.address) as raised:
-        operation(store, token)
-    assert isinstance(raised.value.__cause__, OSError)
-
-    memcached_server.start()
-    assert store.load("k") is None  # a restart empties memcached
-    assert store.save("k", b"v2", ttl=60) is True
-    assert data(store, "k") == b"v2"
+    error = contract.check_outage_and_recovery(store, memcached_server, operation)
+    assert isinstance(error.__cause__, OSError)
 
 
 def test_restart_between_requests(
@@ -483,59 +384,8 @@ def test_no_delay_on_every_connection(
         assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
-def local_ports(port: int) -> list[int]:
-    return sorted(connection.getsockname()[1] for connection in sockets_to(port))
-
-
-class Forked:
-    """``function`` running in a forked child; :meth:`result` waits for its JSON result."""
-
-    def __init__(self, function: Callable[[], object]) -> None:
-        self._read, write = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never return into pytest
-            code = 1
-            try:
-                os.close(self._read)
-                os.write(write, json.dumps(function()).encode())
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.close(write)
-
-    def result(self) -> Any:
-        with os.fdopen(self._read, "rb") as pipe:
-            output = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        return json.loads(output)
-
-
 def test_fork_gets_its_own_connections(
     make_store: StoreFactory, memcached_server: MemcachedServer
 ) -> None:
     store = make_store(memcached_server.address)
-    store.save("parent", b"parent data", ttl=60)
-    store.save("child", b"child data", ttl=60)
-    parent_ports = local_ports(memcached_server.port)
-    assert len(parent_ports) == 1
-
-    def child() -> dict[str, list[Any]]:
-        # Both processes use the store at once: on a shared socket their
-        # replies would interleave and reach the wrong process.
-        seen = {data(store, "child") for _ in range(300)}
-        return {
-            "seen": [value.decode() if value else value for value in seen],
-            "ports": local_ports(memcached_server.port),
-        }
-
-    forked = Forked(child)
-    for _ in range(300):
-        assert data(store, "parent") == b"parent data"
-    report = forked.result()
-    assert report["seen"] == ["child data"]
-    assert report["ports"]
-    assert set(report["ports"]).isdisjoint(parent_ports)
-    assert local_ports(memcached_server.port) == parent_ports
+    contract.check_fork_gets_its_own_connections(store, memcached_server.port)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
+import store_contract as contract
 from redis_server import (
     ACL_PASSWORD,
     ACL_USER,
@@ -24,7 +23,7 @@ from redis_server import (
     replica_online,
     wait_for,
 )
-from test_memcached_store import Forked, local_ports, sockets_to
+from store_contract import Forked, closing_stores, data, sockets_to, version
 
 from wsgi_session import RedisStore
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
@@ -38,36 +37,12 @@ StoreFactory = Callable[..., RedisStore]
 @pytest.fixture
 def make_store() -> Iterator[StoreFactory]:
     """Build stores that close their connections after the test."""
-    stores: list[RedisStore] = []
-
-    def make(*args: Any, **kwargs: Any) -> RedisStore:
-        stores.append(RedisStore(*args, **kwargs))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}:"
+    yield from closing_stores(RedisStore)
 
 
 @pytest.fixture
 def store(make_store: StoreFactory, shared_redis: RedisServer, prefix: str) -> RedisStore:
     return make_store(shared_redis.url, key_prefix=prefix)
-
-
-def data(store: RedisStore, key: str) -> bytes | None:
-    loaded = store.load(key)
-    return None if loaded is None else loaded[0]
-
-
-def version(store: RedisStore, key: str) -> object:
-    loaded = store.load(key)
-    assert loaded is not None
-    return loaded[1]
 
 
 # URLs and construction -----------------------------------------------------------
@@ -191,10 +166,7 @@ def test_a_given_client_is_used_as_it_is(shared_redis: RedisServer, prefix: str)
 
 def test_round_trip(store: RedisStore, shared_redis: RedisServer, prefix: str) -> None:
     value = b"\x00\xff binary\r\n$3\r\nEND\r\n"
-    assert store.save("k", value, ttl=60) is True
-    loaded = store.load("k")
-    assert loaded is not None
-    assert loaded[0] == value
+    contract.check_round_trip(store, value)
     raw = shared_redis.client().get(prefix + "k")
     assert raw is not None and raw.endswith(value) and len(raw) == len(value) + 8
 
@@ -204,27 +176,15 @@ def test_load_missing(store: RedisStore) -> None:
 
 
 def test_create_conflicts_with_existing_record(store: RedisStore) -> None:
-    assert store.save("k", b"first", ttl=60) is True
-    assert store.save("k", b"second", ttl=60) is False
-    assert data(store, "k") == b"first"
+    contract.check_create_conflicts_with_existing_record(store)
 
 
 def test_compare_and_set(store: RedisStore) -> None:
-    store.save("k", b"v1", ttl=60)
-    token = version(store, "k")
-    assert store.save("k", b"v2", ttl=60, version=token) is True
-    assert store.save("k", b"stale", ttl=60, version=token) is False
-    assert data(store, "k") == b"v2"
-    assert store.save("k", b"v2", ttl=60, version=version(store, "k")) is True
-    assert version(store, "k") != token  # same data, new version
+    contract.check_compare_and_set(store)
 
 
 def test_compare_and_set_on_deleted_record(store: RedisStore) -> None:
-    store.save("k", b"v1", ttl=60)
-    token = version(store, "k")
-    store.delete("k")
-    assert store.save("k", b"v2", ttl=60, version=token) is False
-    assert store.load("k") is None  # never recreated by a compare-and-set
+    contract.check_compare_and_set_on_deleted_record(store)
 
 
 def test_script_flushed_from_the_server(store: RedisStore, shared_redis: RedisServer) -> None:
@@ -269,38 +229,17 @@ def test_each_operation_is_one_command(store: RedisStore, shared_redis: RedisSer
 def test_concurrent_compare_and_set_loses_no_update(
     make_store: StoreFactory, shared_redis: RedisServer, prefix: str
 ) -> None:
-    store = make_store(shared_redis.url, key_prefix=prefix)
-    store.save("counter", b"0", ttl=60)
-
-    def increment(times: int) -> None:
-        for _ in range(times):
-            for _attempt in range(1000):
-                loaded = store.load("counter")
-                assert loaded is not None
-                count, token = loaded
-                if store.save("counter", b"%d" % (int(count) + 1), ttl=60, version=token):
-                    break
-
-    threads = [threading.Thread(target=increment, args=(50,)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert data(store, "counter") == b"400"
+    contract.check_concurrent_compare_and_set_loses_no_update(
+        make_store(shared_redis.url, key_prefix=prefix)
+    )
 
 
 def test_delete(store: RedisStore) -> None:
-    store.save("k", b"v", ttl=60)
-    store.delete("k")
-    assert store.load("k") is None
-    store.delete("k")
+    contract.check_delete(store)
 
 
 def test_bad_arguments(store: RedisStore) -> None:
-    with pytest.raises(TypeError, match="bytes"):
-        store.save("k", "text", ttl=60)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="version"):
-        store.save("k", b"v", ttl=60, version=7)
+    contract.check_bad_arguments(store)
     with pytest.raises(ValueError, match="ttl"):
         store.save("k", b"v", ttl=0)
     with pytest.raises(ValueError, match="key"):
@@ -340,31 +279,13 @@ def test_nothing_listening(make_store: StoreFactory, redis_server: RedisServer) 
     assert time.monotonic() - started < 1
 
 
-@pytest.mark.parametrize(
-    "operation",
-    [
-        lambda store, version: store.load("k"),
-        lambda store, version: store.save("new", b"v", ttl=60),
-        lambda store, version: store.save("k", b"v2", ttl=60, version=version),
-        lambda store, version: store.delete("k"),
-    ],
-    ids=["load", "create", "compare-and-set", "delete"],
-)
+@contract.each_operation
 def test_outage_and_recovery(
     make_store: StoreFactory,
     redis_server: RedisServer,
     operation: Callable[[RedisStore, object], object],
 ) -> None:
-    store = make_store(redis_server.url)
-    store.save("k", b"v", ttl=60)
-    token = version(store, "k")
-    redis_server.kill()
-    with pytest.raises(StoreUnavailable, match=redis_server.address):
-        operation(store, token)
-    redis_server.start()  # same port; nothing was persisted
-    assert store.load("k") is None
-    assert store.save("k", b"v2", ttl=60) is True
-    assert data(store, "k") == b"v2"
+    contract.check_outage_and_recovery(make_store(redis_server.url), redis_server, operation)
 
 
 def test_restart_between_requests(make_store: StoreFactory, redis_server: RedisServer) -> None:
@@ -400,26 +321,7 @@ def test_close(make_store: StoreFactory, redis_server: RedisServer) -> None:
 
 def test_fork_gets_its_own_connections(make_store: StoreFactory, redis_server: RedisServer) -> None:
     store = make_store(redis_server.url)
-    store.save("parent", b"parent data", ttl=60)
-    store.save("child", b"child data", ttl=60)
-    parent_ports = local_ports(redis_server.port)
-    assert len(parent_ports) == 1
-
-    def child() -> dict[str, list[Any]]:
-        seen = {data(store, "child") for _ in range(300)}
-        return {
-            "seen": [value.decode() if value else value for value in seen],
-            "ports": local_ports(redis_server.port),
-        }
-
-    forked = Forked(child)
-    for _ in range(300):
-        assert data(store, "parent") == b"parent data"
-    report = forked.result()
-    assert report["seen"] == ["child data"]
-    assert report["ports"]
-    assert set(report["ports"]).isdisjoint(parent_ports)
-    assert local_ports(redis_server.port) == parent_ports
+    contract.check_fork_gets_its_own_connections(store, redis_server.port)
 
 
 def test_forked_processes_write_different_version_tokens(
