@@ -1,7 +1,8 @@
-"""Fixtures that start real memcached and Redis servers on free loopback ports."""
+"""Fixtures: real memcached and Redis servers on free loopback ports; the CLI runner."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from memcached_server import MemcachedFactory, MemcachedNotInstalled, MemcachedServer
 from redis_server import RedisFactory, RedisNotInstalled, RedisServer
 from server_process import LoopbackServer
+
+from wsgi_session.cli import main
 
 S = TypeVar("S", bound=LoopbackServer)
 
@@ -96,3 +99,24 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def prefix() -> str:
     """A key prefix of this test's own, so tests sharing one server never meet."""
     return f"t{uuid.uuid4().hex[:12]}:"
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``wsgi-session argv...`` in this process; only the given ``WSGI_SESSION_<name>`` are set."""
+
+    def run(*argv: str, **settings: str) -> tuple[int, str, str]:
+        with pytest.MonkeyPatch.context() as patch:
+            for name in list(os.environ):
+                if name.startswith("WSGI_SESSION_"):
+                    patch.delenv(name)
+            for name, value in settings.items():
+                patch.setenv(f"WSGI_SESSION_{name}", value)
+            status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import Run
 from memcached_server import MemcachedServer, free_port
 from wsgi_server import BIN, ServerProcess, server_env
 
-from wsgi_session.cli import main
 from wsgi_session.stores.sqlite import SQLiteStore
 
 SECRET = "cli-test-secret-0123456789abcdef0123456789abcd"
@@ -28,24 +28,6 @@ def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("WSGI_SESSION_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``wsgi-session argv...`` in this process with ``WSGI_SESSION_<name>`` settings."""
-
-    def run(*argv: str, **settings: str) -> tuple[int, str, str]:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in settings.items():
-                patch.setenv(f"WSGI_SESSION_{name}", value)
-            status = main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 # -- help ------------------------------------------------------------------------

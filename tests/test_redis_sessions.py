@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from werkzeug.test import Client
 from wsgi_server import ServerProcess, free_port, gunicorn_command, server_env
 
 from wsgi_session import RedisStore, SessionMiddleware, StoreUnavailable
-from wsgi_session.cli import main
 from wsgi_session.config import REDIS_SCHEMES, from_env, load_env, store_from_url
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.stores import redis as redis_module
@@ -226,22 +224,6 @@ def test_settings_against_a_real_server(redis_factory: RedisFactory) -> None:
     shown = load_env(environ).effective()["WSGI_SESSION_STORE"]
     assert ACL_PASSWORD not in shown
     assert shown.startswith(f"redis://{ACL_USER}:***@{server.address}/0")
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    def run(*argv: str, **settings: str) -> tuple[int, str, str]:
-        with pytest.MonkeyPatch.context() as patch:
-            for name in list(os.environ):
-                if name.startswith("WSGI_SESSION_"):
-                    patch.delenv(name)
-            for name, value in settings.items():
-                patch.setenv(f"WSGI_SESSION_{name}", value)
-            status = main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def test_check_reaches_redis(
