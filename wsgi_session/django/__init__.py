@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypedDict
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
@@ -196,8 +196,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_interval=refresh_interval,
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
-                seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
-                require_sealed=bool(getattr(settings, "WSGI_SESSION_REQUIRE_SEALED", False)),
+                **_sealing_from_settings(),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
                 clock=arguments.clock,
@@ -236,6 +235,19 @@ _SETTING_NAMES = {
     "seal_records": "WSGI_SESSION_SEAL_RECORDS",
     "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
 }
+
+
+class _Sealing(TypedDict):
+    seal_records: bool
+    require_sealed: bool
+
+
+def _sealing_from_settings() -> _Sealing:
+    """``seal_records`` and ``require_sealed`` from their ``WSGI_SESSION_*`` settings."""
+    return {
+        "seal_records": bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
+        "require_sealed": bool(getattr(settings, "WSGI_SESSION_REQUIRE_SEALED", False)),
+    }
 
 
 def _store_from_settings() -> Store | BackendFactory:

@@ -44,7 +44,14 @@ from django.views import defaults
 from wsgi_session.backends import ServerSideBackend
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.cookies import KeyRing
-from wsgi_session.django import EXPIRY_KEY, OWNER_KEY, _expired, _store_from_settings
+from wsgi_session.django import (
+    _SETTING_NAMES,
+    EXPIRY_KEY,
+    OWNER_KEY,
+    _expired,
+    _sealing_from_settings,
+    _store_from_settings,
+)
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import UNAVAILABLE_BODY
@@ -100,21 +107,10 @@ def _build_backend() -> ServerSideBackend:
             keys,
             lifetime,
             getattr(settings, "WSGI_SESSION_OWNER_KEY", OWNER_KEY),
-            seal_records=bool(getattr(settings, "WSGI_SESSION_SEAL_RECORDS", False)),
-            require_sealed=bool(getattr(settings, "WSGI_SESSION_REQUIRE_SEALED", False)),
+            **_sealing_from_settings(),
         )
     except ConfigurationError as exc:
-        raise ImproperlyConfigured(
-            exc.naming(
-                {
-                    "secret_key": "SECRET_KEY",
-                    "fallback_keys": "SECRET_KEY_FALLBACKS",
-                    "idle_timeout": "SESSION_COOKIE_AGE",
-                    "seal_records": "WSGI_SESSION_SEAL_RECORDS",
-                    "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
-                }
-            )
-        ) from exc
+        raise ImproperlyConfigured(exc.naming(_SETTING_NAMES)) from exc
 
 
 def sessions() -> Sessions:
