@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import growth, loadtest, profiling, report, table
+from benchmarks import growth, instructions, loadtest, profiling, report, table
 from benchmarks.apps import payload
 from benchmarks.floors import session_record
 from benchmarks.servers import memcached, redis
@@ -65,6 +65,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", metavar="ROW:SCENARIO", help="profile one cell with cProfile instead"
     )
+    parser.add_argument(
+        "--instructions",
+        metavar="ROW:SCENARIO",
+        help="count instructions per request under callgrind (the bare app, the floor app, "
+        "the row); 'pieces' counts each unavoidable piece",
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -87,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profiling.run(args.profile, ctx, count=args.count * args.rounds)
             return 0
-        rows = [row for row in ROWS if row.family == "bare" or args.only in row.name]
+        if args.instructions:
+            print("\n".join(instructions.run(args.instructions, ctx)))
+            return 0
+        rows = [row for row in ROWS if row.family in ("bare", "floor") or args.only in row.name]
         progress(f"main table: {len(rows)} rows")
         results = table.run(rows, ctx, session_record(data), args.rounds, args.count, progress)
         lines = [
@@ -105,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(session_record(data))} bytes, median µs)",
             "",
             *report.floors_table(results),
+            "",
+            "### The floor: what a session request cannot skip (same run, median µs per call)",
+            "",
+            *report.pieces_table(results),
+            "",
+            *report.floor_app_table(results),
         ]
         if results.unavailable:
             lines += ["", "Not measured:", ""]

@@ -32,7 +32,7 @@ class Context:
 class Row:
     name: str
     framework: str  # "wsgi" or "flask": which bare app it is measured over
-    family: str  # "bare", "ours" or "peer"
+    family: str  # "bare", "floor" (benchmarks/unavoidable.py), "ours" or "peer"
     store: str  # "memory", "sqlite", "memcached", "redis", "cookie" or "-"
     build: Callable[[Context], WSGIApp]
 
@@ -59,6 +59,16 @@ def _bare_wsgi(ctx: Context) -> WSGIApp:
 @row("bare Flask app", "flask", "bare")
 def _bare_flask(ctx: Context) -> WSGIApp:
     return flask_app(ctx.data)  # type: ignore[no-any-return]
+
+
+FLOOR_ROW = "floor app (memory, inlined)"
+
+
+@row(FLOOR_ROW, "wsgi", "floor", "memory")
+def _floor(ctx: Context) -> WSGIApp:
+    from benchmarks.unavoidable import floor_app
+
+    return floor_app(ctx.data)
 
 
 # -- wsgi_session -----------------------------------------------------------

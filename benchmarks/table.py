@@ -9,7 +9,8 @@ from typing import Any
 from benchmarks.apps import SCENARIOS, WSGIApp, environ
 from benchmarks.floors import memcached_ops, redis_ops, sqlite_ops
 from benchmarks.subjects import Context, Row
-from benchmarks.timing import Failed, median_us, sample_calls, sample_wsgi, seed
+from benchmarks.timing import Failed, median_us, sample_batches, sample_calls, sample_wsgi, seed
+from benchmarks.unavoidable import Piece, nothing, pieces, sums
 
 
 @dataclass
@@ -21,11 +22,19 @@ class Built:
 
 @dataclass
 class Results:
-    """Median µs per (row, scenario) and per floor operation, plus what could not run."""
+    """Median µs per (row, scenario), per floor operation and per unavoidable piece,
+    plus what could not run."""
 
     rows: list[Row] = field(default_factory=list)
     medians: dict[tuple[str, str], float] = field(default_factory=dict)
     floors: dict[str, float] = field(default_factory=dict)
+    pieces: list[Piece] = field(default_factory=list)
+    piece_us: dict[str, float] = field(default_factory=dict)  # net of calling a piece
+
+    def floor_sum(self, store: str, scenario: str) -> float | None:
+        """The sum of the unavoidable pieces of ``store``'s ``scenario``, if all were timed."""
+        return sums(self.piece_us, self.pieces).get((store, scenario))
+
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def overhead(self, name: str, scenario: str) -> float | None:
@@ -38,6 +47,7 @@ class Results:
 
 
 BARE = {"wsgi": "bare WSGI app", "flask": "bare Flask app"}
+PIECE_BATCH = 20  # calls per timed sample of an unavoidable piece
 
 
 def scenario_envs(cookie: str | None) -> dict[str, list[dict[str, Any]]]:
@@ -87,7 +97,9 @@ def run(
     results = Results()
     built = build(rows, ctx, results)
     ops = floor_ops(ctx, record, results)
+    results.pieces = pieces(ctx.data)
     samples: dict[tuple[str, str], list[int]] = {}
+    piece_samples: dict[str, list[float]] = {}
     for number in range(rounds):
         progress(f"round {number + 1}/{rounds}")
         for item in list(built):
@@ -100,7 +112,11 @@ def run(
                 built.remove(item)
         for name, op in ops.items():
             sample_calls(op, count, samples.setdefault(("floor", name), []))
+        for name, call in [("", nothing), *((piece.name, piece.call) for piece in results.pieces)]:
+            sample_batches(call, count, piece_samples.setdefault(name, []), PIECE_BATCH)
     results.rows = [item.row for item in built]
+    calling = median_us(piece_samples.pop(""))
+    results.piece_us = {name: median_us(values) - calling for name, values in piece_samples.items()}
     for (name, scenario), values in samples.items():
         if name == "floor":
             results.floors[scenario] = median_us(values)
