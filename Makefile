@@ -53,9 +53,11 @@ test: lint typecheck docs pytest fuzz
 demo: $(STAMP)
 	$(BIN)/wsgi-session demo --host 127.0.0.1 --port 8000
 
-# The HTTP section loads gunicorn with wrk; installed here only when missing.
+# The HTTP section loads gunicorn with wrk, and --instructions counts under valgrind's
+# callgrind; each installed here only when missing.
 bench: $(STAMP) system-packages
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; apt-get update && apt-get install -y wrk; }
+	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind"; apt-get update && apt-get install -y valgrind; }
 	$(BIN)/python -m benchmarks
 
 clean:
