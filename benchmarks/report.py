@@ -13,7 +13,7 @@ from importlib import metadata
 from benchmarks.apps import SCENARIOS
 from benchmarks.subjects import FLOOR_ROW, SEALED, STORES
 from benchmarks.table import BARE, Results
-from benchmarks.unavoidable import CELLS
+from benchmarks.unavoidable import FLOOR_STORES
 
 SCENARIO_TITLES = {"untouched": "untouched", "read": "read", "write": "write", "new": "new visitor"}
 PACKAGES = (
@@ -175,12 +175,8 @@ def pieces_table(results: Results) -> list[str]:
     """Each unavoidable piece's median µs, net of calling it, and the cells it is part of."""
     rows = []
     for piece in results.pieces:
-        part_of = " · ".join(
-            f"{store} {' '.join(s[0] for s in SCENARIOS if (store, s) in piece.cells)}"
-            for store in dict.fromkeys(store for store, _ in CELLS)
-            if any(cell[0] == store for cell in piece.cells)
-        )
-        rows.append([piece.name, f"`{piece.timed}`", us(results.piece_us.get(piece.name)), part_of])
+        timed = us(results.piece_us.get(piece.name))
+        rows.append([piece.name, f"`{piece.timed}`", timed, piece.part_of()])
     return table(["piece", "timed", "µs", "in the floor of"], rows)
 
 
@@ -188,7 +184,7 @@ def floor_app_table(results: Results) -> list[str]:
     """The pieces' sums, the floor app and wsgi_session, over the bare WSGI app."""
     scenarios = [s for s in SCENARIOS if s != "untouched"]
     rows = []
-    for store in dict.fromkeys(store for store, _ in CELLS):
+    for store in FLOOR_STORES:
         rows.append(
             [
                 f"{store}: the sum of its pieces",

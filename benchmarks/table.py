@@ -22,20 +22,18 @@ class Built:
 
 @dataclass
 class Results:
-    """Median µs per (row, scenario), per floor operation and per unavoidable piece,
-    plus what could not run."""
+    """Median µs per (row, scenario), floor operation and unavoidable piece; what could not run."""
 
     rows: list[Row] = field(default_factory=list)
     medians: dict[tuple[str, str], float] = field(default_factory=dict)
     floors: dict[str, float] = field(default_factory=dict)
     pieces: list[Piece] = field(default_factory=list)
     piece_us: dict[str, float] = field(default_factory=dict)  # net of calling a piece
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def floor_sum(self, store: str, scenario: str) -> float | None:
         """The sum of the unavoidable pieces of ``store``'s ``scenario``, if all were timed."""
         return sums(self.piece_us, self.pieces).get((store, scenario))
-
-    unavailable: dict[str, str] = field(default_factory=dict)
 
     def overhead(self, name: str, scenario: str) -> float | None:
         """Median time over the row's bare app, or ``None`` if either did not run."""

@@ -33,6 +33,7 @@ from itsdangerous.encoding import base64_encode
 from werkzeug.http import dump_cookie
 
 from benchmarks.apps import SECRET, WSGIApp, environ, session_app
+from wsgi_session.backends.slots import store_key
 from wsgi_session.cookies import CookiePolicy, KeyRing, decode_canonical
 from wsgi_session.record import Record
 from wsgi_session.serialization import dumps, loads
@@ -48,14 +49,8 @@ LOADED = "benchmarks.floor"  # the floor app's per-request state in the environ
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 # The cells the pieces add up to: (store, scenario) of the rows they are the floor of.
-CELLS = (
-    ("memory", "read"),
-    ("memory", "write"),
-    ("memory", "new"),
-    ("cookie", "read"),
-    ("cookie", "write"),
-    ("cookie", "new"),
-)
+FLOOR_STORES = ("memory", "cookie")
+CELLS = tuple((store, scenario) for store in FLOOR_STORES for scenario in ("read", "write", "new"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +65,14 @@ class Piece:
     timed: str
     call: Callable[[], object]
     cells: frozenset[tuple[str, str]] = frozenset()
+
+    def part_of(self) -> str:
+        """The cells it is part of, in short: ``memory r w n · cookie r``."""
+        letters: dict[str, list[str]] = {}
+        for store, scenario in CELLS:
+            if (store, scenario) in self.cells:
+                letters.setdefault(store, []).append(scenario[0])
+        return " · ".join(f"{store} {' '.join(found)}" for store, found in letters.items())
 
 
 _SCENARIO_LETTERS = {"r": "read", "w": "write", "n": "new"}
@@ -95,28 +98,28 @@ def pieces(data: dict[str, Any]) -> list[Piece]:
     session_id = secrets.token_urlsafe(32)
     signed_id = id_signer.sign(session_id)
     request = environ("/read", f"{COOKIE}={signed_id}")
-    store_key = hashlib.sha256(session_id.encode("ascii")).hexdigest()
+    key = store_key(session_id)
     now = int(time.time())
     text = dumps(data)
     record = Record(now, now, False, None, text)
     raw_record = record.encode()
-    records: dict[str, tuple[bytes, int]] = {store_key: (raw_record, 1)}
+    records: dict[str, tuple[bytes, int]] = {key: (raw_record, 1)}
     version = [1]
     memory = MemoryStore()
-    memory.save(store_key, raw_record, IDLE_TIMEOUT)
+    memory.save(key, raw_record, IDLE_TIMEOUT)
     body = b"j" + record.encode_with_id(session_id)
     payload_text = "S" + base64_encode(body).decode("ascii")
     signed_payload = payload_signer.sign(payload_text)
     message = session_id.encode("ascii")
 
     def compare_and_set() -> None:
-        found = records.get(store_key)
+        found = records.get(key)
         if found is None or found[1] != version[0]:
             raise RuntimeError("the compare-and-set piece lost its record")
         version[0] += 1
-        records[store_key] = (raw_record, version[0])
+        records[key] = (raw_record, version[0])
 
-    def cookie_attributes(max_age: int | None) -> Callable[[], str]:
+    def werkzeug_cookie(max_age: int | None) -> Callable[[], str]:
         return lambda: dump_cookie(
             COOKIE, signed_id, max_age=max_age, path="/", httponly=True, samesite="Lax"
         )
@@ -148,20 +151,20 @@ def pieces(data: dict[str, Any]) -> list[Piece]:
         ),
         Piece(
             "the store key: SHA-256 of the id",
-            "hashlib.sha256(id).hexdigest()",
-            lambda: hashlib.sha256(session_id.encode("ascii")).hexdigest(),
+            "slots.store_key",
+            lambda: store_key(session_id),
             _in("memory rwn"),
         ),
         Piece(
             "the memory store's lookup",
             "dict.get",
-            lambda: records.get(store_key),
+            lambda: records.get(key),
             _in("memory rw"),
         ),
         Piece(
             "… as MemoryStore does it (lock, expiry)",
             "MemoryStore.load",
-            lambda: memory.load(store_key),
+            lambda: memory.load(key),
         ),
         Piece(
             "the record's header parsed",
@@ -207,12 +210,7 @@ def pieces(data: dict[str, Any]) -> list[Piece]:
         Piece(
             "… the same signature, raw",
             "hmac.digest + base64",
-            lambda: (
-                binascii.b2a_base64(hmac.digest(id_key, message, "sha256"), newline=False)
-                .translate(_TO_URLSAFE)
-                .rstrip(b"=")
-                .decode()
-            ),
+            lambda: signature(id_key, session_id),
         ),
         Piece(
             "Set-Cookie, attributes spelled once",
@@ -220,11 +218,11 @@ def pieces(data: dict[str, Any]) -> list[Piece]:
             lambda: policy.dump(request, signed_id, None),
             _in("memory wn", "cookie wn"),
         ),
-        Piece("… by werkzeug on every response", "dump_cookie", cookie_attributes(None)),
+        Piece("… by werkzeug on every response", "dump_cookie", werkzeug_cookie(None)),
         Piece(
             "… with a Max-Age (permanent sessions)",
             "dump_cookie(max_age=…)",
-            cookie_attributes(IDLE_TIMEOUT),
+            werkzeug_cookie(IDLE_TIMEOUT),
         ),
         # -- the cookie store: the session in the cookie, signed ---------------
         Piece(
@@ -266,6 +264,12 @@ def pieces(data: dict[str, Any]) -> list[Piece]:
     ]
 
 
+def signature(key: bytes, session_id: str) -> str:
+    """The HMAC-SHA256 of ``session_id`` as itsdangerous spells it (unpadded URL-safe base64)."""
+    digest = hmac.digest(key, session_id.encode("ascii"), "sha256")
+    return binascii.b2a_base64(digest, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+
+
 def nothing() -> None:
     """The empty piece: what calling a piece costs, taken off every piece's time."""
 
@@ -298,12 +302,6 @@ def floor_app(data: dict[str, Any]) -> WSGIApp:
     records: dict[str, tuple[bytes, int]] = {}
     versions = itertools.count(1)
 
-    def signature(session_id: str) -> str:
-        digest = hmac.digest(id_key, session_id.encode("ascii"), "sha256")
-        return (
-            binascii.b2a_base64(digest, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
-        )
-
     def open_session(environ: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {}
         found = None
@@ -315,7 +313,11 @@ def floor_app(data: dict[str, Any]) -> WSGIApp:
                     continue
                 session_id, dot, signed = value.rpartition(".")
                 # Compared as text with the canonical spelling: no other spelling verifies.
-                if dot and value.isascii() and hmac.compare_digest(signature(session_id), signed):
+                if (
+                    dot
+                    and value.isascii()
+                    and hmac.compare_digest(signature(id_key, session_id), signed)
+                ):
                     key = hashlib.sha256(session_id.encode("ascii")).hexdigest()
                     stored = records.get(key)
                     if stored is not None:
@@ -350,7 +352,7 @@ def floor_app(data: dict[str, Any]) -> WSGIApp:
                             raise RuntimeError("conflict: the floor app does not merge")
                     record = b"1 %d %d 0 0 " % (created, now) + dumps(data).encode("utf-8")
                     records[key] = (record, next(versions))
-                    cookie = f"{COOKIE}={session_id}.{signature(session_id)}{attributes}"
+                    cookie = f"{COOKIE}={session_id}.{signature(id_key, session_id)}{attributes}"
                     headers.append(("Set-Cookie", cookie))
             return start_response(status, headers, exc_info)
 
