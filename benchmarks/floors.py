@@ -45,6 +45,8 @@ def memcached_ops(
     count = len(keys)
     get = client.get
     set_ = client.set
+    gets = client.gets
+    cas = client.cas
 
     def read(i: int) -> object:
         return get(keys[i % count])
@@ -52,12 +54,29 @@ def memcached_ops(
     def write(i: int) -> object:
         return set_(keys[i % count], value, expire=TTL, noreply=False)
 
-    return {"memcached GET": read, "memcached SET": write}
+    def compare_and_set(i: int) -> object:
+        # What a session write sends: the read that gives the token, the write that needs it.
+        key = keys[i % count]
+        _, token = gets(key)
+        return cas(key, value, token, expire=TTL, noreply=False)
+
+    return {
+        "memcached GET": read,
+        "memcached SET": write,
+        "memcached GETS + CAS": compare_and_set,
+    }
 
 
 def redis_ops(address: str, value: bytes) -> dict[str, Callable[[int], object]]:
-    """A raw redis-py GET and SET (with its TTL) of ``value`` on one key, redis-py's defaults."""
+    """A raw redis-py GET and SET (with its TTL) of ``value`` on one key, redis-py's defaults.
+
+    Also the pair a session write sends: a GET and RedisStore's compare-and-set
+    script (``EVALSHA``), which replaces the value while it starts with the
+    same token (here it always does).
+    """
     import redis
+
+    from wsgi_session.stores.redis import _COMPARE_AND_SET, TOKEN_BYTES
 
     host, port = address.rsplit(":", 1)
     client = redis.Redis(host=host, port=int(port))
@@ -67,6 +86,9 @@ def redis_ops(address: str, value: bytes) -> dict[str, Callable[[int], object]]:
         raise RuntimeError("Redis floor: the record to read is missing")
     get = client.get
     set_ = client.set
+    evalsha = client.evalsha
+    script = client.script_load(_COMPARE_AND_SET)
+    token = value[:TOKEN_BYTES]
 
     def read(i: int) -> object:
         return get(key)
@@ -74,7 +96,11 @@ def redis_ops(address: str, value: bytes) -> dict[str, Callable[[int], object]]:
     def write(i: int) -> object:
         return set_(key, value, ex=TTL)
 
-    return {"Redis GET": read, "Redis SET": write}
+    def compare_and_set(i: int) -> object:
+        get(key)
+        return evalsha(script, 1, key, token, value, TTL)
+
+    return {"Redis GET": read, "Redis SET": write, "Redis GET + EVALSHA": compare_and_set}
 
 
 def sqlite_table(path: Path) -> None:

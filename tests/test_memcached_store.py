@@ -215,7 +215,7 @@ def test_key_too_long(store: MemcachedStore, prefix: str) -> None:
         store.load(key)
 
 
-@pytest.mark.parametrize("key", ["a b", "a\tb", "a\r\nb", "clé", "a\x00b", "a\x7fb"])
+@pytest.mark.parametrize("key", ["a b", "a\tb", "a\r\nb", "clé", "a\x00b", "a\x7fb", "a\ud800b"])
 def test_key_characters(store: MemcachedStore, key: str) -> None:
     with pytest.raises(ValueError, match="printable ASCII"):
         store.save(key, b"v", ttl=60)

@@ -310,6 +310,39 @@ def test_unanswered_request_times_out(make_store: StoreFactory, redis_server: Re
     assert data(store, "k") == b"v"
 
 
+def test_an_interrupted_command_leaves_no_reply_for_the_next_one(
+    make_store: StoreFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake, because no server can cause it: an exception (Ctrl-C, a thread's
+    # asynchronous exception) landing after a command went out and before its
+    # reply was read. The reply left on that socket must not answer a later command.
+    store = make_store(redis_server.url)
+    store.save("a", b"A", ttl=60)
+    store.save("b", b"B", ttl=60)
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.Connection, "read_response", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.load("a")
+    assert data(store, "b") == b"B"
+    assert len(sockets_to(redis_server.port)) == 1  # the interrupted one was replaced
+
+
+def test_connections_are_reused_and_bounded_by_the_concurrency(
+    make_store: StoreFactory, redis_server: RedisServer
+) -> None:
+    store = make_store(redis_server.url)
+    for index in range(20):
+        store.save(f"k{index}", b"v", ttl=60)
+        assert data(store, f"k{index}") == b"v"
+    assert len(sockets_to(redis_server.port)) == 1
+    contract.check_concurrent_compare_and_set_loses_no_update(store)  # eight threads
+    assert 1 <= len(sockets_to(redis_server.port)) <= 8  # at most one per thread at once
+
+
 def test_close(make_store: StoreFactory, redis_server: RedisServer) -> None:
     store = make_store(redis_server.url)
     store.save("k", b"v", ttl=60)

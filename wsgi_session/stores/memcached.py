@@ -271,9 +271,12 @@ class MemcachedStore:
             server.close()
 
     def _key(self, key: str) -> bytes:
-        if key.isalnum() and key.isascii() and len(key) <= self._longest_key:
+        encoded = key.encode("ascii", "replace")
+        if encoded.isalnum() and len(encoded) <= self._longest_key:
             # The usual key, a hex digest: nothing to check beyond these C calls.
-            return self._prefix + key.encode()
+            # bytes.isalnum costs a third of str.isalnum (no Unicode tables); a
+            # non-ASCII character became "?", which fails it.
+            return self._prefix + encoded
         full_key = self.key_prefix + key
         if not _KEY.fullmatch(full_key):
             raise ValueError(
