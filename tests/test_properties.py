@@ -27,6 +27,7 @@ from wsgi_session import MemoryStore
 from wsgi_session.backends.cookie import CookieBackend, CookieStore
 from wsgi_session.cookies import KeyRing, decode_canonical
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.owner import Owner
 from wsgi_session.record import Record
 from wsgi_session.serialization import dumps, loads
 
@@ -235,3 +236,39 @@ def test_signatures_are_itsdangerous_signatures(value: str) -> None:
     assert SIGNER.sign(value) == reference.sign(value).decode("ascii")
     assert reference.unsign(SIGNER.sign(value)).decode("ascii") == value
     assert SIGNER.unsign(old.sign(value).decode("ascii")) == (value, False)
+
+
+# -- records ----------------------------------------------------------------------
+
+OWNERS = st.none() | st.builds(
+    Owner,
+    st.text(B64, min_size=1, max_size=12),
+    st.integers(0, 2**40),
+    st.text(B64, max_size=12),
+)
+
+
+@PROPERTY
+@given(
+    created=st.integers(0, 2**40),
+    accessed=st.integers(0, 2**40),
+    permanent=st.booleans(),
+    idle_timeout=st.none() | st.integers(1, 2**31),
+    data=st.dictionaries(st.text(LATIN_1, max_size=5), st.text(LATIN_1, max_size=5), max_size=3),
+    owner=OWNERS,
+)
+def test_a_record_reads_back_as_written(
+    created: int,
+    accessed: int,
+    permanent: bool,
+    idle_timeout: int | None,
+    data: dict[str, str],
+    owner: Owner | None,
+) -> None:
+    # _parse builds the tuple itself, in the fields' order: it must equal the named tuple's own.
+    record = Record(created, accessed, permanent, idle_timeout, dumps(data), owner=owner)
+    assert Record.decode(record.encode()) == record
+    assert Record.decode_with_id(record.encode_with_id("an-id")) == (
+        "an-id",
+        record._replace(owner=None),
+    )

@@ -63,6 +63,7 @@ _OWNED_FIELDS = 8
 UNOPENED = ""
 # AES-GCM adds a nonce and a tag: an empty session's sealed data has this length.
 _SEALED_EMPTY = NONCE_BYTES + 16 + len(EMPTY)
+_new_tuple = tuple.__new__
 
 
 class Lock(Protocol):
@@ -273,13 +274,21 @@ class Record(NamedTuple):
                     int(fields[5]),
                     "" if client == _NO_CLIENT else client.decode("ascii"),
                 )
-            return cls(
-                int(fields[0]),
-                int(fields[1]),
-                fields[2] == b"1",
-                int(fields[3]) or None,
-                fields[-1].decode("utf-8"),
-                owner=owner,
+            idle = fields[3]
+            # tuple.__new__ directly, in the fields' order: the named tuple's own
+            # __new__ is one more Python frame (and its defaults) on every load.
+            return _new_tuple(
+                cls,
+                (
+                    int(fields[0]),
+                    int(fields[1]),
+                    fields[2] == b"1",
+                    None if idle == b"0" else int(idle) or None,  # "0", the usual: no int()
+                    fields[-1].decode("utf-8"),
+                    None,
+                    None,
+                    owner,
+                ),
             )
         except ValueError:  # a UnicodeDecodeError too
             return None

@@ -79,7 +79,8 @@ class ServerSideBackend(BaseBackend):
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
         if not _SIGNED_ID.fullmatch(cookie):
             return None  # refused before any HMAC work
-        return self.signer.unsign(cookie)
+        # The pattern placed the dot and allowed only ASCII: no need to search for them.
+        return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
 
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()

@@ -32,17 +32,32 @@ def store_key(session_id: str) -> str:
 
 
 class Slot:
-    """One session's record: its key, and the lock of its id (``None``: cannot seal)."""
+    """One session's record: its key, and the lock of its id, made on first use."""
 
-    __slots__ = ("key", "lock", "require_sealed", "seal")
+    __slots__ = ("_id", "_lock", "_sealer", "key", "require_sealed", "seal")
 
     def __init__(
-        self, key: str, lock: RecordLock | None, seal: bool, require_sealed: bool = False
+        self,
+        key: str,
+        session_id: str | None,
+        sealer: RecordSealer | None,
+        seal: bool,
+        require_sealed: bool = False,
     ) -> None:
+        """Without a ``sealer`` and a ``session_id`` it neither seals nor opens sealed records."""
         self.key = key
-        self.lock = lock
-        self.seal = seal and lock is not None
+        self._id = session_id
+        self._sealer = sealer
+        self._lock: RecordLock | None = None
+        self.seal = seal and sealer is not None and session_id is not None
         self.require_sealed = require_sealed
+
+    @property
+    def lock(self) -> RecordLock | None:
+        """The lock of this slot's id (``None``: cannot seal), derived when a record needs it."""
+        if self._lock is None and self._sealer is not None and self._id is not None:
+            self._lock = self._sealer.lock(self._id, self.key)
+        return self._lock
 
     def encode(self, record: Record) -> bytes:
         return record.encode(self.lock if self.seal else None)
@@ -56,7 +71,14 @@ class Slot:
         writes one, and following it would write this session's data in the
         clear under a key of the writer's choosing.
         """
-        if not self.seal or Record.is_sealed(raw):
+        if not self.seal:
+            # With sealing off nearly every record is plain, and decodes without
+            # the lock: the id's key is derived only for a sealed one.
+            record = Record.decode(raw)
+            if record is None and Record.is_sealed(raw):
+                return Record.decode(raw, self.lock)
+            return record
+        if Record.is_sealed(raw):
             return Record.decode(raw, self.lock)
         if self.require_sealed:
             return None
@@ -65,8 +87,9 @@ class Slot:
 
     def forwarding(self, new_id: str, new: Slot) -> bytes:
         """This (retired) record as a pointer to ``new``, the session's record under ``new_id``."""
-        if self.seal and self.lock is not None:
-            return Record.sealed_forwarding(new_id, self.lock)
+        lock = self.lock if self.seal else None
+        if lock is not None:
+            return Record.sealed_forwarding(new_id, lock)
         return Record.forwarding(new.key)
 
 
@@ -86,10 +109,8 @@ class Slots:
         self.sealer = RecordSealer(keys) if seal or can_open_sealed() else None
 
     def of(self, session_id: str) -> Slot:
-        """The slot of ``session_id``; its key is derived only if a record needs it."""
-        key = store_key(session_id)
-        lock = None if self.sealer is None else self.sealer.lock(session_id, key)
-        return Slot(key, lock, self.seal, self.require_sealed)
+        """The slot of ``session_id``; its record's key is derived only if a record needs it."""
+        return Slot(store_key(session_id), session_id, self.sealer, self.seal, self.require_sealed)
 
     def following(self, record: Record) -> Slot | None:
         """The slot a forwarding ``record`` points to; ``None`` if it is no forward."""
@@ -97,5 +118,5 @@ class Slots:
             return self.of(record.forward_id)
         if record.forward is not None:
             # A plain forward names only the key: that record is read and written in the clear.
-            return Slot(record.forward, None, False)
+            return Slot(record.forward, None, None, False)
         return None
