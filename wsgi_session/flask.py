@@ -345,7 +345,7 @@ class SessionInterface(FlaskSessionInterface):
 
     def is_null_session(self, obj: object) -> bool:
         # Asked by Flask on every request. Its answer is an isinstance against an
-        # ABC (NullSession is a MutableMapping): a Python call, ~3k instructions.
+        # ABC (NullSession is a MutableMapping): a Python call, ~2k instructions.
         return type(obj) is not FlaskSession and super().is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
