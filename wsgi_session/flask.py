@@ -207,7 +207,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             # A session middleware around several apps mounted in one process (a
             # Django project's, say) opened the session: Flask shares it.
             return self.app(environ, start_response)
-        return super().__call__(environ, start_response)
+        return BaseSessionMiddleware.__call__(self, environ, start_response)  # no super() object
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.settings()[0]
@@ -342,6 +342,11 @@ class SessionInterface(FlaskSessionInterface):
         # No middleware around this request: the test client's
         # session_transaction(), or a test_request_context().
         return self.middleware.detached_session(request.environ)
+
+    def is_null_session(self, obj: object) -> bool:
+        # Asked by Flask on every request. Its answer is an isinstance against an
+        # ABC (NullSession is a MutableMapping): a Python call, ~2k instructions.
+        return type(obj) is not FlaskSession and super().is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         # Not isinstance(session, FlaskSession): an ABC's check is a Python call per request.
