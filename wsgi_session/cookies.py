@@ -10,7 +10,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from itsdangerous import Signer
 from werkzeug.http import dump_cookie
 
 from wsgi_session.errors import ConfigurationError
@@ -206,25 +205,28 @@ class KeyRing:
 class CookieSigner:
     """Signs and verifies cookie values for one purpose.
 
-    Signing is itsdangerous' ``Signer`` with HMAC-SHA256, ``key_derivation="none"``
-    and ``sep="."``: ``value + "." + base64url(HMAC(key, value))`` without padding.
-    Verifying, done on every request that reads its session, recomputes that
-    text with hmac's one-shot ``hmac.digest`` (OpenSSL underneath) and compares
-    it in constant time: itsdangerous would spend twice as long around the same
-    HMAC (a base64 decode, an ``hmac.HMAC`` object, key handling per call).
+    The text is itsdangerous' ``Signer`` with HMAC-SHA256, ``key_derivation="none"``
+    and ``sep="."``: ``value + "." + base64url(HMAC(key, value))`` without padding
+    (tests/test_properties.py holds both to the same text). Verifying, done on
+    every request that reads its session, recomputes that text with hmac's
+    one-shot ``hmac.digest`` (OpenSSL underneath) and compares it in constant
+    time: itsdangerous would spend twice as long around the same HMAC (a base64
+    decode, an ``hmac.HMAC`` object, key handling per call). Signing copies an
+    HMAC keyed once: a third fewer instructions than a one-shot ``hmac.digest``,
+    which sets the key up on every call.
     """
 
-    __slots__ = ("_current", "_newest_first", "_signer")
+    __slots__ = ("_current", "_keyed", "_newest_first")
 
     def __init__(self, keys: KeyRing, purpose: str) -> None:
         self._newest_first = keys.derive(purpose)[::-1]
         self._current = self._newest_first[0]
-        self._signer = Signer(
-            self._current, digest_method=hashlib.sha256, key_derivation="none", sep="."
-        )
+        self._keyed = hmac.new(self._current, digestmod=hashlib.sha256)
 
     def sign(self, value: str) -> str:
-        return self._signer.sign(value).decode("ascii")
+        mac = self._keyed.copy()
+        mac.update(value.encode("utf-8"))
+        return f"{value}.{_spelled(mac.digest())}"
 
     def unsign(self, signed: str) -> tuple[str, bool] | None:
         """``(value, signed_with_current_key)``, or ``None`` if it does not verify.
@@ -245,8 +247,12 @@ class CookieSigner:
 
 def _signature(key: bytes, message: bytes) -> str:
     """The HMAC-SHA256 of ``message`` as itsdangerous spells it: unpadded URL-safe base64."""
+    return _spelled(hmac.digest(key, message, "sha256"))
+
+
+def _spelled(digest: bytes) -> str:
+    """``digest`` in unpadded URL-safe base64, as itsdangerous spells a signature."""
     # binascii directly: base64.urlsafe_b64encode is two Python frames on every request.
-    digest = hmac.digest(key, message, "sha256")
     return binascii.b2a_base64(digest, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 

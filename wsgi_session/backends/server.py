@@ -142,11 +142,11 @@ class ServerSideBackend(BaseBackend):
         if saved is None:
             return "destroyed"
         saved_slot, saved_record = saved
+        if saved_record is record:  # the first compare-and-set took: same slot, our record
+            return "emptied" if record.text == EMPTY else "written"
         if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
-        if saved_record.text == EMPTY:
-            return "emptied"
-        return "written" if saved_record is record else "merged"
+        return "emptied" if saved_record.text == EMPTY else "merged"
 
     # The writes below are the backend's only ones, shared by execute() and the
     # Django engine (whose ids live in Django's session key, not in the Session):
@@ -243,4 +243,11 @@ class ServerSideBackend(BaseBackend):
         return self.slots.of(session_id)
 
     def send(self, plan: Plan) -> CookieUpdate:
-        return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))
+        session = plan.session
+        origin = session.origin
+        value = origin.cookie
+        if value is None or origin.new or origin.resign or session.id != origin.id:
+            value = self.signer.sign(session.id)
+        # Else the request's own cookie: it verified with the current key and names
+        # this id, and verification accepts only the exact text signing the id gives.
+        return CookieUpdate(value, self.max_age(plan))
