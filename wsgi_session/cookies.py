@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,8 @@ SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
 # Values werkzeug writes as they are (no quotes, no escapes): all the server issues.
 _UNQUOTED_VALUE = re.compile(r"[A-Za-z0-9._-]*")
-# Mount points seen (SCRIPT_NAME) times schemes: a handful; the bound is only a backstop.
+# Mount points seen (SCRIPT_NAME) times schemes times Max-Ages, of the current second
+# (older ones are never asked again): a handful; the bound only clears the old seconds.
 _ATTRIBUTE_CACHE_SIZE = 64
 
 
@@ -41,8 +43,9 @@ class CookiePolicy:
     httponly: bool = True
     samesite: str | None = "Lax"
     partitioned: bool = False
-    # Set-Cookie attributes by (path, secure), see dump(); not part of the policy's identity.
-    _attributes: dict[tuple[str, bool], str] = field(
+    # Set-Cookie attributes by (path, secure, max_age, expires), see dump(); not part
+    # of the policy's identity.
+    _attributes: dict[tuple[str, bool, int | None, int | None], str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -119,24 +122,33 @@ class CookiePolicy:
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
         path = self.path or environ.get("SCRIPT_NAME") or "/"
-        secure = self._secure(environ)
-        if max_age is not None or not _UNQUOTED_VALUE.fullmatch(value):
-            return self._dump(value, max_age, path, secure)
-        # Without a Max-Age (and its Expires) the attributes depend on the path
-        # and the scheme only: werkzeug spells them once, every response reuses them.
-        attributes = self._attributes.get((path, secure))
+        secure = self.secure
+        if secure is None:  # follows the request's scheme
+            secure = environ.get("wsgi.url_scheme") == "https"
+        # A Max-Age comes with an Expires date (as werkzeug writes it: now + Max-Age).
+        expires = None if max_age is None else int(time.time()) + max_age
+        if not _UNQUOTED_VALUE.fullmatch(value):
+            return self._dump(value, max_age, expires, path, secure)
+        # The attributes depend on the path, the scheme and the Max-Age, and its
+        # Expires on the second: werkzeug spells each set once, and every response
+        # that second reuses it (formatting the date is most of a permanent cookie's cost).
+        key = (path, secure, max_age, expires)
+        attributes = self._attributes.get(key)
         if attributes is None:
             if len(self._attributes) >= _ATTRIBUTE_CACHE_SIZE:
                 self._attributes.clear()
-            attributes = self._dump("", None, path, secure)[len(self.name) + 1 :]
-            self._attributes[(path, secure)] = attributes
+            attributes = self._dump("", max_age, expires, path, secure)[len(self.name) + 1 :]
+            self._attributes[key] = attributes
         return f"{self.name}={value}{attributes}"
 
-    def _dump(self, value: str, max_age: int | None, path: str, secure: bool) -> str:
+    def _dump(
+        self, value: str, max_age: int | None, expires: int | None, path: str, secure: bool
+    ) -> str:
         return dump_cookie(
             self.name,
             value,
             max_age=max_age,
+            expires=expires,
             path=path,
             domain=self.domain,
             secure=secure,
@@ -149,11 +161,6 @@ class CookiePolicy:
     def expire(self, environ: WSGIEnvironment) -> str:
         """A Set-Cookie header value deleting the cookie, with the same attributes."""
         return self.dump(environ, "", max_age=0)
-
-    def _secure(self, environ: WSGIEnvironment) -> bool:
-        if self.secure is None:
-            return bool(environ.get("wsgi.url_scheme") == "https")
-        return self.secure
 
 
 class KeyRing:

@@ -403,14 +403,14 @@ def _with_session_headers(headers: Headers, extra: Headers) -> Headers:
     """``headers`` plus the session's, with ``Cookie`` merged into any Vary."""
     if not extra:
         return headers
+    if "vary" not in map(str.lower, map(_header_name, headers)):  # one scan, no Python frame
+        return [*headers, *extra]  # the usual response: no Vary of its own
     result = list(headers)
     for name, value in extra:
-        if name != "Vary":
-            result.append((name, value))
-        elif "vary" in map(str.lower, map(_header_name, result)):  # one scan, no Python frame
+        if name == "Vary":
             _add_vary_cookie(result)
-        else:  # the usual response: no Vary of its own
-            result.append(("Vary", "Cookie"))
+        else:
+            result.append((name, value))
     return result
 
 

@@ -250,7 +250,9 @@ class Session(MutableMapping[str, Any]):
 
     def serialize(self) -> str:
         """The data as tagged JSON; ``TypeError`` names a value that cannot be stored."""
-        return dumps(self._data())
+        if self._origin is None:  # _data(), inlined: every write serializes
+            self._load()
+        return dumps(self._values)
 
     def changes(self) -> tuple[dict[str, Any], set[str]]:
         """``(set, deleted)``: what this request changed relative to what it loaded.

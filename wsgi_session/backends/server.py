@@ -129,7 +129,10 @@ class ServerSideBackend(BaseBackend):
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
             self.remove(origin.id, session)
             return "written"
-        record = self.record(session, plan.text, plan.now, moved(session))
+        # Besides a move, only a create may be under a new id: an update or a refresh
+        # keeps it (decide() says so), so moved() is not asked again for them.
+        new_id = action == "move" or (action == "create" and moved(session))
+        record = self.record(session, plan.text, plan.now, new_id)
         if action == "create":
             self.write_new(session.id, session, record)
             return "written"
