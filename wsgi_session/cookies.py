@@ -233,7 +233,7 @@ class CookieSigner:
     def sign(self, value: str) -> str:
         mac = self._keyed.copy()
         mac.update(value.encode("utf-8"))
-        return f"{value}.{_spelled(mac.digest())}"
+        return f"{value}.{encode_canonical(mac.digest())}"
 
     def unsign(self, signed: str) -> tuple[str, bool] | None:
         """``(value, signed_with_current_key)``, or ``None`` if it does not verify.
@@ -254,13 +254,13 @@ class CookieSigner:
 
 def _signature(key: bytes, message: bytes) -> str:
     """The HMAC-SHA256 of ``message`` as itsdangerous spells it: unpadded URL-safe base64."""
-    return _spelled(hmac.digest(key, message, "sha256"))
+    return encode_canonical(hmac.digest(key, message, "sha256"))
 
 
-def _spelled(digest: bytes) -> str:
-    """``digest`` in unpadded URL-safe base64, as itsdangerous spells a signature."""
+def encode_canonical(data: bytes) -> str:
+    """``data`` in unpadded URL-safe base64, as itsdangerous spells it (its ``base64_encode``)."""
     # binascii directly: base64.urlsafe_b64encode is two Python frames on every request.
-    return binascii.b2a_base64(digest, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
