@@ -32,6 +32,7 @@ from wsgi_session import (
     StoreUnavailable,
     StoreWriteFailed,
 )
+from wsgi_session.cookies import KeyRing
 from wsgi_session.middleware import UNAVAILABLE_BODY
 
 # -- laziness --------------------------------------------------------------
@@ -521,3 +522,30 @@ def test_a_create_that_finds_someone_elses_record_is_a_503() -> None:
     client = Client(SessionMiddleware(session_app(ROUTES), SECRET, store=Colliding()))
 
     assert client.get("/set").status_code == 503
+
+
+# -- the cookie a write sends ----------------------------------------------
+
+
+def test_a_write_resends_the_cookie_it_came_with_only_when_signing_would_give_the_same() -> None:
+    # A write re-sends the request's own cookie instead of signing the id again
+    # (ServerSideBackend.send): only when that is the very text signing would give.
+    def signed(session_id: str, secret: str = SECRET) -> str:
+        return KeyRing(secret).signer("wsgi_session.id").sign(session_id)
+
+    store = CountingStore()
+    client, _, _ = make(store=store)
+    first = one_cookie(client.get("/set"))
+
+    assert one_cookie(client.get("/set2")).value == first.value == signed(first.session_id)
+    regenerated = one_cookie(client.get("/regenerate"))
+    assert regenerated.session_id != first.session_id
+    assert regenerated.value == signed(regenerated.session_id)
+
+    # Signed with what is now a fallback key: the write sends the current key's signature.
+    old_secret = SECRET[::-1]
+    rotated = Client(
+        SessionMiddleware(session_app(ROUTES), SECRET, store=store, fallback_keys=[old_secret])
+    )
+    rotated.set_cookie("session", signed(regenerated.session_id, old_secret))
+    assert one_cookie(rotated.get("/set")).value == regenerated.value

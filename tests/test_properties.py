@@ -25,7 +25,7 @@ from itsdangerous.encoding import base64_encode
 
 from wsgi_session import MemoryStore
 from wsgi_session.backends.cookie import CookieBackend, CookieStore
-from wsgi_session.cookies import KeyRing, decode_canonical
+from wsgi_session.cookies import KeyRing, decode_canonical, encode_canonical
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.owner import Owner
 from wsgi_session.record import Record
@@ -129,6 +129,7 @@ def test_decode_canonical_accepts_exactly_the_canonical_spelling(text: str) -> N
 @given(st.binary(max_size=64))
 def test_decode_canonical_reads_back_any_encoding(raw: bytes) -> None:
     assert decode_canonical(base64_encode(raw).decode("ascii")) == raw
+    assert encode_canonical(raw) == base64_encode(raw).decode("ascii")
 
 
 @PROPERTY

@@ -7,10 +7,10 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from itsdangerous import Signer
 from werkzeug.http import dump_cookie
 
 from wsgi_session.errors import ConfigurationError
@@ -22,7 +22,8 @@ SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
 # Values werkzeug writes as they are (no quotes, no escapes): all the server issues.
 _UNQUOTED_VALUE = re.compile(r"[A-Za-z0-9._-]*")
-# Mount points seen (SCRIPT_NAME) times schemes: a handful; the bound is only a backstop.
+# Mount points seen (SCRIPT_NAME) times schemes times Max-Ages, of the current second
+# (older ones are never asked again): a handful; the bound only clears the old seconds.
 _ATTRIBUTE_CACHE_SIZE = 64
 
 
@@ -42,8 +43,9 @@ class CookiePolicy:
     httponly: bool = True
     samesite: str | None = "Lax"
     partitioned: bool = False
-    # Set-Cookie attributes by (path, secure), see dump(); not part of the policy's identity.
-    _attributes: dict[tuple[str, bool], str] = field(
+    # Set-Cookie attributes by (path, secure, max_age, expires), see dump(); not part
+    # of the policy's identity.
+    _attributes: dict[tuple[str, bool, int | None, int | None], str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -120,24 +122,33 @@ class CookiePolicy:
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
         path = self.path or environ.get("SCRIPT_NAME") or "/"
-        secure = self._secure(environ)
-        if max_age is not None or not _UNQUOTED_VALUE.fullmatch(value):
-            return self._dump(value, max_age, path, secure)
-        # Without a Max-Age (and its Expires) the attributes depend on the path
-        # and the scheme only: werkzeug spells them once, every response reuses them.
-        attributes = self._attributes.get((path, secure))
+        secure = self.secure
+        if secure is None:  # follows the request's scheme
+            secure = environ.get("wsgi.url_scheme") == "https"
+        # A Max-Age comes with an Expires date (as werkzeug writes it: now + Max-Age).
+        expires = None if max_age is None else int(time.time()) + max_age
+        if not _UNQUOTED_VALUE.fullmatch(value):
+            return self._dump(value, max_age, expires, path, secure)
+        # The attributes depend on the path, the scheme and the Max-Age, and its
+        # Expires on the second: werkzeug spells each set once, and every response
+        # that second reuses it (formatting the date is most of a permanent cookie's cost).
+        key = (path, secure, max_age, expires)
+        attributes = self._attributes.get(key)
         if attributes is None:
             if len(self._attributes) >= _ATTRIBUTE_CACHE_SIZE:
                 self._attributes.clear()
-            attributes = self._dump("", None, path, secure)[len(self.name) + 1 :]
-            self._attributes[(path, secure)] = attributes
+            attributes = self._dump("", max_age, expires, path, secure)[len(self.name) + 1 :]
+            self._attributes[key] = attributes
         return f"{self.name}={value}{attributes}"
 
-    def _dump(self, value: str, max_age: int | None, path: str, secure: bool) -> str:
+    def _dump(
+        self, value: str, max_age: int | None, expires: int | None, path: str, secure: bool
+    ) -> str:
         return dump_cookie(
             self.name,
             value,
             max_age=max_age,
+            expires=expires,
             path=path,
             domain=self.domain,
             secure=secure,
@@ -150,11 +161,6 @@ class CookiePolicy:
     def expire(self, environ: WSGIEnvironment) -> str:
         """A Set-Cookie header value deleting the cookie, with the same attributes."""
         return self.dump(environ, "", max_age=0)
-
-    def _secure(self, environ: WSGIEnvironment) -> bool:
-        if self.secure is None:
-            return bool(environ.get("wsgi.url_scheme") == "https")
-        return self.secure
 
 
 class KeyRing:
@@ -206,29 +212,29 @@ class KeyRing:
 class CookieSigner:
     """Signs and verifies cookie values for one purpose.
 
-    Signing is itsdangerous' ``Signer`` with HMAC-SHA256, ``key_derivation="none"``
-    and ``sep="."``: ``value + "." + base64url(HMAC(key, value))`` without padding.
-    Verifying, done on every request that reads its session, recomputes that
-    text and compares it in constant time: itsdangerous would spend twice as
-    long around the same HMAC (a base64 decode, an ``hmac.HMAC`` object, key
-    handling per call).
+    The text is itsdangerous' ``Signer`` with HMAC-SHA256, ``key_derivation="none"``
+    and ``sep="."``: ``value + "." + base64url(HMAC(key, value))`` without padding
+    (tests/test_properties.py holds both to the same text). Verifying, done on
+    every request that reads its session, recomputes that text and compares it
+    in constant time: itsdangerous would spend twice as long around the same
+    HMAC (a base64 decode, an ``hmac.HMAC`` object, key handling per call).
     """
 
-    __slots__ = ("_current", "_newest_first", "_signer")
+    __slots__ = ("_current", "_newest_first")
 
     def __init__(self, keys: KeyRing, purpose: str) -> None:
-        derived = keys.derive(purpose)[::-1]
         # One keyed HMAC per key, copied for each message: hmac.digest() and
         # hmac.new() set OpenSSL's HMAC up anew on every call (fetching the
         # algorithm, hashing the padded key), a third more instructions than a copy.
-        self._newest_first = [hmac.new(key, digestmod="sha256") for key in derived]
+        self._newest_first = [
+            hmac.new(key, digestmod="sha256") for key in keys.derive(purpose)[::-1]
+        ]
         self._current = self._newest_first[0]
-        self._signer = Signer(
-            derived[0], digest_method=hashlib.sha256, key_derivation="none", sep="."
-        )
 
     def sign(self, value: str) -> str:
-        return self._signer.sign(value).decode("ascii")
+        mac = self._current.copy()
+        mac.update(value.encode("utf-8"))
+        return f"{value}.{encode_canonical(mac.digest())}"
 
     def unsign(self, signed: str) -> tuple[str, bool] | None:
         """``(value, signed_with_current_key)``, or ``None`` if it does not verify.
@@ -248,14 +254,15 @@ class CookieSigner:
         for keyed in self._newest_first:
             mac = keyed.copy()
             mac.update(message)
-            # itsdangerous' spelling, unpadded URL-safe base64; binascii directly,
-            # as base64.urlsafe_b64encode is two Python frames on every request.
-            expected = binascii.b2a_base64(mac.digest(), newline=False)
-            if hmac.compare_digest(
-                expected.translate(_TO_URLSAFE).rstrip(b"=").decode(), signature
-            ):
+            if hmac.compare_digest(encode_canonical(mac.digest()), signature):
                 return value, keyed is self._current
         return None
+
+
+def encode_canonical(data: bytes) -> str:
+    """``data`` in unpadded URL-safe base64, as itsdangerous spells it (its ``base64_encode``)."""
+    # binascii directly: base64.urlsafe_b64encode is two Python frames on every request.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")

@@ -253,8 +253,9 @@ class _Response:
         middleware = self.middleware
         environ = self.environ
         self.policy, self.backend = policy, backend = middleware.settings_for(environ)
+        cookie = policy.read(environ)
         try:
-            origin = backend.open(policy.read(environ))
+            origin = backend.open(cookie)
         except StoreUnavailable as exc:
             if middleware.on_store_error == "fail":
                 self.load_failed = True
@@ -268,6 +269,7 @@ class _Response:
             # The store answered (with a record or without one). A request with
             # no cookie never asked it, so it proves nothing about an outage.
             middleware.outage.success()
+        origin.cookie = cookie  # what a write may re-send as it is (see ServerSideBackend.send)
         if middleware.record_client:
             # Kept raw: encoded only if this request logs in (see backends/owners.py).
             origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
@@ -401,14 +403,14 @@ def _with_session_headers(headers: Headers, extra: Headers) -> Headers:
     """``headers`` plus the session's, with ``Cookie`` merged into any Vary."""
     if not extra:
         return headers
+    if "vary" not in map(str.lower, map(_header_name, headers)):  # one scan, no Python frame
+        return [*headers, *extra]  # the usual response: no Vary of its own
     result = list(headers)
     for name, value in extra:
-        if name != "Vary":
-            result.append((name, value))
-        elif "vary" in map(str.lower, map(_header_name, result)):  # one scan, no Python frame
+        if name == "Vary":
             _add_vary_cookie(result)
-        else:  # the usual response: no Vary of its own
-            result.append(("Vary", "Cookie"))
+        else:
+            result.append((name, value))
     return result
 
 

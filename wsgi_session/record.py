@@ -54,6 +54,7 @@ SEALED = b"1s"
 SEALED_OWNED = b"2s"
 _NO_CLIENT = b"-"
 FORWARD = b"F"
+_PLAIN_FORMAT = FORMAT + b" "
 _FORWARD_HEAD = FORWARD + b" "
 # A record's fields after the format: the header's, then the data, which is last
 # (sealed or not) and the only one that may hold a space.
@@ -100,8 +101,16 @@ class Record(NamedTuple):
     @classmethod
     def of(cls, session: Session, text: str, now: float, owner: Owner | None = None) -> Record:
         """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""
+        # Positionally (a keyword costs a lookup by name on every write): no forward.
         return cls(
-            session.created_at(now), now, session.permanent, session.idle_timeout, text, owner=owner
+            session.created_at(now),
+            now,
+            session.permanent,
+            session.idle_timeout,
+            text,
+            None,
+            None,
+            owner,
         )
 
     def origin(
@@ -153,6 +162,8 @@ class Record(NamedTuple):
     def encode(self, lock: Lock | None = None) -> bytes:
         """The record as a store keeps it: sealed with ``lock`` if given."""
         data = self.text.encode("utf-8")
+        if lock is None and self.owner is None:  # most writes: _header's, a frame fewer
+            return _PLAIN_FORMAT + self._head() + data
         if lock is None:
             return self._header(False) + data
         header = self._header(True)

@@ -126,6 +126,14 @@ def _untag(obj: dict[str, Any]) -> Any:
 
 def dumps(data: Mapping[str, Any]) -> str:
     """Serialize a session's data; ``TypeError`` names any value that cannot be stored."""
+    if type(data) is dict:
+        for key, value in data.items():
+            if type(key) is not str or type(value) not in PLAIN_TYPES:
+                break
+        else:
+            # Most sessions: str keys and plain values, nothing to tag, so no copy
+            # to make; the loop below writes the same text for them.
+            return _to_json(_escape(data))
     tagged: dict[str, Any] = {}
     for key, value in data.items():
         if type(key) is not str:

@@ -45,6 +45,10 @@ class Origin:
     found_at: object | None = None
     owner: Owner | None = None  # who the stored session belongs to, as its record says
     client: tuple[str, str] | None = None  # this request's (user agent, address): record_client
+    # The cookie value the middleware opened it from, as the client sent it: a write
+    # under the same id, verified with the current key, re-sends it instead of signing
+    # the id again (the signature would be the same bytes).
+    cookie: str | None = None
 
     @classmethod
     def fresh(cls, now: float, *, stale_cookie: bool = False, degraded: bool = False) -> Origin:
@@ -246,7 +250,9 @@ class Session(MutableMapping[str, Any]):
 
     def serialize(self) -> str:
         """The data as tagged JSON; ``TypeError`` names a value that cannot be stored."""
-        return dumps(self._data())
+        if self._origin is None:  # _data(), inlined: every write serializes
+            self._load()
+        return dumps(self._values)
 
     def changes(self) -> tuple[dict[str, Any], set[str]]:
         """``(set, deleted)``: what this request changed relative to what it loaded.

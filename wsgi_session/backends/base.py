@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from wsgi_session.cookies import KeyRing
 from wsgi_session.decision import Outcome, Plan, cookie_after, decide
@@ -13,12 +12,13 @@ from wsgi_session.lifetime import Lifetime
 from wsgi_session.session import Origin, Session
 
 
-@dataclass(frozen=True)
-class CookieUpdate:
+class CookieUpdate(NamedTuple):
     """What the response must do with the cookie: set ``value``, or expire it (``None``).
 
     ``check``, if given, is called with the complete Set-Cookie header before it
     is sent and may raise (the cookie store's size guard needs the attributes).
+    A named tuple, not a frozen dataclass: one is made by every write, and a
+    frozen dataclass sets each field through ``object.__setattr__``.
     """
 
     value: str | None

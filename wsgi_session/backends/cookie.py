@@ -26,11 +26,10 @@ from functools import partial
 from typing import Protocol
 
 from itsdangerous import BadData
-from itsdangerous.encoding import base64_encode
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.owners import NoSessions, Sessions
-from wsgi_session.cookies import CookieSigner, KeyRing, decode_canonical
+from wsgi_session.cookies import CookieSigner, KeyRing, decode_canonical, encode_canonical
 from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.decision import Outcome, Plan
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
@@ -65,7 +64,7 @@ class _Signed:
         self.signer: CookieSigner = keys.signer(SIGN_PURPOSE)
 
     def seal(self, body: bytes) -> str:
-        return self.signer.sign(SIGNED + base64_encode(body).decode("ascii"))
+        return self.signer.sign(SIGNED + encode_canonical(body))
 
     def open(self, value: str) -> tuple[bytes, bool] | None:
         if value[:1] != SIGNED:
@@ -85,7 +84,7 @@ class _Encrypted:
         self.cipher = Cipher(keys, ENCRYPT_PURPOSE)
 
     def seal(self, body: bytes) -> str:
-        return ENCRYPTED + base64_encode(self.cipher.encrypt(body)).decode("ascii")
+        return ENCRYPTED + encode_canonical(self.cipher.encrypt(body))
 
     def open(self, value: str) -> tuple[bytes, bool] | None:
         if value[:1] != ENCRYPTED:

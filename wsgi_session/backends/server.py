@@ -130,7 +130,10 @@ class ServerSideBackend(BaseBackend):
         if action == "delete":  # destroyed, or regenerated and emptied: ours alone
             self.remove(origin.id, session)
             return "written"
-        record = self.record(session, plan.text, plan.now, moved(session))
+        # Besides a move, only a create may be under a new id: an update or a refresh
+        # keeps it (decide() says so), so moved() is not asked again for them.
+        new_id = action == "move" or (action == "create" and moved(session))
+        record = self.record(session, plan.text, plan.now, new_id)
         if action == "create":
             self.write_new(session.id, session, record)
             return "written"
@@ -143,11 +146,11 @@ class ServerSideBackend(BaseBackend):
         if saved is None:
             return "destroyed"
         saved_slot, saved_record = saved
+        if saved_record is record:  # the first compare-and-set took: same slot, our record
+            return "emptied" if record.text == EMPTY else "written"
         if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
-        if saved_record.text == EMPTY:
-            return "emptied"
-        return "written" if saved_record is record else "merged"
+        return "emptied" if saved_record.text == EMPTY else "merged"
 
     # The writes below are the backend's only ones, shared by execute() and the
     # Django engine (whose ids live in Django's session key, not in the Session):
@@ -244,4 +247,11 @@ class ServerSideBackend(BaseBackend):
         return self.slots.of(session_id)
 
     def send(self, plan: Plan) -> CookieUpdate:
-        return CookieUpdate(self.signer.sign(plan.session.id), self.max_age(plan))
+        session = plan.session
+        origin = session.origin
+        value = origin.cookie
+        if value is None or origin.new or origin.resign or session.id != origin.id:
+            value = self.signer.sign(session.id)
+        # Else the request's own cookie: it verified with the current key and names
+        # this id, and verification accepts only the exact text signing the id gives.
+        return CookieUpdate(value, self.max_age(plan))
