@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmark
 from benchmarks.apps import SECRET, USER_ID, WSGIApp, environ, payload
 from benchmarks.timing import Capture, request, seed
 from benchmarks.unavoidable import CELLS, ID_PURPOSE, floor_app, pieces, sums
-from wsgi_session.cookies import KeyRing
+from wsgi_session.cookies import KeyRing, encode_canonical
 
 DATA = payload(100)
 
@@ -95,6 +95,10 @@ def test_the_raw_pieces_answer_what_the_library_answers() -> None:
     signed = found["the id signed"]()
     assert isinstance(signed, str)
     assert found["… the same signature, raw"]() == signed.rsplit(".", 1)[1]
+    # The keyed copy and hmac.digest are the same HMAC, the one in the signature.
+    keyed = found["… of which the HMAC alone"]()
+    assert keyed == found["… the HMAC keyed anew on each call"]()
+    assert isinstance(keyed, bytes) and encode_canonical(keyed) == signed.rsplit(".", 1)[1]
     assert found["the app's read"]() == USER_ID
     assert found["the signed id verified (HMAC-SHA256, canonical base64, compare_digest)"]()
     assert found["the memory store's lookup"]() is not None
