@@ -1,4 +1,4 @@
-"""Record.encode's fast path (a plain record without an owner) against its readable form."""
+"""Record's one-formatting encodings against their readable form (header, then data)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def test_plain_encode_is_the_header_then_the_data(record: Record) -> None:
     assert Record.decode(record.encode()) == record._replace(
         created=float(int(record.created)), accessed=float(int(record.accessed))
     )
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_cookie_payload_is_the_head_the_id_then_the_data(record: Record) -> None:
+    session_id = "x" * 43
+    payload = record.encode_with_id(session_id)
+    assert payload == record._head() + session_id.encode() + b" " + record.text.encode("utf-8")
+    found = Record.decode_with_id(payload)
+    assert found is not None and found[0] == session_id and found[1].text == record.text
 
 
 def test_owned_encode_keeps_its_owner() -> None:
