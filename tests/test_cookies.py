@@ -368,6 +368,8 @@ def test_set_cookie_is_werkzeugs_for_every_policy(options: dict[str, Any], schem
             ("v", 60),
             ("v", 60),
             ('needs "quotes"', 60),
+            ("zoë;a b", None),
+            ("\\056", 60),
             ("", 0),
         ):
             for _ in range(3):  # Expires is the second of the call: both in the same one

@@ -6,7 +6,7 @@ import binascii
 import hashlib
 import hmac
 import logging
-import re
+import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +20,8 @@ log = logging.getLogger("wsgi_session")
 
 SAMESITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 MIN_SECRET_BYTES = 32
-# Values werkzeug writes as they are (no quotes, no escapes): all the server issues.
-_UNQUOTED_VALUE = re.compile(r"[A-Za-z0-9._-]*")
+# The characters werkzeug writes as they are (no quotes, no escapes): all the server issues.
+_UNQUOTED = (string.ascii_letters + string.digits + "._-").encode("ascii")
 # Mount points seen (SCRIPT_NAME) times schemes times Max-Ages, of the current second
 # (older ones are never asked again): a handful; the bound only clears the old seconds.
 _ATTRIBUTE_CACHE_SIZE = 64
@@ -127,7 +127,9 @@ class CookiePolicy:
             secure = environ.get("wsgi.url_scheme") == "https"
         # A Max-Age comes with an Expires date (as werkzeug writes it: now + Max-Age).
         expires = None if max_age is None else int(time.time()) + max_age
-        if not _UNQUOTED_VALUE.fullmatch(value):
+        # Nothing left once those characters are deleted: the value goes out as it
+        # is. A C loop over the bytes, half a regex match's cost (every cookie sent).
+        if not value.isascii() or value.encode("ascii").translate(None, _UNQUOTED):
             return self._dump(value, max_age, expires, path, secure)
         # The attributes depend on the path, the scheme and the Max-Age, and its
         # Expires on the second: werkzeug spells each set once, and every response

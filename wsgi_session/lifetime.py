@@ -67,8 +67,16 @@ class Lifetime:
         return left
 
     def whole_seconds(self, created: float, accessed: float, idle: int | None) -> int:
-        """Whole seconds (at least 1) to keep a session last used at ``accessed``."""
-        return max(1, math.ceil(self.remaining(created, accessed, idle, accessed)))
+        """Whole seconds (at least 1) to keep a session last used at ``accessed``.
+
+        :meth:`remaining` at ``now=accessed``, without its float round trip: the idle
+        timeout counts from ``accessed``, so it is the whole seconds left already
+        (every write and every permanent cookie asks this).
+        """
+        seconds = idle or self.idle_timeout  # both checked to be whole and at least 1
+        if self.absolute_timeout is not None:
+            seconds = min(seconds, math.ceil(created + self.absolute_timeout - accessed))
+        return max(1, seconds)
 
     def left(self, session: Session, now: float) -> float:
         """Seconds ``session`` has left if it is not used again after ``now``."""

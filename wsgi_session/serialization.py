@@ -132,8 +132,9 @@ def dumps(data: Mapping[str, Any]) -> str:
                 break
         else:
             # Most sessions: str keys and plain values, nothing to tag, so no copy
-            # to make; the loop below writes the same text for them.
-            return _to_json(_escape(data))
+            # to make; the loop below writes the same text for them. Only a dict of
+            # one key can read back as a tagged value: no _escape call for the others.
+            return _to_json(_escape(data) if len(data) == 1 else data)
     tagged: dict[str, Any] = {}
     for key, value in data.items():
         if type(key) is not str:

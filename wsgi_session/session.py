@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsgi_session.cookies import encode_canonical
 from wsgi_session.errors import SessionSealed
 from wsgi_session.owner import Owner
 from wsgi_session.serialization import EMPTY as EMPTY  # re-exported for the decision module
@@ -18,7 +19,9 @@ ID_LENGTH = -(-ID_BYTES * 4 // 3)  # characters of unpadded URL-safe base64: 43
 
 def new_session_id() -> str:
     """256 random bits, URL-safe text of ``ID_LENGTH`` characters."""
-    return secrets.token_urlsafe(ID_BYTES)
+    # secrets.token_urlsafe's bytes (os.urandom) and text (unpadded URL-safe base64),
+    # without its four Python frames: every new visitor and every regenerate makes one.
+    return encode_canonical(os.urandom(ID_BYTES))
 
 
 @dataclass
@@ -53,12 +56,22 @@ class Origin:
     @classmethod
     def fresh(cls, now: float, *, stale_cookie: bool = False, degraded: bool = False) -> Origin:
         """A new, empty session with a new id, starting ``now``."""
+        # Positionally, in field order, as Record.origin does (every new visitor):
+        # id, new, data, text, created, accessed, permanent, idle_timeout, version,
+        # stale_cookie, resign, degraded.
         return cls(
             new_session_id(),
-            created=now,
-            accessed=now,
-            stale_cookie=stale_cookie,
-            degraded=degraded,
+            True,
+            {},
+            EMPTY,
+            now,
+            now,
+            False,
+            None,
+            None,
+            stale_cookie,
+            False,
+            degraded,
         )
 
 

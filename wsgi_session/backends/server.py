@@ -131,8 +131,11 @@ class ServerSideBackend(BaseBackend):
             self.remove(origin.id, session)
             return "written"
         # Besides a move, only a create may be under a new id: an update or a refresh
-        # keeps it (decide() says so), so moved() is not asked again for them.
-        new_id = action == "move" or (action == "create" and moved(session))
+        # keeps it (decide() says so), so moved() is not asked again for them. Only
+        # the owner stamp uses the answer, so without an owner index it is not asked.
+        new_id = action == "move" or (
+            action == "create" and self.owners is not None and moved(session)
+        )
         record = self.record(session, plan.text, plan.now, new_id)
         if action == "create":
             self.write_new(session.id, session, record)

@@ -26,17 +26,19 @@ class MemoryStore:
 
     def load(self, key: str) -> tuple[bytes, Version] | None:
         with self._lock:
-            record = self._live(key)
+            record = self._live(key, self.clock())
         return None if record is None else (record[0], record[1])
 
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
+        now = self.clock()  # once, for the expiry check and the new expiry (every write)
         with self._lock:
-            record = self._live(key)
-            if (record is None) != (version is None):
+            record = self._live(key, now)
+            if record is None:
+                if version is not None:
+                    return False
+            elif record[1] != version:
                 return False
-            if record is not None and record[1] != version:
-                return False
-            self._records[key] = (data, next(self._versions), self.clock() + ttl)
+            self._records[key] = (data, next(self._versions), now + ttl)
             return True
 
     def delete(self, key: str) -> None:
@@ -85,9 +87,9 @@ class MemoryStore:
         with self._lock:
             return sum(1 for _, _, expires in self._records.values() if expires > now)
 
-    def _live(self, key: str) -> tuple[bytes, int, float] | None:
+    def _live(self, key: str, now: float) -> tuple[bytes, int, float] | None:
         record = self._records.get(key)
-        if record is not None and record[2] <= self.clock():
+        if record is not None and record[2] <= now:
             del self._records[key]
             return None
         return record
