@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +19,9 @@ ID_LENGTH = -(-ID_BYTES * 4 // 3)  # characters of unpadded URL-safe base64: 43
 
 def new_session_id() -> str:
     """256 random bits, URL-safe text of ``ID_LENGTH`` characters."""
-    # secrets.token_urlsafe's bytes (os.urandom) and text (unpadded URL-safe base64),
-    # without its four Python frames: every new visitor and every regenerate makes one.
-    return encode_canonical(os.urandom(ID_BYTES))
+    # secrets.token_urlsafe's text (unpadded URL-safe base64) of secrets' bytes,
+    # without its base64 module frames: every new visitor and every regenerate makes one.
+    return encode_canonical(secrets.token_bytes(ID_BYTES))
 
 
 @dataclass
