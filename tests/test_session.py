@@ -362,6 +362,20 @@ def test_retired_record_vanishes_after_a_short_while() -> None:
     assert stored_record(store, old.session_id) is None
 
 
+def test_memory_store_load_drops_an_expired_record_and_keeps_a_live_one() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    store.save("short", b"1 0 0 0 0 {}", 10)
+    store.save("long", b"1 0 0 0 0 {}", 100)
+
+    clock.advance(10)
+
+    assert store.load("short") is None  # read without the lock, dropped under it
+    assert store.purge_expired() == 0  # the load removed it already
+    assert store.load("long") == (b"1 0 0 0 0 {}", 2)
+    assert len(store) == 1
+
+
 def test_regenerate_on_a_new_session_stores_one_record() -> None:
     client, _, store = make(ROUTES)
 

@@ -67,6 +67,11 @@ class BaseSessionMiddleware:
         self.record_client = bool(record_client)
         self.outage = OutageLog(log)
 
+    # Both hooks' answers when they never change (SessionMiddleware's, unless a
+    # subclass overrides a hook): every request that uses its session reads them
+    # here, without the calls of settings_for.
+    _fixed_settings: tuple[CookiePolicy, Backend] | None = None
+
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         """The cookie attributes for this request."""
         raise NotImplementedError
@@ -199,8 +204,10 @@ class SessionMiddleware(BaseSessionMiddleware):
         fixed = (
             cls.cookie_policy is SessionMiddleware.cookie_policy
             and cls.backend_for is SessionMiddleware.backend_for
+            and cls.settings_for is SessionMiddleware.settings_for
         )
-        self._settings = (self.policy, self.backend) if fixed else None
+        if fixed:
+            self._fixed_settings = (self.policy, self.backend)
 
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         return self.policy
@@ -209,7 +216,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         return self.backend
 
     def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
-        return self._settings or super().settings_for(environ)
+        return self._fixed_settings or super().settings_for(environ)
 
 
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
@@ -252,7 +259,9 @@ class _Response:
         # (most static pages) pays for neither.
         middleware = self.middleware
         environ = self.environ
-        self.policy, self.backend = policy, backend = middleware.settings_for(environ)
+        self.policy, self.backend = policy, backend = (
+            middleware._fixed_settings or middleware.settings_for(environ)
+        )
         cookie = policy.read(environ)
         try:
             origin = backend.open(cookie)

@@ -55,6 +55,7 @@ SEALED_OWNED = b"2s"
 _NO_CLIENT = b"-"
 FORWARD = b"F"
 _FORWARD_HEAD = FORWARD + b" "
+_PLAIN_FORMAT = FORMAT + b" "
 # A record's fields after the format: the header's, then the data, which is last
 # (sealed or not) and the only one that may hold a space.
 _FIELDS = 5
@@ -213,6 +214,10 @@ class Record(NamedTuple):
         A sealed record needs ``lock``: without it, or if it does not open,
         ``None`` too.
         """
+        if raw[:2] == _PLAIN_FORMAT and raw[2:4] != _FORWARD_HEAD:
+            # Nearly every load: a format 1 session, split once with its format
+            # (what the partition and the split below give it, without the body's copy).
+            return cls._parse(raw.split(b" ", _FIELDS)[1:], _FIELDS)
         fmt, _, body = raw.partition(b" ")
         if fmt in (SEALED, SEALED_OWNED):
             return None if lock is None else cls._unseal(raw, fmt, body, lock)

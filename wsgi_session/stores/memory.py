@@ -25,8 +25,14 @@ class MemoryStore:
         self._owners: dict[str, dict[str, int]] = {}  # owner -> {key: until}
 
     def load(self, key: str) -> tuple[bytes, Version] | None:
-        with self._lock:
-            record = self._live(key, self.clock())
+        # Read without the lock: a dict lookup is atomic, and a record is an
+        # immutable tuple replaced whole by save(), so the lookup sees one
+        # record or the other, never half of one. Only an expired record takes
+        # the lock, to drop it (unless a save replaced it meanwhile).
+        record = self._records.get(key)
+        if record is not None and record[2] <= (now := self.clock()):
+            with self._lock:
+                record = self._live(key, now)
         return None if record is None else (record[0], record[1])
 
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
