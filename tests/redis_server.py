@@ -291,6 +291,9 @@ class Cluster:
             timeout=30,
         )
         wait_for(self.ready, FAILOVER_TIMEOUT, "cluster state ok on every node")
+        # A cluster is "ok" before its replicas have synced: a write that waits
+        # for a replica (wait_for_replicas) would time out on a slow machine.
+        wait_for(self.replicated, FAILOVER_TIMEOUT, "every replica in sync with its master")
 
     @property
     def url(self) -> str:
@@ -303,6 +306,14 @@ class Cluster:
         return all(
             b"cluster_state:ok" in node.client().execute_command("CLUSTER", "INFO")
             for node in self.live()
+        )
+
+    def replicated(self) -> bool:
+        """Every live replica's link to its master is up (its first sync is done)."""
+        return all(
+            info.get("master_link_status") == "up"
+            for info in (node.client().info("replication") for node in self.live())
+            if info["role"] == "slave"
         )
 
     def masters(self) -> list[RedisServer]:
