@@ -27,12 +27,15 @@ from werkzeug.test import Client, EnvironBuilder
 from wsgi_session import (
     ConfigurationError,
     MemoryStore,
+    ServerSideBackend,
+    Session,
     SessionMiddleware,
     SessionSealed,
     StoreUnavailable,
     StoreWriteFailed,
 )
 from wsgi_session.cookies import KeyRing
+from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import UNAVAILABLE_BODY
 
 # -- laziness --------------------------------------------------------------
@@ -549,3 +552,26 @@ def test_a_write_resends_the_cookie_it_came_with_only_when_signing_would_give_th
     )
     rotated.set_cookie("session", signed(regenerated.session_id, old_secret))
     assert one_cookie(rotated.get("/set")).value == regenerated.value
+
+
+def test_the_backend_keeps_the_cookie_it_verified_and_a_write_sends_that_very_text() -> None:
+    # Every caller of ServerSideBackend.open gets this (the middleware, Django's
+    # wsgi.py mode, the test client): no signing on a write under the same id.
+    backend = ServerSideBackend(MemoryStore(), KeyRing(SECRET), Lifetime())
+    new = Session(lambda: backend.open(None))
+    new["n"] = 1
+    created = backend.commit(new)
+    assert created is not None and created.value is not None
+    incoming = (created.value + ".")[:-1]  # the same text, another object: what a request parses
+    assert incoming is not created.value
+
+    written = Session(lambda: backend.open(incoming))
+    assert written.origin.cookie is incoming
+    written["n"] = 2
+    update = backend.commit(written)
+    assert update is not None and update.value is incoming  # re-sent, not signed again
+
+    regenerated = Session(lambda: backend.open(incoming))
+    regenerated.regenerate()
+    moved = backend.commit(regenerated)
+    assert moved is not None and moved.value is not None and moved.value != incoming

@@ -262,9 +262,8 @@ class _Response:
         self.policy, self.backend = policy, backend = (
             middleware._fixed_settings or middleware.settings_for(environ)
         )
-        cookie = policy.read(environ)
         try:
-            origin = backend.open(cookie)
+            origin = backend.open(policy.read(environ))
         except StoreUnavailable as exc:
             if middleware.on_store_error == "fail":
                 self.load_failed = True
@@ -278,7 +277,6 @@ class _Response:
             # The store answered (with a record or without one). A request with
             # no cookie never asked it, so it proves nothing about an outage.
             middleware.outage.success()
-        origin.cookie = cookie  # what a write may re-send as it is (see ServerSideBackend.send)
         if middleware.record_client:
             # Kept raw: encoded only if this request logs in (see backends/owners.py).
             origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))

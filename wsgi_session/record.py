@@ -114,13 +114,19 @@ class Record(NamedTuple):
         )
 
     def origin(
-        self, session_id: str, *, version: object = None, resign: bool, found_at: object = None
+        self,
+        session_id: str,
+        *,
+        version: object = None,
+        resign: bool,
+        found_at: object = None,
+        cookie: str | None = None,
     ) -> Origin:
         """The session as loaded by a request; ``ValueError`` if its data is unreadable."""
         text = self.text
-        # Positionally, in Origin's field order (14 keywords matched by name on every load):
+        # Positionally, in Origin's field order (16 keywords matched by name on every load):
         # id, new, data, text, created, accessed, permanent, idle_timeout, version,
-        # stale_cookie, resign, degraded, found_at, owner.
+        # stale_cookie, resign, degraded, found_at, owner, client, cookie.
         return Origin(
             session_id,
             False,
@@ -136,6 +142,8 @@ class Record(NamedTuple):
             False,
             found_at,
             self.owner,
+            None,
+            cookie,
         )
 
     def _head(self) -> bytes:

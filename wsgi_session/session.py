@@ -48,9 +48,9 @@ class Origin:
     found_at: object | None = None
     owner: Owner | None = None  # who the stored session belongs to, as its record says
     client: tuple[str, str] | None = None  # this request's (user agent, address): record_client
-    # The cookie value the middleware opened it from, as the client sent it: a write
-    # under the same id, verified with the current key, re-sends it instead of signing
-    # the id again (the signature would be the same bytes).
+    # The signed-id cookie it was loaded from, as the client sent it (server-side
+    # backend): a write under the same id, verified with the current key, re-sends
+    # it instead of signing the id again (the signature would be the same bytes).
     cookie: str | None = None
 
     @classmethod

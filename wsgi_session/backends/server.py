@@ -115,7 +115,7 @@ class ServerSideBackend(BaseBackend):
             return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(
-                session_id, version=found[1], resign=not current_key, found_at=slot
+                session_id, version=found[1], resign=not current_key, found_at=slot, cookie=cookie
             )
         except ValueError:
             log.warning("unreadable session record dropped")
@@ -253,8 +253,8 @@ class ServerSideBackend(BaseBackend):
         session = plan.session
         origin = session.origin
         value = origin.cookie
-        if value is None or origin.new or origin.resign or session.id != origin.id:
+        if value is None or origin.resign or session.id != origin.id:
             value = self.signer.sign(session.id)
-        # Else the request's own cookie: it verified with the current key and names
-        # this id, and verification accepts only the exact text signing the id gives.
+        # Else the request's own cookie: open() kept it, as it verified with the current
+        # key and names this id, and verification accepts only the exact text signing gives.
         return CookieUpdate(value, self.max_age(plan))
