@@ -171,16 +171,7 @@ class Record(NamedTuple):
         """The record as a store keeps it: sealed with ``lock`` if given."""
         data = self.text.encode("utf-8")
         if lock is None and self.owner is None:
-            # Most writes: _header(False) + data spelled in one formatting, two frames
-            # fewer (tests/test_record_codec.py holds the two to the same bytes).
-            return b"%b %d %d %d %d %b" % (
-                FORMAT,
-                self.created,
-                self.accessed,
-                self.permanent,
-                self.idle_timeout or 0,
-                data,
-            )
+            return _PLAIN_FORMAT + self._head() + data  # most writes: _header()'s frame spared
         if lock is None:
             return self._header(False) + data
         header = self._header(True)
@@ -188,16 +179,7 @@ class Record(NamedTuple):
 
     def encode_with_id(self, session_id: str) -> bytes:
         """The record as the cookie store's payload, which carries the id too."""
-        # _head() + id + b" " + data in one formatting (every cookie store write; the
-        # test of encode holds the two to the same bytes).
-        return b"%d %d %d %d %b %b" % (
-            self.created,
-            self.accessed,
-            self.permanent,
-            self.idle_timeout or 0,
-            session_id.encode("utf-8"),
-            self.text.encode("utf-8"),
-        )
+        return self._head() + session_id.encode("utf-8") + b" " + self.text.encode("utf-8")
 
     @staticmethod
     def forwarding(key: str) -> bytes:

@@ -234,18 +234,9 @@ class Session(MutableMapping[str, Any]):
         ``False`` means "perhaps": a list or dict may have been mutated in place,
         which only comparing the serialized text can tell.
         """
-        origin = self._origin
-        if origin is None:
+        if self._origin is None:
             return True
-        # _changed_explicitly inlined: this runs on every request that used its session.
-        if (
-            self._forced
-            or self._changed_keys
-            or self._destroyed
-            or self._id != origin.id
-            or self._permanent != origin.permanent
-            or self._idle_timeout != origin.idle_timeout
-        ):
+        if self._changed_explicitly():
             return False
         # Asked on every request that used its session: a set operation, no generator.
         return PLAIN_TYPES.issuperset(map(type, self._values.values()))

@@ -110,10 +110,7 @@ class Slots:
 
     def of(self, session_id: str) -> Slot:
         """The slot of ``session_id``; its record's key is derived only if a record needs it."""
-        # store_key(session_id) inlined: every request that uses its session makes a
-        # slot, and the call is a frame (tests/test_cookies.py holds the two equal).
-        key = hashlib.sha256(session_id.encode("ascii")).hexdigest()
-        return Slot(key, session_id, self.sealer, self.seal, self.require_sealed)
+        return Slot(store_key(session_id), session_id, self.sealer, self.seal, self.require_sealed)
 
     def following(self, record: Record) -> Slot | None:
         """The slot a forwarding ``record`` points to; ``None`` if it is no forward."""
