@@ -204,7 +204,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         fixed = (
             cls.cookie_policy is SessionMiddleware.cookie_policy
             and cls.backend_for is SessionMiddleware.backend_for
-            and cls.settings_for is SessionMiddleware.settings_for
+            and cls.settings_for is BaseSessionMiddleware.settings_for
         )
         if fixed:
             self._fixed_settings = (self.policy, self.backend)
@@ -214,9 +214,6 @@ class SessionMiddleware(BaseSessionMiddleware):
 
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.backend
-
-    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
-        return self._fixed_settings or super().settings_for(environ)
 
 
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
