@@ -34,7 +34,8 @@ from wsgi_session import (
     StoreUnavailable,
     StoreWriteFailed,
 )
-from wsgi_session.cookies import KeyRing
+from wsgi_session.backends import Backend
+from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import UNAVAILABLE_BODY
 
@@ -575,3 +576,24 @@ def test_the_backend_keeps_the_cookie_it_verified_and_a_write_sends_that_very_te
     regenerated.regenerate()
     moved = backend.commit(regenerated)
     assert moved is not None and moved.value is not None and moved.value != incoming
+
+
+@pytest.mark.parametrize("hook", ["cookie_policy", "settings_for"])
+def test_a_subclass_overriding_a_settings_hook_is_asked_on_each_request(hook: str) -> None:
+    # SessionMiddleware reads its own fixed answers without the hooks' calls, but
+    # never when a subclass says otherwise (per tenant, per mount point...).
+    per_request = CookiePolicy(name="tenant_session")
+
+    class Tenant(SessionMiddleware):
+        def cookie_policy(self, environ: Environ) -> CookiePolicy:
+            return per_request
+
+        def settings_for(self, environ: Environ) -> tuple[CookiePolicy, Backend]:
+            return per_request, self.backend
+
+    if hook == "cookie_policy":
+        del Tenant.settings_for
+    else:
+        del Tenant.cookie_policy
+    client = Client(Tenant(session_app(ROUTES), SECRET, store=MemoryStore()))
+    assert [cookie.name for cookie in set_cookies(client.get("/set"))] == ["tenant_session"]
