@@ -564,6 +564,36 @@ def test_flask_session_seal_records_setting() -> None:
     assert client.get("/read").text == EMAIL
 
 
+def test_flask_seals_from_the_request_after_sealing_is_switched_on() -> None:
+    # app.config is read on every request, as Flask's own session settings are:
+    # a deployment switching sealing on (or a test) needs no new Session(app).
+    from flask import Flask
+    from flask import session as flask_session
+
+    from wsgi_session.flask import Session as FlaskSessions
+
+    store = MemoryStore()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET)
+
+    @app.route("/login")
+    def login() -> str:
+        flask_session["email"] = EMAIL
+        return "ok"
+
+    FlaskSessions(app, store=store)
+    client = app.test_client()
+    plain = one_cookie(client.get("/login")).session_id
+    found = store.load(store_key(plain))  # type: ignore[arg-type]
+    assert found is not None and found[0].startswith(b"1 ")
+
+    app.config["SESSION_SEAL_RECORDS"] = True
+    client = app.test_client()
+    sealed = one_cookie(client.get("/login")).session_id
+    found = store.load(store_key(sealed))  # type: ignore[arg-type]
+    assert found is not None and found[0].startswith(b"1s ") and EMAIL.encode() not in found[0]
+
+
 @pytest.mark.usefixtures("without_cryptography")
 def test_flask_names_its_setting_when_cryptography_is_missing() -> None:
     from flask import Flask

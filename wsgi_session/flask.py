@@ -63,7 +63,8 @@ FLASK_NAMES = {
 }
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
-# Every setting the cookie policy and backend derive from, as app.config holds them.
+# Every setting the cookie policy and backend derive from, as app.config holds them
+# (a change to any of them must change this key: see settings()).
 _READ_SETTINGS = itemgetter(
     "SECRET_KEY",
     "SECRET_KEY_FALLBACKS",
@@ -77,7 +78,12 @@ _READ_SETTINGS = itemgetter(
     "SESSION_COOKIE_PARTITIONED",
     "PERMANENT_SESSION_LIFETIME",
     "SESSION_REFRESH_EACH_REQUEST",
+    "SESSION_SEAL_RECORDS",
+    "SESSION_REQUIRE_SEALED",
 )
+# Our own settings, put in app.config with their defaults (as extensions do) so
+# that the one-call read above finds every setting.
+_DEFAULTS = {"SESSION_SEAL_RECORDS": False, "SESSION_REQUIRE_SEALED": False}
 
 
 class FlaskSession(SessionView, SessionMixin):
@@ -406,6 +412,8 @@ class Session:
 
     def init_app(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and install the session interface."""
+        for name, default in _DEFAULTS.items():
+            app.config.setdefault(name, default)
         middleware = FlaskSessionMiddleware(app.wsgi_app, app, self.store, **self.options)
         middleware.settings()  # a configuration that is already wrong fails now
         app.wsgi_app = middleware  # type: ignore[method-assign]
