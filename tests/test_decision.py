@@ -93,6 +93,9 @@ DECISIONS = pytest.mark.parametrize(
         (NO_COOKIE, write, LIFETIME, "create"),
         (BAD_COOKIE, write, LIFETIME, "create"),
         (NO_COOKIE, regenerate, LIFETIME, None),
+        # The store was down when it loaded (on_store_error="degrade"): changes dropped
+        (replace(NO_COOKIE, degraded=True), write, LIFETIME, None),
+        (replace(BAD_COOKIE, degraded=True), read, LIFETIME, None),
         # A stored session, unchanged
         (STORED, read, LIFETIME, None),
         (replace(STORED, accessed=NOW - REFRESH), read, LIFETIME, "refresh"),
@@ -109,6 +112,9 @@ DECISIONS = pytest.mark.parametrize(
         # A stored session, changed
         (STORED, write, LIFETIME, "update"),
         (STORED, make_permanent, LIFETIME, "update"),
+        # ... or set to what it was: nothing differs
+        (STORED, lambda session: setattr(session, "permanent", False), LIFETIME, None),
+        (STORED, lambda session: setattr(session, "idle_timeout", None), LIFETIME, None),
         (
             replace(STORED, data={"items": [1]}, text=dumps({"items": [1]})),
             append_in_place,
@@ -125,7 +131,8 @@ DECISIONS = pytest.mark.parametrize(
 
 @DECISIONS
 def test_decide(origin: Origin, change: Change, lifetime: Lifetime, action: Action | None) -> None:
-    plan = decide(session_on(origin, change), lifetime, NOW)
+    session = session_on(origin, change)
+    plan = decide(session, session.origin, lifetime, NOW)
     assert (plan and plan.action) == action
 
 
@@ -140,7 +147,31 @@ def test_the_plain_read_fast_path_is_its_predicates(
         and not refresh_due(origin, lifetime, NOW)
         and not must_resend(origin, lifetime)
     )
-    assert plain_read(session, lifetime, NOW) is defined
+    assert plain_read(session, session.origin, lifetime, NOW) is defined
+
+
+EVERY_CHANGE = {
+    "set": write,
+    "delete": lambda session: session.__delitem__("user"),
+    "pop": lambda session: session.pop("user"),
+    "popitem": lambda session: session.popitem(),
+    "setdefault": lambda session: session.setdefault("theme", "dark"),
+    "update": lambda session: session.update(theme="dark"),
+    "clear": clear,
+    "regenerate": regenerate,
+    "destroy": destroy,
+    "permanent": make_permanent,
+    "idle_timeout": lambda session: setattr(session, "idle_timeout", 30),
+    "modified": lambda session: setattr(session, "modified", True),
+}
+
+
+@pytest.mark.parametrize("change", EVERY_CHANGE.values(), ids=EVERY_CHANGE)
+def test_every_change_is_seen_by_the_plain_read_fast_path(change: Change) -> None:
+    # The fast path asks what changed only once a change was made: each kind counts.
+    session = session_on(STORED, change)
+    assert not session.unchanged()
+    assert decide(session, session.origin, LIFETIME, NOW) is not None
 
 
 def test_the_plain_read_is_decided_without_serializing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,11 +181,12 @@ def test_the_plain_read_is_decided_without_serializing(monkeypatch: pytest.Monke
         raise AssertionError("serialized")
 
     monkeypatch.setattr(Session, "serialize", no)
-    assert decide(session, LIFETIME, NOW) is None
+    assert decide(session, session.origin, LIFETIME, NOW) is None
 
 
 def test_the_plan_carries_the_data_to_write() -> None:
-    plan = decide(session_on(STORED, write), LIFETIME, NOW)
+    session = session_on(STORED, write)
+    plan = decide(session, session.origin, LIFETIME, NOW)
     assert plan is not None
     assert (plan.text, plan.now) == (dumps({"user": "alice", "cart": [1]}), NOW)
 

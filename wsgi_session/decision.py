@@ -8,7 +8,9 @@ cookie::
 
     plan      when                                        the store          the cookie
     None      unchanged, no refresh due, nothing to       -                  -
-              resend; or new, empty and no cookie came
+              resend; or new, empty and no cookie came;
+              or the store was down when it loaded
+              (degraded: its changes are dropped)
     resend    unchanged, no refresh due, but the cookie   -                  sent
               must go out again (fallback key, refresh
               on every request)
@@ -70,12 +72,11 @@ class Plan(NamedTuple):
 # -- the predicates ----------------------------------------------------------------
 
 
-def plain_read(session: Session, lifetime: Lifetime, now: float) -> bool:
+def plain_read(session: Session, origin: Origin, lifetime: Lifetime, now: float) -> bool:
     """A stored session this request certainly left as it was: the common read.
 
     Decided without serializing the data whenever it holds only plain values.
     """
-    origin = session.origin
     # The common read, so the predicates are inlined here. Equal to:
     #     not origin.new and session.unchanged()
     #     and not refresh_due(origin, lifetime, now) and not must_resend(origin, lifetime)
@@ -122,11 +123,13 @@ def cookie_outdated_by_write(session: Session) -> bool:
 # -- the decision ------------------------------------------------------------------
 
 
-def decide(session: Session, lifetime: Lifetime, now: float) -> Plan | None:
-    """The plan for an accessed ``session`` at the end of its request; ``None``: nothing to do."""
-    if plain_read(session, lifetime, now):
+def decide(session: Session, origin: Origin, lifetime: Lifetime, now: float) -> Plan | None:
+    """The plan for an accessed ``session``, loaded as ``origin``, at the end of its request.
+
+    ``None``: nothing to do.
+    """
+    if plain_read(session, origin, lifetime, now) or origin.degraded:
         return None
-    origin = session.origin
     text = session.serialize()
     action: Action
     if text == EMPTY and (origin.new or moved(session)):

@@ -105,21 +105,13 @@ class BaseSessionMiddleware:
         """Commit an accessed ``session``; the ``Vary`` and ``Set-Cookie`` headers to send.
 
         Raises if the store did not acknowledge the write. A degraded session's
-        changes are dropped: the outage log counted its request when it loaded.
+        changes are dropped (the decision says so): the outage log counted its
+        request when it loaded.
         """
-        update: CookieUpdate | None = None
-        if not session.origin.degraded:
-            update = backend.commit(session)
-        headers: Headers = [("Vary", "Cookie")]
-        if update is not None:
-            if update.value is None:
-                cookie = policy.expire(environ)
-            else:
-                cookie = policy.dump(environ, update.value, update.max_age)
-                if update.check is not None:
-                    update.check(cookie)
-            headers.append(("Set-Cookie", cookie))
-        return headers
+        update = backend.commit(session)
+        if update is None:
+            return [VARY_COOKIE]
+        return _with_cookie(update, policy, environ)
 
 
 class SessionMiddleware(BaseSessionMiddleware):
@@ -216,7 +208,21 @@ class SessionMiddleware(BaseSessionMiddleware):
         return self.backend
 
 
-_NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
+VARY_COOKIE = ("Vary", "Cookie")
+# Shared, never mutated: extra_headers is replaced, not appended to.
+_NO_HEADERS: Headers = []
+_ONLY_VARY: Headers = [VARY_COOKIE]  # a session used, nothing to write: the common read
+
+
+def _with_cookie(update: CookieUpdate, policy: CookiePolicy, environ: WSGIEnvironment) -> Headers:
+    """``Vary: Cookie`` and the ``Set-Cookie`` that carries out ``update``."""
+    if update.value is None:
+        cookie = policy.expire(environ)
+    else:
+        cookie = policy.dump(environ, update.value, update.max_age)
+        if update.check is not None:
+            update.check(cookie)
+    return [VARY_COOKIE, ("Set-Cookie", cookie)]
 
 
 class _Response:
@@ -229,6 +235,7 @@ class _Response:
         "failed",
         "load_failed",
         "middleware",
+        "origin",
         "policy",
         "real_start_response",
         "session",
@@ -245,6 +252,7 @@ class _Response:
         self.environ = environ
         self.real_start_response = start_response
         self.session = Session(self.open_session)
+        self.origin: Origin | None = None  # what open_session loaded: the session was used
         self.started = False
         self.failed = False
         self.load_failed = False
@@ -269,14 +277,19 @@ class _Response:
             middleware.outage.failure(
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
-            return Origin.fresh(middleware.lifetime.clock(), degraded=True)
-        if middleware.outage.down and (not origin.new or origin.stale_cookie):
-            # The store answered (with a record or without one). A request with
-            # no cookie never asked it, so it proves nothing about an outage.
-            middleware.outage.success()
-        if middleware.record_client:
-            # Kept raw: encoded only if this request logs in (see backends/owners.py).
-            origin.client = (environ.get("HTTP_USER_AGENT", ""), environ.get("REMOTE_ADDR", ""))
+            origin = Origin.fresh(middleware.lifetime.clock(), degraded=True)
+        else:
+            if middleware.outage.down and (not origin.new or origin.stale_cookie):
+                # The store answered (with a record or without one). A request with
+                # no cookie never asked it, so it proves nothing about an outage.
+                middleware.outage.success()
+            if middleware.record_client:
+                # Kept raw: encoded only if this request logs in (see backends/owners.py).
+                origin.client = (
+                    environ.get("HTTP_USER_AGENT", ""),
+                    environ.get("REMOTE_ADDR", ""),
+                )
+        self.origin = origin
         return origin
 
     def start_response(
@@ -284,7 +297,10 @@ class _Response:
     ) -> Write:
         if not self.started:
             self.started = True
-            if not self.session.accessed and not self._opened_to_refresh():
+            middleware = self.middleware
+            if self.origin is None and not (
+                middleware.refreshes_each_request(self.environ) and self._opened_to_refresh()
+            ):
                 # Sealed even if untouched: a first change made now could not be saved either.
                 self.session.seal()
                 if self.load_failed and status[:3] == "500":
@@ -292,10 +308,14 @@ class _Response:
                     return self._fail()
                 return self.real_start_response(status, headers, exc_info)
             try:
-                self.extra_headers = self.middleware.session_headers(
-                    self.session, self.backend, self.policy, self.environ
+                # session_headers, without its frame for the common read.
+                update = self.backend.commit(self.session)
+                self.extra_headers = (
+                    _ONLY_VARY
+                    if update is None
+                    else _with_cookie(update, self.policy, self.environ)
                 )
-                outage = self.middleware.outage
+                outage = middleware.outage
                 if outage.down and not self.session.origin.degraded and self.session.modified:
                     outage.success()  # a write was acknowledged (checked only in an outage)
             except (StoreUnavailable, StoreWriteFailed) as exc:
@@ -311,7 +331,7 @@ class _Response:
                     log.exception(message)
                 if fail:
                     return self._fail()
-                self.extra_headers = [("Vary", "Cookie")]
+                self.extra_headers = _ONLY_VARY
             finally:
                 self.session.seal()
         elif self.failed:
@@ -324,12 +344,11 @@ class _Response:
         """Open an untouched session whose permanent cookie is re-sent on every request.
 
         As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
-        out just because the pages they use never read the session. Only when
-        the option is on and a cookie came: otherwise an untouched request stays free.
+        out just because the pages they use never read the session. Asked only
+        when the option is on, and opens it only if a cookie came: otherwise an
+        untouched request stays free.
         """
         middleware = self.middleware
-        if not middleware.refreshes_each_request(self.environ):
-            return False
         if middleware.settings_for(self.environ)[0].read(self.environ) is None:
             return False
         try:

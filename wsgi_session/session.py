@@ -87,6 +87,7 @@ class Session(MutableMapping[str, Any]):
         "_forced",
         "_id",
         "_idle_timeout",
+        "_maybe_changed",
         "_opener",
         "_origin",
         "_permanent",
@@ -99,6 +100,10 @@ class Session(MutableMapping[str, Any]):
         self._opener = opener
         self._origin: Origin | None = None
         self._sealed = False
+        # Set by the first change of any kind (every one goes through
+        # _check_open): until then nothing differs from the origin, and the
+        # commit of a read need not compare (see unchanged).
+        self._maybe_changed = False
 
     # -- loading ---------------------------------------------------------
 
@@ -226,7 +231,7 @@ class Session(MutableMapping[str, Any]):
 
     def differs_from_origin(self, text: str) -> bool:
         """Whether the session, whose data serializes to ``text``, needs saving."""
-        return self._changed_explicitly() or text != self._load().text
+        return self._changed_explicitly() or text != (self._origin or self._load()).text
 
     def unchanged(self) -> bool:
         """True when this request certainly changed nothing, found without serializing.
@@ -236,7 +241,7 @@ class Session(MutableMapping[str, Any]):
         """
         if self._origin is None:
             return True
-        if self._changed_explicitly():
+        if self._maybe_changed and self._changed_explicitly():
             return False
         # Asked on every request that used its session: a set operation, no generator.
         return PLAIN_TYPES.issuperset(map(type, self._values.values()))
@@ -281,11 +286,13 @@ class Session(MutableMapping[str, Any]):
         self._sealed = True
 
     def _check_open(self) -> None:
+        """Called before every change: refuse it once sealed, else note it may differ now."""
         if self._sealed:
             raise SessionSealed(
                 "the session was changed after the response headers were sent; "
                 "change it before start_response is called"
             )
+        self._maybe_changed = True
 
     def _write(self, key: str) -> None:
         self._check_open()

@@ -63,7 +63,7 @@ class BaseBackend:
 
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
-        plan = decide(session, self.lifetime, self.clock())
+        plan = decide(session, session.origin, self.lifetime, self.clock())
         if plan is None:
             return None
         outcome = self.execute(plan)
