@@ -21,7 +21,6 @@ from wsgi_session.decision import (
     cookie_after,
     decide,
     must_resend,
-    plain_read,
     refresh_due,
 )
 from wsgi_session.serialization import dumps
@@ -138,16 +137,32 @@ def test_decide(origin: Origin, change: Change, lifetime: Lifetime, action: Acti
 
 @DECISIONS
 def test_the_plain_read_fast_path_is_its_predicates(
-    origin: Origin, change: Change, lifetime: Lifetime, action: Action | None
+    origin: Origin,
+    change: Change,
+    lifetime: Lifetime,
+    action: Action | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # decide() serializes on every path but the plain read's (and a degraded
+    # session's, whose changes are dropped): its inlined fast path is taken
+    # exactly when the readable predicates say so.
     session = session_on(origin, change)
-    defined = (
+    plain_read = (
         not origin.new
         and session.unchanged()
         and not refresh_due(origin, lifetime, NOW)
         and not must_resend(origin, lifetime)
     )
-    assert plain_read(session, session.origin, lifetime, NOW) is defined
+    serialized: list[Session] = []
+    serialize = Session.serialize
+
+    def watched(self: Session) -> str:
+        serialized.append(self)
+        return serialize(self)
+
+    monkeypatch.setattr(Session, "serialize", watched)
+    decide(session, session.origin, lifetime, NOW)
+    assert bool(serialized) is (not plain_read and not origin.degraded)
 
 
 EVERY_CHANGE = {

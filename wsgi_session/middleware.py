@@ -97,7 +97,12 @@ class BaseSessionMiddleware:
             if response.started or self.on_store_error != "fail":
                 raise
             return response.unavailable()
-        return response.finish(app_iter)
+        if response.failed:
+            _close(app_iter)
+            return [UNAVAILABLE_BODY]
+        if response.started:
+            return app_iter  # untouched, so wsgi.file_wrapper objects keep their fast path
+        return _LateStart(response, app_iter)
 
     def session_headers(
         self, session: Session, backend: Backend, policy: CookiePolicy, environ: WSGIEnvironment
@@ -376,14 +381,6 @@ class _Response:
         self.started = True
         self._fail()
         return [UNAVAILABLE_BODY]
-
-    def finish(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
-        if self.failed:
-            _close(app_iter)
-            return [UNAVAILABLE_BODY]
-        if self.started:
-            return app_iter  # untouched, so wsgi.file_wrapper objects keep their fast path
-        return _LateStart(self, app_iter)
 
 
 class _LateStart:
