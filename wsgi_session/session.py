@@ -231,7 +231,8 @@ class Session(MutableMapping[str, Any]):
 
     def differs_from_origin(self, text: str) -> bool:
         """Whether the session, whose data serializes to ``text``, needs saving."""
-        return self._changed_explicitly() or text != (self._origin or self._load()).text
+        # The text first: on a write it differs, and comparing is cheaper than the call.
+        return text != (self._origin or self._load()).text or self._changed_explicitly()
 
     def unchanged(self) -> bool:
         """True when this request certainly changed nothing, found without serializing.
