@@ -21,6 +21,7 @@ from wsgi_session.decision import (
     cookie_after,
     decide,
     must_resend,
+    plain_read,
     refresh_due,
 )
 from wsgi_session.serialization import dumps
@@ -144,10 +145,10 @@ def test_the_plain_read_fast_path_is_its_predicates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # decide() serializes on every path but the plain read's (and a degraded
-    # session's, whose changes are dropped): its inlined fast path is taken
+    # session's, whose changes are dropped): plain_read's inlined form is true
     # exactly when the readable predicates say so.
     session = session_on(origin, change)
-    plain_read = (
+    readable = (
         not origin.new
         and session.unchanged()
         and not refresh_due(origin, lifetime, NOW)
@@ -162,7 +163,8 @@ def test_the_plain_read_fast_path_is_its_predicates(
 
     monkeypatch.setattr(Session, "serialize", watched)
     decide(session, session.origin, lifetime, NOW)
-    assert bool(serialized) is (not plain_read and not origin.degraded)
+    assert plain_read(session, origin, lifetime, NOW) is readable
+    assert bool(serialized) is (not readable and not origin.degraded)
 
 
 EVERY_CHANGE = {

@@ -71,6 +71,25 @@ class Plan(NamedTuple):
 
 # -- the predicates ----------------------------------------------------------------
 
+
+def plain_read(session: Session, origin: Origin, lifetime: Lifetime, now: float) -> bool:
+    """A stored session this request certainly left as it was: the common read.
+
+    Decided without serializing the data whenever it holds only plain values.
+    """
+    # The common read, so the predicates are inlined here. Equal to:
+    #     not origin.new and session.unchanged()
+    #     and not refresh_due(origin, lifetime, now) and not must_resend(origin, lifetime)
+    # (tests/test_decision.py holds the two to the same answers).
+    if origin.new or origin.resign or (origin.permanent and lifetime.refresh_each_request):
+        return False  # new, or must_resend
+    interval = lifetime.refresh_after  # refresh_due: Lifetime.needs_refresh
+    idle = origin.idle_timeout
+    if idle is not None:
+        interval = min(interval, idle // 10)
+    return now - origin.accessed < interval and session.unchanged()
+
+
 # The next two are asked about unchanged sessions only, whose flags are still
 # the origin's: reading them there spares a call on every request.
 
@@ -109,20 +128,8 @@ def decide(session: Session, origin: Origin, lifetime: Lifetime, now: float) -> 
 
     ``None``: nothing to do.
     """
-    # First the common read: a stored session this request certainly left as it
-    # was, decided without serializing whenever the data holds only plain values.
-    # It runs on every request that uses its session, so its predicates are
-    # inlined here. Equal to:
-    #     not origin.new and session.unchanged()
-    #     and not refresh_due(origin, lifetime, now) and not must_resend(origin, lifetime)
-    # (tests/test_decision.py holds the two to the same answers).
-    if not (origin.new or origin.resign or (origin.permanent and lifetime.refresh_each_request)):
-        interval = lifetime.refresh_after  # refresh_due: Lifetime.needs_refresh
-        idle = origin.idle_timeout
-        if idle is not None:
-            interval = min(interval, idle // 10)
-        if now - origin.accessed < interval and session.unchanged():
-            return None
+    if plain_read(session, origin, lifetime, now):
+        return None
     if origin.degraded:
         return None
     text = session.serialize()
