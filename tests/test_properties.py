@@ -257,7 +257,8 @@ OWNERS = st.none() | st.builds(
     Owner,
     st.text(B64, min_size=1, max_size=12),
     st.integers(0, 2**40),
-    # "-" is the record's "no client" mark; encode_client's padded base64 never spells it.
+    # Not "-": the header spells "no client" so, and encode_client never writes it
+    # (base64 of a JSON list is at least 8 characters).
     st.text(B64, max_size=12).filter(lambda client: client != "-"),
 )
 

@@ -376,6 +376,24 @@ def test_memory_store_load_drops_an_expired_record_and_keeps_a_live_one() -> Non
     assert len(store) == 1
 
 
+def test_memory_store_save_treats_an_expired_record_as_gone() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    store.save("key", b"1 0 0 0 0 {}", 10)
+    _, version = store.load("key") or (b"", None)
+
+    clock.advance(10)
+
+    # Its version no longer matches anything: the session ended with the record.
+    assert store.save("key", b'1 0 0 0 0 {"a":1}', 10, version) is False
+    assert store.load("key") is None
+    # A create (no version) takes the place of an expired record.
+    store.save("new", b"1 0 0 0 0 {}", 10)
+    clock.advance(10)
+    assert store.save("new", b'1 0 0 0 0 {"b":2}', 10) is True
+    assert store.load("new") == (b'1 0 0 0 0 {"b":2}', 3)
+
+
 def test_regenerate_on_a_new_session_stores_one_record() -> None:
     client, _, store = make(ROUTES)
 

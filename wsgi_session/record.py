@@ -101,16 +101,20 @@ class Record(NamedTuple):
     @classmethod
     def of(cls, session: Session, text: str, now: float, owner: Owner | None = None) -> Record:
         """What to keep of ``session``, whose data serializes to ``text``, used ``now``."""
-        # Positionally (a keyword costs a lookup by name on every write): no forward.
-        return cls(
-            session.created_at(now),
-            now,
-            session.permanent,
-            session.idle_timeout,
-            text,
-            None,
-            None,
-            owner,
+        # tuple.__new__ in the fields' order, as _parse does (the named tuple's own
+        # __new__ is one more Python frame on every write): no forward.
+        return _new_tuple(
+            cls,
+            (
+                session.created_at(now),
+                now,
+                session.permanent,
+                session.idle_timeout,
+                text,
+                None,
+                None,
+                owner,
+            ),
         )
 
     def origin(

@@ -88,18 +88,18 @@ class ServerSideBackend(BaseBackend):
         if verified is None:  # never looked up, and left alone: another key may verify it
             return Origin.fresh(now)
         session_id, current_key = verified
-        slot = self.slots.of(session_id)
-        found = self.store.load(slot.key)
+        key = store_key(session_id)
+        found = self.store.load(key)
         if found is None:
             return Origin.fresh(now, stale_cookie=True)
-        record = slot.decode(found[0])
+        record, found_at = self.slots.decode(session_id, key, found[0])
         if record is None and Record.is_sealed(found[0]):
             log.warning(
                 "sealed session record dropped: it did not authenticate "
                 "(changed in the store, sealed with a secret no longer configured, "
                 "or the 'cryptography' package is missing)"
             )
-        elif record is None and slot.seal:
+        elif record is None and self.slots.seal:
             log.warning(
                 "plain session record dropped: records are sealed, and this one is a "
                 "forward or require_sealed is on (written by a server that does not seal, "
@@ -107,15 +107,21 @@ class ServerSideBackend(BaseBackend):
             )
         if (
             record is None
-            or record.retired  # a regenerated session's old id stops working
-            or record.text == EMPTY  # an emptied session is no session
+            # An emptied session is no session; and a regenerated session's old id
+            # stops working: its record is a forward, whose text is empty too
+            # (record.retired, a Python frame more on every load, would say so).
+            or record.text == EMPTY
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
             return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(
-                session_id, version=found[1], resign=not current_key, found_at=slot, cookie=cookie
+                session_id,
+                version=found[1],
+                resign=not current_key,
+                found_at=found_at,
+                cookie=cookie,
             )
         except ValueError:
             log.warning("unreadable session record dropped")
@@ -244,9 +250,13 @@ class ServerSideBackend(BaseBackend):
         return "written"
 
     def _slot(self, session_id: str, origin: Origin) -> Slot:
-        """``session_id``'s slot: the loaded record's, whose key this request derived already."""
-        if origin.id == session_id and isinstance(origin.found_at, Slot):
-            return origin.found_at
+        """``session_id``'s slot: for the loaded record, made of what open() derived already."""
+        found_at = origin.found_at
+        if origin.id == session_id:
+            if isinstance(found_at, Slot):
+                return found_at
+            if isinstance(found_at, str):
+                return self.slots.of(session_id, found_at)
         return self.slots.of(session_id)
 
     def send(self, plan: Plan) -> CookieUpdate:
