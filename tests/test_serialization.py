@@ -12,7 +12,7 @@ import pytest
 from helpers import make, one_cookie, store_key
 from markupsafe import Markup
 
-from wsgi_session import Session, serialization
+from wsgi_session import Session
 from wsgi_session.serialization import dumps, loads
 
 AWARE = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
@@ -200,28 +200,6 @@ def test_non_str_dict_key_raises_type_error(data: dict[Any, Any], fragment: str)
 def test_malformed_input_raises_value_error(text: str | bytes) -> None:
     with pytest.raises(ValueError, match=r"."):
         loads(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        dumps(VALUES),
-        dumps({"plain": 1, "nested": {"a": [1, {"b": None}]}}),
-        '{"a":{"\\u0020t":[1,2]}}',  # a tag's key spelled with an escape
-        '{"a":{ " t":[1,2]}}',  # ...or after whitespace
-        '{"a":{"\\u0020di":[["x",1]]}}',
-        '{"a":"say \\"hi\\" there"}',  # '" ' inside a string: the hooked scan, same answer
-        '{"a":{"x":1}, "b":2}',
-        '{"\\u0041":{"t":[1]}}',
-    ],
-    ids=lambda text: text[:30],
-)
-def test_loads_answers_as_the_untagging_decoder_with_or_without_its_hook(text: str) -> None:
-    # loads() skips the untagging hook for text in which no object can be a tag.
-    expected = json.JSONDecoder(object_hook=serialization._untag).decode(text)
-
-    assert loads(text) == expected
-    same(expected, loads(text))
 
 
 # -- through the store ---------------------------------------------------------

@@ -171,11 +171,6 @@ else:  # no C accelerator (not CPython)
 # The decoder's scanner, called directly: dumps() writes no whitespace around
 # the object, so JSONDecoder.decode()'s two whitespace regexes have nothing to skip.
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(object_hook=_untag).scan_once  # type: ignore[attr-defined]
-# And one without the hook, for text in which no object can be a tag: a tag is an
-# object whose one key begins with a space, and JSON spells a key beginning with a
-# space only as '" ' or with the escape '\u0020'. Without either, nearly every
-# session, _untag would return every object as it is: a Python call per object spared.
-_scan_untagged: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads(text: str | bytes) -> dict[str, Any]:
@@ -183,8 +178,7 @@ def loads(text: str | bytes) -> dict[str, Any]:
     try:
         if not isinstance(text, str):
             text = text.decode("utf-8")
-        scan = _scan if '" ' in text or "\\u0020" in text else _scan_untagged
-        data, end = scan(text, 0)
+        data, end = _scan(text, 0)
     except StopIteration:
         raise ValueError("malformed session data: no JSON value") from None
     except (
