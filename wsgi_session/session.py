@@ -43,8 +43,8 @@ class Origin:
     stale_cookie: bool = False
     resign: bool = False  # the cookie verified with a fallback key: send a fresh one
     degraded: bool = False  # the store was down; writes are dropped (on_store_error="degrade")
-    # The backend's handle on the loaded record, for the commit (server-side: the
-    # store key and the sealed record's key, derived once per request).
+    # The backend's handle on the loaded record, for the commit (server-side: its
+    # store key, or the slot holding a sealed record's key: each derived once per request).
     found_at: object | None = None
     owner: Owner | None = None  # who the stored session belongs to, as its record says
     client: tuple[str, str] | None = None  # this request's (user agent, address): record_client
