@@ -69,36 +69,37 @@ class RecordSealer:
 
 
 class RecordLock:
-    """One session's record key, derived on first use and kept for the request.
+    """One session's record key, derived when the lock is made, for this request only.
 
-    The associated data of every seal is the store key and the record's
-    header, exactly as written: whatever fields a header holds are covered.
+    A lock is made only when a record is sealed or opened, and both need the
+    current secret's key; a fallback secret's key is derived only for a record
+    the current one does not open. The associated data of every seal is the
+    store key and the record's header, exactly as written: whatever fields a
+    header holds are covered.
     """
 
-    __slots__ = ("_binding", "_ciphers", "_first_block", "_sealer")
+    __slots__ = ("_binding", "_current", "_first_block", "_sealer")
 
     def __init__(self, sealer: RecordSealer, session_id: str, binding: str) -> None:
         self._sealer = sealer
         self._first_block = sealer.info + session_id.encode("ascii") + _FIRST_BLOCK
         self._binding = binding.encode("ascii") + b"\n"
-        self._ciphers: list[AESGCM] = []  # derived so far, current secret's first
+        self._current = self._cipher(0)
 
     def _cipher(self, index: int) -> AESGCM:
-        ciphers = self._ciphers
-        while len(ciphers) <= index:
-            # HKDF-Expand of one block is HMAC(pseudorandom key, info + 0x01). HKDFExpand
-            # keys a new HMAC on every call (about half its ~27k instructions); a copy of
-            # the secret's HMAC, keyed once, skips that. tests/test_sealed.py holds the
-            # keys to HKDFExpand's, so every record sealed before stays readable.
-            block = self._sealer.expanders[len(ciphers)].copy()
-            block.update(self._first_block)
-            ciphers.append(AESGCM(block.finalize()))
-        return ciphers[index]
+        """The AES-GCM of this session's key under the ``index``-th secret (0: current)."""
+        # HKDF-Expand of one block is HMAC(pseudorandom key, info + 0x01). HKDFExpand
+        # keys a new HMAC on every call (about half its ~27k instructions); a copy of
+        # the secret's HMAC, keyed once, skips that. tests/test_sealed.py holds the
+        # keys to HKDFExpand's, so every record sealed before stays readable.
+        block = self._sealer.expanders[index].copy()
+        block.update(self._first_block)
+        return AESGCM(block.finalize())
 
     def seal(self, data: bytes, header: bytes) -> bytes:
         """``nonce + ciphertext + tag`` of ``data``, bound to ``header`` and the store key."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._cipher(0).encrypt(nonce, data, self._binding + header)
+        return nonce + self._current.encrypt(nonce, data, self._binding + header)
 
     def open(self, sealed: bytes, header: bytes) -> bytes | None:
         """The data :meth:`seal` sealed with this ``header``, or ``None`` if no key opens it."""
@@ -106,7 +107,12 @@ class RecordLock:
         if len(nonce) < NONCE_BYTES:
             return None
         aad = self._binding + header
-        for index in range(len(self._sealer.expanders)):
+        try:
+            return self._current.decrypt(nonce, body, aad)
+        except InvalidTag:
+            pass
+        # Sealed before a secret rotation, with a key of the ring's older secrets.
+        for index in range(1, len(self._sealer.expanders)):
             try:
                 return self._cipher(index).decrypt(nonce, body, aad)
             except InvalidTag:
