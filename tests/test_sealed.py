@@ -791,13 +791,18 @@ def readable_lock_key(session_id: str, secret: str) -> bytes:
 def test_record_keys_are_hkdf_expands_so_every_sealed_record_stays_readable(
     session_id: str,
 ) -> None:
-    """RecordLock derives with a copied HMAC (faster); its keys are HKDFExpand's, both ways."""
-    ring = KeyRing(SECRET, [OLD_SECRET])
+    """RecordLock derives with a copied HMAC (faster); its keys are HKDFExpand's, both ways.
+
+    A record sealed under the current secret or either fallback opens; what it seals
+    opens with the current secret's HKDF key.
+    """
+    older = "older-secret-0123456789abcdef0123456789abcdef"
+    ring = KeyRing(SECRET, [OLD_SECRET, older])
     key = store_key(session_id)
     lock = RecordSealer(ring).lock(session_id, key)
     header = b"1s 1 2 0 0 "
     aad = key.encode("ascii") + b"\n" + header
-    for secret in (SECRET, OLD_SECRET):
+    for secret in (SECRET, OLD_SECRET, older):
         readable = AESGCM(readable_lock_key(session_id, secret))
         nonce = b"n" * crypto.NONCE_BYTES
         assert lock.open(nonce + readable.encrypt(nonce, b'{"a":1}', aad), header) == b'{"a":1}'
