@@ -17,6 +17,9 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from helpers import (
     ROUTES,
     SECRET,
@@ -48,7 +51,9 @@ from wsgi_session import (
     sealing,
 )
 from wsgi_session.config import from_env
+from wsgi_session.cookies import KeyRing
 from wsgi_session.record import Record
+from wsgi_session.sealing import RecordSealer
 
 OLD_SECRET = "old-secret-0123456789abcdef0123456789abcdef"
 # What the application stores: none of it may appear in the store, nor any key name.
@@ -653,14 +658,14 @@ def test_a_request_derives_its_sessions_key_once_for_the_read_and_the_write(
     )
     visit(client, "/login")
     derived: list[object] = []
-    real = sealing.HKDFExpand
+    real = sealing.AESGCM
 
-    def counting_expand(*args: Any, **kwargs: Any) -> Any:
-        """The real HKDF-Expand, counted."""
-        derived.append(args)
-        return real(*args, **kwargs)
+    def counting_cipher(key: bytes) -> Any:
+        """The real AES-GCM of a derived key, counted."""
+        derived.append(key)
+        return real(key)
 
-    monkeypatch.setattr(sealing, "HKDFExpand", counting_expand)
+    monkeypatch.setattr(sealing, "AESGCM", counting_cipher)
 
     visit(client, "/note")  # opens the record, then seals the changed one
 
@@ -773,6 +778,37 @@ def test_switching_sealing_on_seals_an_owned_record_and_its_client(subject: Subj
     agents = {info.user_agent for info in sealed.sessions.of(OWNER)}
     assert AGENTS[0] in agents  # the client recorded in the clear, now sealed, still listed
     assert {info.user_agent for info in middleware.sessions.of(OWNER)} == agents
+
+
+def readable_lock_key(session_id: str, secret: str) -> bytes:
+    """A session's record key as the module docstring spells it: HKDF, then HKDF-Expand."""
+    master = HKDF(SHA256(), 32, salt=None, info=sealing.PURPOSE).derive(secret.encode())
+    info = sealing.PURPOSE + b" " + session_id.encode("ascii")
+    return HKDFExpand(SHA256(), 32, info=info).derive(master)
+
+
+@pytest.mark.parametrize("session_id", ["x" * 43, "A-_09" * 9, "a"])
+def test_record_keys_are_hkdf_expands_so_every_sealed_record_stays_readable(
+    session_id: str,
+) -> None:
+    """RecordLock derives with a copied HMAC (faster); its keys are HKDFExpand's, both ways.
+
+    A record sealed under the current secret or either fallback opens; what it seals
+    opens with the current secret's HKDF key.
+    """
+    older = "older-secret-0123456789abcdef0123456789abcdef"
+    ring = KeyRing(SECRET, [OLD_SECRET, older])
+    key = store_key(session_id)
+    lock = RecordSealer(ring).lock(session_id, key)
+    header = b"1s 1 2 0 0 "
+    aad = key.encode("ascii") + b"\n" + header
+    for secret in (SECRET, OLD_SECRET, older):
+        readable = AESGCM(readable_lock_key(session_id, secret))
+        nonce = b"n" * crypto.NONCE_BYTES
+        assert lock.open(nonce + readable.encrypt(nonce, b'{"a":1}', aad), header) == b'{"a":1}'
+    sealed = lock.seal(b'{"b":2}', header)  # with the current secret
+    current = AESGCM(readable_lock_key(session_id, SECRET))
+    assert current.decrypt(sealed[:12], sealed[12:], aad) == b'{"b":2}'
 
 
 def test_every_record_format_stays_readable() -> None:

@@ -2,7 +2,7 @@
 
 A session's key is derived with HKDF (SHA-256, from ``cryptography``) in two
 steps: once per server secret, ``HKDF(secret, info=PURPOSE)``; then per
-session, ``HKDF-Expand(that, info=PURPOSE + " " + id)``. The store only ever
+session, ``HKDF-Expand(that, info=PURPOSE + " " + id)``, every request anew. The store only ever
 sees a hash of the id, so whoever holds the store but no cookie can neither
 read nor forge a record, and one cookie opens one session. AES-256-GCM seals
 the record's data; the record's header bytes and its store key are the
@@ -22,12 +22,15 @@ try:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.hashes import SHA256
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+    from cryptography.hazmat.primitives.hmac import HMAC
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 except ImportError:  # optional dependency: RecordSealer() says how to install it
     AESGCM = None  # type: ignore[assignment, misc]
 
 PURPOSE = b"wsgi_session.record.aes-256-gcm"
-KEY_BYTES = 32
+KEY_BYTES = 32  # one SHA-256 output: HKDF-Expand's first block is the whole key
+# HKDF-Expand's block counter (RFC 5869, 2.3), after the info of the first block.
+_FIRST_BLOCK = b"\x01"
 
 
 def can_open_sealed() -> bool:
@@ -48,11 +51,15 @@ class RecordSealer:
     ) -> None:
         """``purpose``: sets apart the keys of what is sealed (records, clients)."""
         require_cryptography(setting)
-        self.purpose = purpose
-        self.hash = SHA256()  # a stateless descriptor, shared: one fewer object per session
-        # Current secret first: it is the one nearly every record was sealed with.
-        self.masters = [
-            HKDF(self.hash, KEY_BYTES, salt=None, info=purpose).derive(secret)
+        self.info = purpose + b" "  # a session's info is this and its id
+        hash_algorithm = SHA256()
+        # Per secret, HKDF-Expand's HMAC keyed once with that secret's pseudorandom key
+        # (see RecordLock._cipher); current secret first: it sealed nearly every record.
+        self.expanders = [
+            HMAC(
+                HKDF(hash_algorithm, KEY_BYTES, salt=None, info=purpose).derive(secret),
+                hash_algorithm,
+            )
             for secret in (keys.secret_key, *keys.fallback_keys)
         ]
 
@@ -62,32 +69,37 @@ class RecordSealer:
 
 
 class RecordLock:
-    """One session's record key, derived on first use and kept for the request.
+    """One session's record key, derived when the lock is made, for this request only.
 
-    The associated data of every seal is the store key and the record's
-    header, exactly as written: whatever fields a header holds are covered.
+    A lock is made only when a record is sealed or opened, and both need the
+    current secret's key; a fallback secret's key is derived only for a record
+    the current one does not open. The associated data of every seal is the
+    store key and the record's header, exactly as written: whatever fields a
+    header holds are covered.
     """
 
-    __slots__ = ("_binding", "_ciphers", "_info", "_sealer")
+    __slots__ = ("_binding", "_current", "_first_block", "_sealer")
 
     def __init__(self, sealer: RecordSealer, session_id: str, binding: str) -> None:
         self._sealer = sealer
-        self._info = sealer.purpose + b" " + session_id.encode("ascii")
+        self._first_block = sealer.info + session_id.encode("ascii") + _FIRST_BLOCK
         self._binding = binding.encode("ascii") + b"\n"
-        self._ciphers: list[AESGCM] = []  # derived so far, current secret's first
+        self._current = self._cipher(0)
 
     def _cipher(self, index: int) -> AESGCM:
-        while len(self._ciphers) <= index:
-            sealer = self._sealer
-            master = sealer.masters[len(self._ciphers)]
-            key = HKDFExpand(sealer.hash, KEY_BYTES, info=self._info).derive(master)
-            self._ciphers.append(AESGCM(key))
-        return self._ciphers[index]
+        """The AES-GCM of this session's key under the ``index``-th secret (0: current)."""
+        # HKDF-Expand of one block is HMAC(pseudorandom key, info + 0x01). HKDFExpand
+        # keys a new HMAC on every call (about half its ~27k instructions); a copy of
+        # the secret's HMAC, keyed once, skips that. tests/test_sealed.py holds the
+        # keys to HKDFExpand's, so every record sealed before stays readable.
+        block = self._sealer.expanders[index].copy()
+        block.update(self._first_block)
+        return AESGCM(block.finalize())
 
     def seal(self, data: bytes, header: bytes) -> bytes:
         """``nonce + ciphertext + tag`` of ``data``, bound to ``header`` and the store key."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._cipher(0).encrypt(nonce, data, self._binding + header)
+        return nonce + self._current.encrypt(nonce, data, self._binding + header)
 
     def open(self, sealed: bytes, header: bytes) -> bytes | None:
         """The data :meth:`seal` sealed with this ``header``, or ``None`` if no key opens it."""
@@ -95,7 +107,12 @@ class RecordLock:
         if len(nonce) < NONCE_BYTES:
             return None
         aad = self._binding + header
-        for index in range(len(self._sealer.masters)):
+        try:
+            return self._current.decrypt(nonce, body, aad)
+        except InvalidTag:
+            pass
+        # Sealed before a secret rotation, with a key of the ring's older secrets.
+        for index in range(1, len(self._sealer.expanders)):
             try:
                 return self._cipher(index).decrypt(nonce, body, aad)
             except InvalidTag:
