@@ -791,10 +791,10 @@ def readable_lock_key(session_id: str, secret: str) -> bytes:
 def test_record_keys_are_hkdf_expands_so_every_sealed_record_stays_readable(
     session_id: str,
 ) -> None:
-    """RecordLock derives with a copied HMAC (faster); its keys are HKDFExpand's, both ways.
+    """A record's key is the docstring's HKDF then HKDF-Expand of its id, both ways.
 
     A record sealed under the current secret or either fallback opens; what it seals
-    opens with the current secret's HKDF key.
+    opens with the current secret's key.
     """
     older = "older-secret-0123456789abcdef0123456789abcdef"
     ring = KeyRing(SECRET, [OLD_SECRET, older])
