@@ -228,9 +228,6 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
 
-    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
-        return self.settings()
-
     @property
     def sessions(self) -> Sessions:
         """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
@@ -239,8 +236,12 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
-    def settings(self) -> tuple[CookiePolicy, Backend]:
-        """The cookie policy and backend for the application's current config."""
+    def settings(self, environ: WSGIEnvironment | None = None) -> tuple[CookiePolicy, Backend]:
+        """The cookie policy and backend for the application's current config.
+
+        The same for every request (``environ`` is not read): it is also the
+        middleware's ``settings_for``, asked by every request that uses its session.
+        """
         config = self.flask_app.config
         try:
             # The settings as they are, read in one call: the usual case.
@@ -262,6 +263,11 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             with contextlib.suppress(KeyError, TypeError):
                 self._derived[_read_settings(config)] = found
         return found
+
+    # The method itself, not a method calling it: that Python frame is ~700
+    # instructions per request that uses its session (two for an untouched one
+    # that SESSION_REFRESH_EACH_REQUEST opens).
+    settings_for = settings
 
     def _derive(self, settings: Mapping[str, Any]) -> tuple[CookiePolicy, Backend]:
         """The policy and backend of ``settings`` (exactly those of ``SETTINGS``)."""
