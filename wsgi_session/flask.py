@@ -264,9 +264,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 self._derived[_read_settings(config)] = found
         return found
 
-    # The method itself, not a method calling it: that Python frame is ~700
-    # instructions per request that uses its session (two for an untouched one
-    # that SESSION_REFRESH_EACH_REQUEST opens).
+    # The middleware's per-request question, answered by the method itself:
+    # the settings are the application's, the same for every request.
     settings_for = settings
 
     def _derive(self, settings: Mapping[str, Any]) -> tuple[CookiePolicy, Backend]:
