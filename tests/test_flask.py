@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,20 @@ from flask_login import (
     login_user,
     logout_user,
 )
-from helpers import SECRET, CountingStore, FakeClock, one_cookie, set_cookies, stored_data
+from helpers import (
+    SECRET,
+    CountingStore,
+    FakeClock,
+    one_cookie,
+    set_cookies,
+    store_key,
+    stored_data,
+)
 from markupsafe import Markup
 from werkzeug.test import TestResponse
 
 from wsgi_session import ConfigurationError, MemoryStore
-from wsgi_session.flask import FlaskSession, FlaskSessionMiddleware, Session
+from wsgi_session.flask import SETTINGS, FlaskSession, FlaskSessionMiddleware, Session
 
 OLD_SECRET = "old-secret-fedcba9876543210fedcba9876543210"
 LIFETIME = 3600
@@ -398,6 +408,101 @@ def test_cookie_settings_changed_after_init_app_are_honoured(
 
     app.config["SESSION_COOKIE_NAME"] = "renamed"
     assert client.get("/read").json == {}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A setting changed after its session was used: the next request must show it."""
+
+    value: Any
+    path: str  # the request after the change
+    shows: Callable[[TestResponse, CountingStore, str], bool]  # (response, store, session id)
+    before: dict[str, Any] = field(default_factory=dict)  # other settings, set first
+
+
+def forgotten(response: TestResponse, store: CountingStore, session_id: str) -> bool:
+    return response.json == {}
+
+
+def cookie_attribute(name: str, value: str | None) -> Callable[..., bool]:
+    """The response re-sends the session cookie with (``None``: without) attribute ``name``."""
+
+    def shows(response: TestResponse, store: CountingStore, session_id: str) -> bool:
+        attrs = [cookie.attrs for cookie in set_cookies(response)]
+        return len(attrs) == 1 and attrs[0].get(name) == value
+
+    return shows
+
+
+def sealed(response: TestResponse, store: CountingStore, session_id: str) -> bool:
+    found = store.inner.load(store_key(session_id))
+    return found is not None and found[0].startswith(b"1s ")
+
+
+# Every setting the adapter reads, changed under a permanent session that a
+# request already used (so its policy and backend are cached under the old
+# values); the cases must cover SETTINGS and docs/flask.md's table exactly.
+SETTING_CHANGES = {
+    "SECRET_KEY": Change("another-secret-0123456789abcdef0123456789", "/read", forgotten),
+    "SECRET_KEY_FALLBACKS": Change(
+        [SECRET],
+        "/read",
+        lambda response, store, session_id: response.json == {"user": "alice"},
+        before={"SECRET_KEY": "another-secret-0123456789abcdef0123456789"},
+    ),
+    "SESSION_COOKIE_NAME": Change("renamed", "/read", forgotten),
+    "SESSION_COOKIE_DOMAIN": Change(
+        "example.test", "/nothing", cookie_attribute("domain", "example.test")
+    ),
+    "SESSION_COOKIE_PATH": Change("/shop", "/nothing", cookie_attribute("path", "/shop")),
+    "APPLICATION_ROOT": Change("/app", "/nothing", cookie_attribute("path", "/app")),
+    "SESSION_COOKIE_HTTPONLY": Change(False, "/nothing", cookie_attribute("httponly", None)),
+    "SESSION_COOKIE_SECURE": Change(True, "/nothing", cookie_attribute("secure", "")),
+    "SESSION_COOKIE_SAMESITE": Change("Strict", "/nothing", cookie_attribute("samesite", "Strict")),
+    "SESSION_COOKIE_PARTITIONED": Change(True, "/nothing", cookie_attribute("partitioned", "")),
+    "PERMANENT_SESSION_LIFETIME": Change(
+        timedelta(seconds=600), "/set", cookie_attribute("max-age", "600")
+    ),
+    "SESSION_REFRESH_EACH_REQUEST": Change(
+        False, "/nothing", lambda response, store, session_id: not set_cookies(response)
+    ),
+    "SESSION_SEAL_RECORDS": Change(True, "/set", sealed),
+    "SESSION_REQUIRE_SEALED": Change(
+        True, "/read", forgotten, before={"SESSION_SEAL_RECORDS": True}
+    ),
+}
+
+
+def test_the_settings_changed_here_are_those_read_and_documented() -> None:
+    page = Path(__file__).parent.parent.joinpath("docs", "flask.md").read_text()
+    table = page.split("| Flask setting | effect |\n", 1)[1].split("\n\n", 1)[0]
+    rows = table.splitlines()[1:]  # after the |---| line
+    documented = set()
+    for row in rows:
+        for name in re.findall(r"`([A-Z_]+)`", row.split(" | ")[0]):
+            # "`SESSION_COOKIE_NAME`, `_DOMAIN`, ...": the shorthand shares the prefix.
+            documented.add("SESSION_COOKIE" + name if name.startswith("_") else name)
+
+    assert set(SETTING_CHANGES) == set(SETTINGS) == documented
+
+
+@pytest.mark.parametrize("name", sorted(SETTING_CHANGES))
+def test_a_setting_changed_after_requests_used_it_applies_to_the_next_request(
+    store: CountingStore, clock: FakeClock, name: str
+) -> None:
+    change = SETTING_CHANGES[name]
+    app = make_app(store, clock)
+    client = app.test_client(use_cookies=False)
+    created = one_cookie(client.get("/permanent/1"))
+    cookie = {"Cookie": f"session={created.value}"}
+    app.config.update(change.before)
+    before = client.get(change.path, headers=cookie)
+    assert not change.shows(before, store, created.session_id)
+
+    app.config[name] = change.value
+    after = client.get(change.path, headers=cookie)
+
+    assert change.shows(after, store, created.session_id)
 
 
 def test_clearing_sends_a_deletion_cookie_with_the_same_attributes(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
@@ -45,45 +45,53 @@ UNAVAILABLE = (
     "The session is unavailable because no secret key was set.  Set the secret_key on "
     "the application to something unique and secret."
 )
-# The middleware's option names, as configuration errors carry them, and the
-# Flask settings they come from here.
-FLASK_NAMES = {
-    "secret_key": "SECRET_KEY",
-    "fallback_keys": "SECRET_KEY_FALLBACKS",
-    "cookie_name": "SESSION_COOKIE_NAME",
-    "cookie_domain": "SESSION_COOKIE_DOMAIN",
-    "cookie_path": "SESSION_COOKIE_PATH (or APPLICATION_ROOT)",
-    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
-    "cookie_secure": "SESSION_COOKIE_SECURE",
-    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
-    "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
-    "idle_timeout": "PERMANENT_SESSION_LIFETIME",
-    "seal_records": "SESSION_SEAL_RECORDS",
-    "require_sealed": "SESSION_REQUIRE_SEALED",
-}
 OWNER_KEY = "_user_id"  # where Flask-Login keeps the logged-in user's id
 MAX_CACHED = 16  # distinct configurations kept; more only happens in test suites
-# Every setting the cookie policy and backend derive from, as app.config holds them
-# (a change to any of them must change this key: see settings()).
-_READ_SETTINGS = itemgetter(
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
-    "SESSION_COOKIE_NAME",
-    "SESSION_COOKIE_DOMAIN",
-    "SESSION_COOKIE_PATH",
-    "APPLICATION_ROOT",
-    "SESSION_COOKIE_HTTPONLY",
-    "SESSION_COOKIE_SECURE",
-    "SESSION_COOKIE_SAMESITE",
-    "SESSION_COOKIE_PARTITIONED",
-    "PERMANENT_SESSION_LIFETIME",
-    "SESSION_REFRESH_EACH_REQUEST",
-    "SESSION_SEAL_RECORDS",
-    "SESSION_REQUIRE_SEALED",
-)
-# Our own settings, put in app.config with their defaults (as extensions do) so
-# that the one-call read above finds every setting.
-_DEFAULTS = {"SESSION_SEAL_RECORDS": False, "SESSION_REQUIRE_SEALED": False}
+
+
+class Setting(NamedTuple):
+    """One ``app.config`` setting the cookie policy and backend derive from."""
+
+    default: Any  # its value where app.config lacks it (an older Flask, or ours)
+    option: str  # the middleware option it sets, as configuration errors name it
+
+
+# Every setting the adapter reads, named here and only here: the derived policy
+# and backend are cached under these settings' values (read in one call), and
+# _derive sees only them, so a setting missing here fails every request at once
+# instead of being ignored after a change.
+SETTINGS: dict[str, Setting] = {
+    "SECRET_KEY": Setting(None, "secret_key"),
+    "SECRET_KEY_FALLBACKS": Setting(None, "fallback_keys"),  # Flask 3.1
+    "SESSION_COOKIE_NAME": Setting("session", "cookie_name"),
+    "SESSION_COOKIE_DOMAIN": Setting(None, "cookie_domain"),
+    "SESSION_COOKIE_PATH": Setting(None, "cookie_path"),
+    "APPLICATION_ROOT": Setting("/", "cookie_path"),  # the path when SESSION_COOKIE_PATH is unset
+    "SESSION_COOKIE_HTTPONLY": Setting(True, "cookie_httponly"),
+    "SESSION_COOKIE_SECURE": Setting(False, "cookie_secure"),
+    "SESSION_COOKIE_SAMESITE": Setting(None, "cookie_samesite"),
+    "SESSION_COOKIE_PARTITIONED": Setting(False, "cookie_partitioned"),  # Flask 3.1
+    "PERMANENT_SESSION_LIFETIME": Setting(timedelta(days=31), "idle_timeout"),
+    "SESSION_REFRESH_EACH_REQUEST": Setting(True, "refresh_each_request"),
+    "SESSION_SEAL_RECORDS": Setting(False, "seal_records"),  # ours
+    "SESSION_REQUIRE_SEALED": Setting(False, "require_sealed"),  # ours
+}
+
+
+# The middleware's option names, as configuration errors carry them, and the
+# Flask settings they come from: "SESSION_COOKIE_PATH (or APPLICATION_ROOT)".
+def _flask_names() -> dict[str, str]:
+    by_option: dict[str, list[str]] = {}
+    for name, setting in SETTINGS.items():
+        by_option.setdefault(setting.option, []).append(name)
+    return {
+        option: first + "".join(f" (or {other})" for other in others)
+        for option, (first, *others) in by_option.items()
+    }
+
+
+FLASK_NAMES = _flask_names()
+_read_settings = itemgetter(*SETTINGS)
 
 
 class FlaskSession(SessionView, SessionMixin):
@@ -170,10 +178,9 @@ class _NoSecret:
 class FlaskSessionMiddleware(BaseSessionMiddleware):
     """The session middleware with cookie, key and lifetime settings from ``app.config``.
 
-    Read on every request: ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``,
-    ``SESSION_COOKIE_*``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``
-    (the idle timeout), ``SESSION_REFRESH_EACH_REQUEST`` and ``SESSION_SEAL_RECORDS``
-    (ours: encrypt each record under a key derived from its session id).
+    Read on every request: the settings of :data:`SETTINGS`, Flask's
+    (``SECRET_KEY``, ``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``, ...)
+    and ours (``SESSION_SEAL_RECORDS``, ``SESSION_REQUIRE_SEALED``).
     """
 
     def __init__(
@@ -221,9 +228,6 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def backend_for(self, environ: WSGIEnvironment) -> Backend:
         return self.settings()[1]
 
-    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
-        return self.settings()
-
     @property
     def sessions(self) -> Sessions:
         """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
@@ -232,91 +236,70 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
-    def settings(self) -> tuple[CookiePolicy, Backend]:
-        """The cookie policy and backend for the application's current config."""
+    def settings(self, environ: WSGIEnvironment | None = None) -> tuple[CookiePolicy, Backend]:
+        """The cookie policy and backend for the application's current config.
+
+        The same for every request (``environ`` is not read): it is also the
+        middleware's ``settings_for``, asked by every request that uses its session.
+        """
         config = self.flask_app.config
         try:
             # The settings as they are, read in one call: the usual case.
-            return self._derived[_READ_SETTINGS(config)]
+            return self._derived[_read_settings(config)]
         except (KeyError, TypeError):
-            # Not derived yet, a setting older Flask versions lack, or unhashable
+            # Not derived yet, a setting deleted from app.config, or unhashable
             # fallback keys (a list).
             pass
-        key = self._settings_key(config)
+        values = {
+            name: _hashable(config.get(name, setting.default)) for name, setting in SETTINGS.items()
+        }
+        key = tuple(values.values())
         found = self._derived.get(key)
         if found is None:
-            found = self._derive(*key)
+            found = self._derive(values)
             if len(self._derived) >= MAX_CACHED:
                 self._derived.clear()
             self._derived[key] = found
             with contextlib.suppress(KeyError, TypeError):
-                self._derived[_READ_SETTINGS(config)] = found
+                self._derived[_read_settings(config)] = found
         return found
 
-    @staticmethod
-    def _settings_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The settings the policy and backend derive from, in ``_derive``'s order, hashable."""
-        fallbacks = config.get("SECRET_KEY_FALLBACKS")
-        return (
-            config["SECRET_KEY"],
-            fallbacks
-            if fallbacks is None or isinstance(fallbacks, (str, bytes))
-            else (tuple(fallbacks)),
-            config["SESSION_COOKIE_NAME"],
-            config["SESSION_COOKIE_DOMAIN"],
-            config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"],
-            config["SESSION_COOKIE_HTTPONLY"],
-            config["SESSION_COOKIE_SECURE"],
-            config["SESSION_COOKIE_SAMESITE"],
-            config.get("SESSION_COOKIE_PARTITIONED", False),
-            config["PERMANENT_SESSION_LIFETIME"],
-            config["SESSION_REFRESH_EACH_REQUEST"],
-            bool(config.get("SESSION_SEAL_RECORDS", False)),
-            bool(config.get("SESSION_REQUIRE_SEALED", False)),
-        )
+    # The middleware's per-request question, answered by the method itself:
+    # the settings are the application's, the same for every request.
+    settings_for = settings
 
-    def _derive(
-        self,
-        secret: str | bytes | None,
-        fallbacks: Any,
-        name: str,
-        domain: str | None,
-        path: str | None,
-        httponly: bool,
-        secure: bool,
-        samesite: str | None,
-        partitioned: bool,
-        lifetime: timedelta | int,
-        refresh_each_request: bool,
-        seal_records: bool,
-        require_sealed: bool,
-    ) -> tuple[CookiePolicy, Backend]:
+    def _derive(self, settings: Mapping[str, Any]) -> tuple[CookiePolicy, Backend]:
+        """The policy and backend of ``settings`` (exactly those of ``SETTINGS``)."""
+        partitioned = bool(settings["SESSION_COOKIE_PARTITIONED"])
         try:
             policy = CookiePolicy(
-                name=name,
-                domain=domain or None,
-                path=path,
-                secure=bool(secure) or bool(partitioned),  # as werkzeug: Partitioned implies Secure
-                httponly=bool(httponly),
-                samesite=samesite,
-                partitioned=bool(partitioned),
+                name=settings["SESSION_COOKIE_NAME"],
+                domain=settings["SESSION_COOKIE_DOMAIN"] or None,
+                path=settings["SESSION_COOKIE_PATH"] or settings["APPLICATION_ROOT"],
+                # As werkzeug: Partitioned implies Secure.
+                secure=bool(settings["SESSION_COOKIE_SECURE"]) or partitioned,
+                httponly=bool(settings["SESSION_COOKIE_HTTPONLY"]),
+                samesite=settings["SESSION_COOKIE_SAMESITE"],
+                partitioned=partitioned,
             )
+            secret = settings["SECRET_KEY"]
             if not secret:
                 return policy, _NoSecret()
+            lifetime = settings["PERMANENT_SESSION_LIFETIME"]
             seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
             derived = replace(
                 self.lifetime,
                 idle_timeout=int(seconds),
-                refresh_each_request=bool(refresh_each_request),
+                refresh_each_request=bool(settings["SESSION_REFRESH_EACH_REQUEST"]),
             )
-            keys = KeyRing(secret, fallbacks or ())
+            keys = KeyRing(secret, settings["SECRET_KEY_FALLBACKS"] or ())
             backend = make_backend(
                 self.store,
                 keys,
                 derived,
                 owner_key=self.owner_key,
-                seal_records=seal_records,
-                require_sealed=require_sealed,
+                seal_records=bool(settings["SESSION_SEAL_RECORDS"]),
+                require_sealed=bool(settings["SESSION_REQUIRE_SEALED"]),
             )
         except ConfigurationError as error:
             raise ConfigurationError(
@@ -412,8 +395,10 @@ class Session:
 
     def init_app(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and install the session interface."""
-        for name, default in _DEFAULTS.items():
-            app.config.setdefault(name, default)
+        # Every setting in app.config (ours, and Flask's newer ones on an older
+        # Flask), as extensions do, so that the one-call read finds them all.
+        for name, setting in SETTINGS.items():
+            app.config.setdefault(name, setting.default)
         middleware = FlaskSessionMiddleware(app.wsgi_app, app, self.store, **self.options)
         middleware.settings()  # a configuration that is already wrong fails now
         app.wsgi_app = middleware  # type: ignore[method-assign]
@@ -427,3 +412,8 @@ class Session:
 
 def _store_unavailable(error: StoreUnavailable) -> tuple[bytes, int, dict[str, str]]:
     return UNAVAILABLE_BODY, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"}
+
+
+def _hashable(value: Any) -> Any:
+    """A setting's value as a cache key holds it: a list (of fallback keys) as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
