@@ -463,8 +463,10 @@ SETTING_CHANGES = {
     "PERMANENT_SESSION_LIFETIME": Change(
         timedelta(seconds=600), "/set", cookie_attribute("max-age", "600")
     ),
+    # A request that reads its session: the cached lifetime's refresh_each_request
+    # decides whether the permanent cookie is re-sent.
     "SESSION_REFRESH_EACH_REQUEST": Change(
-        False, "/nothing", lambda response, store, session_id: not set_cookies(response)
+        False, "/read", lambda response, store, session_id: not set_cookies(response)
     ),
     "SESSION_SEAL_RECORDS": Change(True, "/set", sealed),
     "SESSION_REQUIRE_SEALED": Change(
@@ -621,12 +623,14 @@ def test_bad_options_fail_at_construction_with_their_name(store: CountingStore) 
 # -- keys ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("container", [list, tuple, set], ids=lambda kind: kind.__name__)
 def test_secret_key_fallbacks_still_verify_and_the_cookie_is_resigned(
-    app: Flask, client: FlaskClient
+    app: Flask, client: FlaskClient, container: Callable[[list[str]], Any]
 ) -> None:
+    # Flask takes any iterable of fallback keys: a set as well as a list.
     app.config["SECRET_KEY"] = OLD_SECRET
     old = one_cookie(client.get("/set"))
-    app.config.update(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=[OLD_SECRET])
+    app.config.update(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=container([OLD_SECRET]))
 
     response = client.get("/read")
 

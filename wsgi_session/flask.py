@@ -236,12 +236,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
-    def settings(self, environ: WSGIEnvironment | None = None) -> tuple[CookiePolicy, Backend]:
-        """The cookie policy and backend for the application's current config.
-
-        The same for every request (``environ`` is not read): it is also the
-        middleware's ``settings_for``, asked by every request that uses its session.
-        """
+    def settings(self) -> tuple[CookiePolicy, Backend]:
+        """The cookie policy and backend for the application's current config."""
         config = self.flask_app.config
         try:
             # The settings as they are, read in one call: the usual case.
@@ -264,9 +260,10 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 self._derived[_read_settings(config)] = found
         return found
 
-    # The middleware's per-request question, answered by the method itself:
-    # the settings are the application's, the same for every request.
-    settings_for = settings
+    def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
+        # The application's settings, the same for every request; asked through
+        # settings() so that a subclass overriding it is asked here too.
+        return self.settings()
 
     def _derive(self, settings: Mapping[str, Any]) -> tuple[CookiePolicy, Backend]:
         """The policy and backend of ``settings`` (exactly those of ``SETTINGS``)."""
@@ -415,5 +412,7 @@ def _store_unavailable(error: StoreUnavailable) -> tuple[bytes, int, dict[str, s
 
 
 def _hashable(value: Any) -> Any:
-    """A setting's value as a cache key holds it: a list (of fallback keys) as a tuple."""
-    return tuple(value) if isinstance(value, list) else value
+    """A setting's value as a cache key holds it: fallback keys (any iterable) as a tuple."""
+    if value is None or isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)

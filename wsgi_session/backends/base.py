@@ -37,7 +37,12 @@ class Backend(Protocol):
         ...
 
     def commit(self, session: Session) -> CookieUpdate | None:
-        """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
+        """Persist ``session``; ``None`` means the response needs no Set-Cookie.
+
+        A session whose origin is ``degraded`` (the store was down when it
+        loaded) must be left alone: its changes are dropped, and no cookie is
+        sent. :class:`BaseBackend` does so through :func:`decide`.
+        """
         ...
 
 

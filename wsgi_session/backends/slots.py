@@ -1,8 +1,9 @@
 """Where a session's record lives in the store, and how it is sealed there.
 
 A :class:`Slot` is one session's record: its store key (a SHA-256 of the id)
-and, when records are sealed, the lock derived from the id. Every read and
-write of a record goes through its slot, so sealing is decided in one place.
+and, when records are sealed, the lock derived from the id. Every write of a
+record goes through its slot, and every read through :meth:`Slots.decode` or
+a slot, so sealing is decided in this module alone.
 """
 
 from __future__ import annotations
