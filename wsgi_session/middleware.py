@@ -214,9 +214,7 @@ class SessionMiddleware(BaseSessionMiddleware):
 
 
 VARY_COOKIE = ("Vary", "Cookie")
-# Shared, never mutated: extra_headers is replaced, not appended to.
-_NO_HEADERS: Headers = []
-_ONLY_VARY: Headers = [VARY_COOKIE]  # a session used, nothing to write: the common read
+_NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
 
 
 def _with_cookie(update: CookieUpdate, policy: CookiePolicy, environ: WSGIEnvironment) -> Headers:
@@ -313,12 +311,8 @@ class _Response:
                     return self._fail()
                 return self.real_start_response(status, headers, exc_info)
             try:
-                # session_headers, without its frame for the common read.
-                update = self.backend.commit(self.session)
-                self.extra_headers = (
-                    _ONLY_VARY
-                    if update is None
-                    else _with_cookie(update, self.policy, self.environ)
+                self.extra_headers = middleware.session_headers(
+                    self.session, self.backend, self.policy, self.environ
                 )
                 outage = middleware.outage
                 if outage.down and not self.session.origin.degraded and self.session.modified:
@@ -336,7 +330,7 @@ class _Response:
                     log.exception(message)
                 if fail:
                     return self._fail()
-                self.extra_headers = _ONLY_VARY
+                self.extra_headers = [VARY_COOKIE]
             finally:
                 self.session.seal()
         elif self.failed:

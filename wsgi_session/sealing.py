@@ -4,9 +4,10 @@ A session's key is derived with HKDF (SHA-256, from ``cryptography``) in two
 steps: once per server secret, ``HKDF(secret, info=PURPOSE)``; then per
 session, ``HKDF-Expand(that, info=PURPOSE + " " + id)``, every request anew.
 The store only ever sees a hash of the id, so whoever holds the store but no
-cookie can neither read nor forge a record, and one cookie opens one session. AES-256-GCM seals
-the record's data; the record's header bytes and its store key are the
-associated data, so neither can be changed or the record moved to another key.
+cookie can neither read nor forge a record, and one cookie opens one session.
+AES-256-GCM seals the record's data; the record's header bytes and its store
+key are the associated data, so neither can be changed or the record moved to
+another key.
 
 Needs the optional ``cryptography`` package: ``pip install 'wsgi-session[crypto]'``.
 """

@@ -38,10 +38,8 @@ class MemoryStore:
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
         now = self.clock()  # once, for the expiry check and the new expiry (every write)
         with self._lock:
-            record = self._records.get(key)
-            # An expired record is as good as none (not _live(), a frame on every write:
-            # one that stays behind a refused save is dropped by the next load).
-            if record is None or record[2] <= now:
+            record = self._live(key, now)
+            if record is None:
                 if version is not None:
                     return False
             elif record[1] != version:
