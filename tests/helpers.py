@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import MemoryStore, Session, SessionMiddleware, StoreUnavailable
@@ -221,3 +222,16 @@ class ClosingBody:
 
     def close(self) -> None:
         self.closed = True
+
+
+def calls_to(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple[Any, ...]]:
+    """The arguments of every call to ``owner.name`` from now on; the real one still runs."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from helpers import calls_to
 
 from wsgi_session import Lifetime, Origin, Session
 from wsgi_session.decision import (
@@ -154,14 +155,7 @@ def test_the_plain_read_fast_path_is_its_predicates(
         and not refresh_due(origin, lifetime, NOW)
         and not must_resend(origin, lifetime)
     )
-    serialized: list[Session] = []
-    serialize = Session.serialize
-
-    def watched(self: Session) -> str:
-        serialized.append(self)
-        return serialize(self)
-
-    monkeypatch.setattr(Session, "serialize", watched)
+    serialized = calls_to(monkeypatch, Session, "serialize")
     decide(session, session.origin, lifetime, NOW)
     assert plain_read(session, origin, lifetime, NOW) is readable
     assert bool(serialized) is (not readable and not origin.degraded)

@@ -25,6 +25,7 @@ from helpers import (
     SECRET,
     FakeClock,
     SetCookie,
+    calls_to,
     one_cookie,
     record_lock,
     session_app,
@@ -657,15 +658,7 @@ def test_a_request_derives_its_sessions_key_once_for_the_read_and_the_write(
         )
     )
     visit(client, "/login")
-    derived: list[object] = []
-    real = sealing.AESGCM
-
-    def counting_cipher(key: bytes) -> Any:
-        """The real AES-GCM of a derived key, counted."""
-        derived.append(key)
-        return real(key)
-
-    monkeypatch.setattr(sealing, "AESGCM", counting_cipher)
+    derived = calls_to(monkeypatch, sealing, "AESGCM")  # an AES-GCM per derived key
 
     visit(client, "/note")  # opens the record, then seals the changed one
 
