@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pymemcache.client.base import Client  # type: ignore[import-untyped]
-from pymemcache.exceptions import (  # type: ignore[import-untyped]
+from pymemcache.client.base import Client
+from pymemcache.exceptions import (
     MemcacheServerError,
     MemcacheUnexpectedCloseError,
     MemcacheUnknownError,

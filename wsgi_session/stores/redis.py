@@ -24,7 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import redis
@@ -50,6 +50,11 @@ DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 TOKEN_BYTES = 8
 """Length of the version token each record starts with."""
+
+# redis-py annotates these in some releases and not in others: seen through these
+# signatures, the type check does not depend on which release is installed.
+_cluster_node = cast("Callable[[str, int], ClusterNode]", ClusterNode)
+_sentinel = cast("Callable[..., Sentinel]", Sentinel)
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 """The URL schemes :class:`RedisStore` reads."""
@@ -452,23 +457,19 @@ class RedisStore:
             options.update(ssl=True, **self._tls)
         if target.scheme == "redis+cluster":
             return RedisCluster(
-                startup_nodes=[
-                    ClusterNode(host, port)  # type: ignore[no-untyped-call]
-                    for host, port in target.addresses
-                ],
+                startup_nodes=[_cluster_node(host, port) for host, port in target.addresses],
                 **options,
             )
         if target.scheme == "redis+sentinel":
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = _sentinel(
                 list(target.addresses),
                 sentinel_kwargs={
                     "socket_connect_timeout": self.connect_timeout,
                     "socket_timeout": self.timeout,
                 },
             )
-            return sentinel.master_for(  # type: ignore[no-untyped-call]
-                target.service, db=target.db, **options
-            )
+            master_for = cast("Callable[..., redis.Redis]", sentinel.master_for)
+            return master_for(target.service, db=target.db, **options)
         if target.scheme == "unix":
             return redis.Redis(unix_socket_path=target.path, db=target.db, **options)
         ((host, port),) = target.addresses
@@ -574,7 +575,8 @@ def _run_and_wait(
     if isinstance(client, RedisCluster):
         # WAIT counts the replicas of the connection it is sent on: it must
         # follow the write on the connection to the key's master.
-        node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        node_of = cast("Callable[[bytes], ClusterNode | None]", client.get_node_from_key)
+        node = node_of(key)
         connection = node.redis_connection if node is not None else None
         if connection is None:
             client.nodes_manager.initialize()
@@ -634,7 +636,7 @@ def _close_inherited(client: Client) -> None:
     """
     clients = [client]
     if isinstance(client, RedisCluster):
-        nodes = client.get_nodes()  # type: ignore[no-untyped-call]
+        nodes = cast("Callable[[], list[ClusterNode]]", client.get_nodes)()
         clients = [node.redis_connection for node in nodes if node.redis_connection]
     for each in clients:
         pool = each.connection_pool
