@@ -1,4 +1,4 @@
-"""Fixtures: real memcached and Redis servers on free loopback ports; the CLI runner."""
+"""Fixtures: real memcached, Redis, PostgreSQL and MariaDB servers on loopback; the CLI runner."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from database_servers import DatabaseNotInstalled, MariaDBServer, PostgresServer
 from memcached_server import MemcachedFactory, MemcachedNotInstalled, MemcachedServer
 from redis_server import RedisFactory, RedisNotInstalled, RedisServer
 from server_process import LoopbackServer
@@ -93,6 +94,66 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = _redis_started(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+# -- PostgreSQL and MariaDB ----------------------------------------------------------
+
+D = TypeVar("D", PostgresServer, MariaDBServer)
+
+
+def _database_started(server_class: type[D]) -> D:
+    try:
+        return server_class().start()
+    except DatabaseNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)  # never a skip, as for memcached
+
+
+def _removed_after(server_class: type[D]) -> Iterator[Callable[[], D]]:
+    servers: list[D] = []
+
+    def start() -> D:
+        servers.append(_database_started(server_class))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[Callable[[], PostgresServer]]:
+    """Start PostgreSQL servers on demand; each is killed and deleted after the test."""
+    yield from _removed_after(PostgresServer)
+
+
+@pytest.fixture
+def postgres_server(postgres_factory: Callable[[], PostgresServer]) -> PostgresServer:
+    """A server of this test's own, free to be killed and restarted (its data persists)."""
+    return postgres_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres() -> Iterator[PostgresServer]:
+    """One server for the whole run: never stop it, and use a table no other test uses."""
+    yield from _one_for_the_run(PostgresServer)
+
+
+@pytest.fixture(scope="session")
+def shared_mariadb() -> Iterator[MariaDBServer]:
+    """One MariaDB server for the whole run (Django's tests get their own test database)."""
+    yield from _one_for_the_run(MariaDBServer)
+
+
+def _one_for_the_run(server_class: type[D]) -> Iterator[D]:
+    server = _database_started(server_class)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def table() -> str:
+    """A table name of this test's own, so tests sharing one PostgreSQL server never meet."""
+    return f"t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from wsgi_session.stores.postgres import PostgresStore
     from wsgi_session.stores.redis import RedisStore
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "MemoryStore",
     "Origin",
     "OwnerIndex",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ServerSideBackend",
@@ -67,10 +69,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # RedisStore needs redis-py (the [redis] extra): imported on first use only,
-    # so the package imports without it.
+    # RedisStore needs redis-py (the [redis] extra), PostgresStore psycopg (the
+    # [postgres] extra): imported on first use only, so the package imports without them.
     if name == "RedisStore":
         from wsgi_session.stores.redis import RedisStore
 
         return RedisStore
+    if name == "PostgresStore":
+        from wsgi_session.stores.postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

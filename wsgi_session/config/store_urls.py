@@ -1,4 +1,4 @@
-"""Store URLs: ``sqlite:///path.db``, ``memcached://host:port``, ``memory://``, ``cookie://``.
+"""Store URLs: ``sqlite:///path.db``, ``memcached://host:port``, ``postgresql://``, ``memory://``, ...
 
 Each scheme is one builder function and its query options in :data:`_STORES`;
 :func:`parse_store_url` is the whole parse.
@@ -24,9 +24,12 @@ STORE_URLS = (
     "dead_timeout=&max_pool_size=], memory://, cookie://[?encrypt=&compress=&max_size=], "
     "redis://[[user]:password@]host[:port][/db], rediss:// (TLS), unix:///path.sock, "
     "redis+sentinel://[[user]:password@]host:port[,...]/service[/db], "
-    "redis+cluster://[[user]:password@]host:port[,...] (Redis options: docs/redis.md)"
+    "redis+cluster://[[user]:password@]host:port[,...] (Redis options: docs/redis.md), "
+    "postgresql://[user[:password]@]host[:port]/database[?sslmode=&table=&statement_timeout=] "
+    "(or postgres://; options: docs/stores.md)"
 )
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def store_from_url(url: str) -> AnyStore:
@@ -50,6 +53,8 @@ def parse_store_url(text: str) -> AnyStore:
         raise ValueError(f"not a URL ({exc})") from None
     if url.scheme.lower() in REDIS_SCHEMES:
         return _redis(text)
+    if url.scheme.lower() in POSTGRES_SCHEMES:
+        return _postgres(text)
     builder = _STORES.get(url.scheme.lower())
     if builder is None:
         raise ValueError(f"unknown store {url.scheme!r}")
@@ -156,6 +161,18 @@ def _redis(text: str) -> AnyStore:
         raise ValueError("needs redis-py: pip install 'wsgi-session[redis]'") from None
     try:
         return RedisStore.from_url(text)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _postgres(text: str) -> AnyStore:
+    # As for Redis: the store reads its own URLs (libpq's options are its business).
+    try:
+        from wsgi_session.stores.postgres import PostgresStore
+    except ImportError:
+        raise ValueError("needs psycopg: pip install 'wsgi-session[postgres]'") from None
+    try:
+        return PostgresStore.from_url(text)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
 
