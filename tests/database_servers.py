@@ -12,6 +12,7 @@ directory per major version) or on PATH. Every wait is bounded in time.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import os
 import pwd
@@ -115,11 +116,9 @@ def _run(command: list[str], what: str) -> None:
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(Exception):  # still starting: any error means "not yet"
             if condition():
                 return
-        except Exception:  # the server is still starting: any error means "not yet"
-            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout} s")
         time.sleep(0.05)

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from database_servers import PostgresServer
 from hostile import STORES, Subject, store_key, subjects
 from memcached_server import MemcachedServer
 from redis_server import RedisServer
@@ -204,6 +205,15 @@ def redis_started(files: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
+@contextmanager
+def postgres_started() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--headers", type=int, default=100_000, help="in all (default 100000)")
@@ -217,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="fuzz-") as files,
         MemcachedServer() as memcached,
         redis_started(Path(files)) as redis,
-        subjects(Path(files), memcached, redis) as made,
+        postgres_started() as postgres,
+        subjects(Path(files), memcached, redis, postgres) as made,
     ):
         per_subject = -(-args.headers // len(made))
         for subject in made:

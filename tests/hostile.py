@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from database_servers import PostgresServer
 from memcached_server import MemcachedServer
 from redis_server import RedisServer
 
@@ -28,11 +29,12 @@ from wsgi_session import MemoryStore, SessionMiddleware, Store
 from wsgi_session.backends.cookie import CookieStore
 from wsgi_session.stores.base import Version
 from wsgi_session.stores.memcached import MemcachedStore
+from wsgi_session.stores.postgres import PostgresStore
 from wsgi_session.stores.redis import RedisStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
 SECRET = "hostile-input-secret-0123456789abcdef0123456789abcdef"
-STORES = ("memory", "sqlite", "memcached", "redis", "cookie")
+STORES = ("memory", "sqlite", "memcached", "redis", "postgres", "cookie")
 ADAPTERS = ("wsgi", "flask", "django")
 EXAMPLE_DJANGO = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 
@@ -301,11 +303,12 @@ def subjects(
     files: Path,
     memcached: MemcachedServer,
     redis: RedisServer,
+    postgres: PostgresServer,
     stores: Iterable[str] = STORES,
     adapters: Iterable[str] = ADAPTERS,
 ) -> Iterator[list[Subject]]:
-    """A subject for each store and adapter; stores live under ``files``, in ``memcached``
-    and in ``redis``."""
+    """A subject for each store and adapter; stores live under ``files``, in ``memcached``,
+    in ``redis`` and in ``postgres``."""
     adapters = list(adapters)
     with ExitStack() as stack:
         if "django" in adapters:
@@ -327,6 +330,9 @@ def subjects(
                     stack.callback(inner.close)
                 elif store_name == "redis":
                     inner = RedisStore(redis.url, key_prefix=f"hostile-{adapter}-{os.getpid()}:")
+                elif store_name == "postgres":
+                    inner = PostgresStore(postgres.url, table=f"hostile_{adapter}_{os.getpid()}")
+                    stack.callback(inner.close)
                 else:
                     inner = CookieStore()
                 counter = None if store_name == "cookie" else LoadCounter(inner)

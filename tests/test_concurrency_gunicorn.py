@@ -1,7 +1,8 @@
 """Concurrent requests on one session, across real gunicorn worker processes.
 
 gunicorn (sync workers, or gthread workers with several threads) serves
-``concurrency_app.py`` in front of a real SQLite file, a real memcached or a real Redis.
+``concurrency_app.py`` in front of a real SQLite file, a real memcached, a real Redis or a
+real PostgreSQL.
 Races are ordered through files, never sleeps: a racing request loads its
 session, says so with a file, and waits for a gate file the test creates.
 ``test_concurrency_merge.py`` checks the same rules with threads in one process.
@@ -183,12 +184,15 @@ class Site:
             close()
 
 
-@pytest.fixture(params=["sqlite", "memcached", "redis"])
+@pytest.fixture(params=["sqlite", "memcached", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite://{tmp_path / 'sessions.db'}"
     if request.param == "redis":
         return request.getfixturevalue("redis_server").url  # type: ignore[no-any-return]
+    if request.param == "postgres":
+        server = request.getfixturevalue("shared_postgres")
+        return f"{server.url}?table={request.getfixturevalue('table')}"  # type: ignore[no-any-return]
     return f"memcached://{request.getfixturevalue('memcached_server').address}"
 
 

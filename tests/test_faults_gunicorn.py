@@ -1,9 +1,11 @@
 """Store faults under load, through real gunicorn (sync and gthread workers).
 
 Clients write to their sessions without pause while the store fails:
-memcached and Redis are killed with SIGKILL and restarted (empty: neither keeps
-anything on disk here); the SQLite file is held by another process's exclusive
-lock for longer than the busy timeout. Every
+memcached, Redis and PostgreSQL are killed with SIGKILL and restarted (memcached
+and Redis empty: neither keeps anything on disk here; PostgreSQL with what it
+committed); the SQLite file is held by another process's exclusive lock for
+longer than the busy timeout, a PostgreSQL table by another connection's lock
+for longer than the statement timeout. Every
 request is put in a phase by when it started and ended (a request that
 straddles a fault is "transition" and only reported). Required:
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from database_servers import PostgresServer
 from helpers import store_key
 from memcached_server import HOST, MemcachedServer
 from redis_server import RedisServer
@@ -176,21 +179,27 @@ class KillableStore:
     """A store server of the test's own, and the URL the app reaches it by."""
 
     name: str
-    server: MemcachedServer | RedisServer
+    server: MemcachedServer | RedisServer | PostgresServer
     url: str
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the restarted server still has what it acknowledged."""
+        return self.name == "postgres"
 
 
 # Short timeouts, so a request during the outage answers 503 quickly rather than hanging.
 KILLABLE_URLS = {
     "memcached": "memcached://{address}?timeout=0.5&dead_timeout=0.2",
     "redis": "redis://{address}?timeout=0.5&connect_timeout=0.5",
+    "postgres": "{url}?statement_timeout=0.5&pool_timeout=0.5",
 }
 
 
 @pytest.fixture(params=list(KILLABLE_URLS))
 def killable_store(request: pytest.FixtureRequest) -> KillableStore:
     server = request.getfixturevalue(f"{request.param}_server")
-    url = KILLABLE_URLS[request.param].format(address=server.address)
+    url = KILLABLE_URLS[request.param].format(address=server.address, url=server.url)
     return KillableStore(request.param, server, url)
 
 
@@ -235,6 +244,10 @@ def test_store_server_killed_and_restarted_under_load(
     assert len(outage) >= PER_PHASE
     assert any(w.status == 200 for w in after)
     assert missing_from(store, after) == []
+    if killable_store.persistent:
+        # Back at once: no pool back-off and no dead pooled connection costs a 503.
+        assert {w.status for w in after} == {200}, figures(after)
+        assert missing_from(store, load.writes) == []  # what it acknowledged before the kill too
     close = getattr(store, "close", None)
     if close is not None:
         close()
@@ -295,3 +308,42 @@ def test_sqlite_locked_by_another_process_past_the_busy_timeout(
     assert len(during) >= PER_PHASE
     assert any(w.status == 200 for w in after)
     assert missing_from(store, load.writes) == []  # every 2xx write landed
+
+
+def test_postgres_table_locked_past_the_statement_timeout(
+    serve: Callable[[str], str], shared_postgres: PostgresServer, table: str
+) -> None:
+    store_url = f"{shared_postgres.url}?table={table}&statement_timeout=0.3"
+    url = serve(store_url)
+    store = store_from_url(store_url)
+    assert isinstance(store, Store)
+
+    with Load(url) as load:
+        began = time.monotonic()
+        load.run_phase("before the lock", began)
+        with shared_postgres.connect() as locker, locker.transaction():
+            locker.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+            held = time.monotonic()
+            load.run_phase("lock held", held)
+            releasing = time.monotonic()
+        released = time.monotonic()
+        load.wait_for(
+            "service back",
+            lambda: any(w.status == 200 for w in load.between(released, time.monotonic())),
+        )
+        load.run_phase("after the release", released)
+    ended = time.monotonic()
+
+    before, during = load.between(began, held), load.between(held, releasing)
+    after = load.between(released, ended)
+    print(
+        f"\n[postgres table lock, {serve.worker_class} workers] before {figures(before)}; "
+        f"lock held {figures(during)}; "
+        f"after release {figures(after)}; all {figures(load.writes)}"
+    )
+    assert {w.status for w in load.writes} <= {200, 503}, figures(load.writes)
+    assert [w for w in during if w.status == 200] == []
+    assert len(during) >= PER_PHASE
+    assert any(w.status == 200 for w in after)
+    assert missing_from(store, load.writes) == []  # every 2xx write landed
+    store.close()  # type: ignore[attr-defined]

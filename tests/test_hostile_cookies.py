@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from database_servers import PostgresServer
 from hostile import STORES, Subject, subjects
 from memcached_server import MemcachedServer
 from redis_server import RedisServer
@@ -67,9 +68,10 @@ def every_subject(
     tmp_path_factory: pytest.TempPathFactory,
     shared_memcached: MemcachedServer,
     shared_redis: RedisServer,
+    shared_postgres: PostgresServer,
 ) -> Iterator[dict[str, Subject]]:
     files = tmp_path_factory.mktemp("hostile")
-    with subjects(files, shared_memcached, shared_redis) as made:
+    with subjects(files, shared_memcached, shared_redis, shared_postgres) as made:
         yield {subject.name: subject for subject in made}
 
 

@@ -1,6 +1,6 @@
 """Per-user sessions: the owner index on every store, listing, revoking, what a request pays.
 
-The stores are real (SQLite files, memcached, Redis started by the fixtures);
+The stores are real (SQLite files, memcached, Redis, PostgreSQL started by the fixtures);
 the requests go through the middleware with werkzeug's test client, one
 client per browser. ``test_owners_gunicorn.py`` does the same across
 gunicorn worker processes.
@@ -31,6 +31,7 @@ from wsgi_session import (
     MemcachedStore,
     MemoryStore,
     OwnerIndex,
+    PostgresStore,
     Session,
     SessionMiddleware,
     SessionsUnsupported,
@@ -98,7 +99,7 @@ def read(browser: Client) -> dict[str, Any]:
     return eval(response.text)  # noqa: S307  # the repr of a dict of plain values, made here
 
 
-@pytest.fixture(params=["memory", "sqlite", "memcached", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "memcached", "redis", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A real store of each kind that keeps an owner index."""
     if request.param == "memory":
@@ -108,8 +109,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         made: Any = SQLiteStore(tmp_path / "sessions.db")
     elif request.param == "memcached":
         made = MemcachedStore(request.getfixturevalue("shared_memcached").address)
-    else:
+    elif request.param == "redis":
         made = store_from_url(request.getfixturevalue("shared_redis").url)
+    else:
+        server = request.getfixturevalue("shared_postgres")
+        made = PostgresStore(server.url, table=request.getfixturevalue("table"))
     yield made
     made.close()
 

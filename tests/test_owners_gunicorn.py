@@ -1,4 +1,4 @@
-"""Per-user sessions across gunicorn worker processes, on SQLite, memcached and Redis.
+"""Per-user sessions across gunicorn worker processes, on SQLite, memcached, Redis, PostgreSQL.
 
 One user logs in from several clients; one of them signs the others out
 while their requests are in flight on other workers. None of those requests

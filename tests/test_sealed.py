@@ -1,4 +1,4 @@
-"""Sealed records (``seal_records=True``) on real memcached, Redis and SQLite.
+"""Sealed records (``seal_records=True``) on real memcached, Redis, SQLite and PostgreSQL.
 
 What a stolen dump of the store holds (every key and value, read with the
 server's own client), what a record edited in the store or moved to another
@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from database_servers import PostgresServer
 from helpers import (
     ROUTES,
     SECRET,
@@ -43,6 +44,7 @@ from wsgi_session import (
     CookieStore,
     MemcachedStore,
     MemoryStore,
+    PostgresStore,
     RedisStore,
     ServerSideBackend,
     Session,
@@ -158,7 +160,20 @@ def sqlite_dump(path: Path) -> Dump:
     return dump
 
 
-@pytest.fixture(params=["memcached", "redis", "sqlite"])
+def postgres_dump(server: PostgresServer, table: str) -> Dump:
+    def dump() -> dict[bytes, bytes]:
+        values = {}
+        for row in server.query(f'SELECT * FROM "{table}"'):  # noqa: S608 (the test's own)
+            values[f"{table}:{row[0]}".encode()] = b" ".join(
+                bytes(value) if isinstance(value, (bytes, memoryview)) else str(value).encode()
+                for value in row[1:]
+            )
+        return values
+
+    return dump
+
+
+@pytest.fixture(params=["memcached", "redis", "sqlite", "postgres"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
     """A store of this test's own on a real server (so its dump holds this test's records)."""
     if request.param == "memcached":
@@ -169,6 +184,13 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         store = RedisStore(redis_server.url)
         yield Subject(store, redis_dump(redis_server))
         store.close()
+    elif request.param == "postgres":
+        # The server is shared; the test's table is its own, and all a thief gets here.
+        postgres_server: PostgresServer = request.getfixturevalue("shared_postgres")
+        table = request.getfixturevalue("table")
+        postgres = PostgresStore(postgres_server.url, table=table)
+        yield Subject(postgres, postgres_dump(postgres_server, table))
+        postgres.close()
     else:
         from wsgi_session.stores.sqlite import SQLiteStore
 
