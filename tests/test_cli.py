@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: demo, gc, check and their help."""
+"""The ``wsgi-session`` command: demo, init, gc, check and their help."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import Run
+from database_servers import PG_PASSWORD, PostgresServer
 from memcached_server import MemcachedServer, free_port
 from wsgi_server import BIN, ServerProcess, server_env
 
+from wsgi_session import PostgresStore
 from wsgi_session.stores.sqlite import SQLiteStore
 
 SECRET = "cli-test-secret-0123456789abcdef0123456789abcd"
@@ -290,3 +292,65 @@ def test_sessions_with_the_cookie_store_says_why_it_cannot(run: Run) -> None:
     status, _, err = run("sessions", "alice", SECRET_KEY=SECRET, STORE="cookie://")
     assert status == 1
     assert "cookie store keeps each session in its browser's cookie" in err
+
+
+# -- PostgreSQL: init, check, gc --------------------------------------------------------
+
+
+def test_init_creates_the_postgres_table_and_check_sees_it(
+    run: Run, shared_postgres: PostgresServer, table: str
+) -> None:
+    url = f"{shared_postgres.url}?table={table}&create_table=false"
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=url)
+    assert status == 1
+    assert f"WSGI_SESSION_STORE ({url.replace(PG_PASSWORD, '***')}): the table" in err
+    assert "does not exist (wsgi-session init creates it)" in err
+    status, out, err = run("init", STORE=url)  # no secret key needed
+    assert status == 0, err
+    assert out.startswith("the session table is ready in postgresql://postgres:***@")
+    assert shared_postgres.query("SELECT to_regclass(%s) IS NOT NULL", table) == [(True,)]
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=url)
+    assert status == 0, err
+    assert "the store answered" in out
+    assert PG_PASSWORD not in out + err
+    assert run("init", STORE=url)[0] == 0  # again: nothing to do
+
+
+def test_init_has_nothing_to_create_for_a_store_without_a_table(run: Run) -> None:
+    status, out, _ = run("init", STORE="memory://")
+    assert status == 0
+    assert out.startswith("nothing to create in memory://")
+
+
+def test_check_names_a_wrong_postgres_schema(
+    run: Run, shared_postgres: PostgresServer, table: str
+) -> None:
+    shared_postgres.query(f'CREATE TABLE "{table}" (key text PRIMARY KEY, data text)')
+    status, _, err = run("check", SECRET_KEY=SECRET, STORE=f"{shared_postgres.url}?table={table}")
+    assert status == 1
+    assert f"the column {table}.data is text, not bytea" in err
+
+
+def test_check_names_the_setting_when_postgres_is_unreachable(
+    run: Run, postgres_server: PostgresServer
+) -> None:
+    postgres_server.kill()
+    status, _, err = run("check", SECRET_KEY=SECRET, STORE=postgres_server.url)
+    assert status == 1
+    assert err.startswith("wsgi-session check: error: WSGI_SESSION_STORE: PostgreSQL session store")
+    assert "Connection refused" in err
+    assert PG_PASSWORD not in err
+
+
+def test_gc_purges_expired_postgres_rows(
+    run: Run, shared_postgres: PostgresServer, table: str
+) -> None:
+    url = f"{shared_postgres.url}?table={table}"
+    an_hour_ago = PostgresStore(url, clock=lambda: time.time() - 3600)
+    for key in ("a", "b", "c"):
+        assert an_hour_ago.save(key, b"old", ttl=60)
+    assert PostgresStore(url).save("live", b"new", ttl=60)
+    status, out, err = run("gc", STORE=url)
+    assert status == 0, err
+    assert out.startswith("purged 3 expired session records from postgresql://postgres:***@")
+    assert PostgresStore(url).load("live") is not None

@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: ``demo``, ``gc``, ``check``, ``sessions`` and ``revoke``."""
+"""The ``wsgi-session`` command: ``demo``, ``init``, ``gc``, ``check``, ``sessions``, ``revoke``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
-from wsgi_session.errors import SessionError
-from wsgi_session.stores.base import Store
+from wsgi_session.errors import SessionError, StoreUnavailable
+from wsgi_session.stores.base import Schema, Store
 
 SETTINGS_HELP = "\n\n".join(
     textwrap.fill(paragraph, 78, break_long_words=False)
@@ -34,6 +35,7 @@ _SELF_EXPIRING = {
 }
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 CLI_OWNER_KEY = "owner"  # any key: these commands read owners' hashes, never session data
 
 
@@ -63,6 +65,18 @@ def demo(args: argparse.Namespace) -> int:
     config = Config.load((environ, args.prefix))
     print(f"sessions are stored in {config.store_description}")
     run_simple(args.host, args.port, Demo(config), threaded=True)
+    return 0
+
+
+def init(args: argparse.Namespace) -> int:
+    """Create the configured store's table, if it keeps its records in one."""
+    config = Config.load((os.environ, args.prefix), require_secret=False)
+    store = config.store
+    if not isinstance(store, Schema):
+        print(f"nothing to create in {config.shown_store_url}: it keeps no table")
+        return 0
+    _reached(store.create_schema, args.prefix)
+    print(f"the session table is ready in {config.store_description}")
     return 0
 
 
@@ -101,7 +115,16 @@ def check(args: argparse.Namespace) -> int:
             "the application creates it on first use (as its own user)"
         )
     elif isinstance(store, Store):
-        store.load(secrets.token_hex(32))  # an unknown key: answers None if the store is up
+        problems = _reached(store.schema_problems, args.prefix) if isinstance(store, Schema) else []
+        if problems:
+            print(
+                f"\nwsgi-session check: error: {args.prefix}STORE ({config.shown_store_url}): "
+                + "; ".join(problems),
+                file=sys.stderr,
+            )
+            return 1
+        # An unknown key: answers None if the store is up.
+        _reached(lambda: store.load(secrets.token_hex(32)), args.prefix)
         print(f"\nok: the settings are valid and the store answered ({config.shown_store_url})")
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
@@ -129,6 +152,14 @@ def revoke(args: argparse.Namespace) -> int:
     plural = "" if count == 1 else "s"
     print(f"revoked {count} session{plural} of {args.owner!r}")
     return 0
+
+
+def _reached(call: Callable[[], T], prefix: str) -> T:
+    """``call()``; a store that cannot be reached is an error naming the setting."""
+    try:
+        return call()
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{prefix}STORE: {exc}") from exc
 
 
 def _sessions(args: argparse.Namespace) -> Sessions:
@@ -188,12 +219,22 @@ def _parser() -> argparse.ArgumentParser:
     served.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     served.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     add(
+        "init",
+        init,
+        "create the session table of the configured store",
+        "Create the table (and its indexes) the configured store keeps its records in,\n"
+        "if it is missing: for a PostgreSQL store whose application may not create\n"
+        "tables (create_table=false). Stores without a table have nothing to create.\n"
+        "Needs no secret key.",
+    )
+    add(
         "gc",
         gc,
         "delete expired sessions from the configured store",
         "Delete expired session records from the configured store and report how many.\n"
-        "Run it from cron for the SQLite store; memcached, Redis and cookie sessions\n"
-        "expire by themselves. Needs no secret key.",
+        "Run it from cron for the SQLite and PostgreSQL stores (PostgreSQL's in small\n"
+        "batches, so the application is never held up); memcached, Redis and cookie\n"
+        "sessions expire by themselves. Needs no secret key.",
     )
     add(
         "check",

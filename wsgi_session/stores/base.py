@@ -70,6 +70,27 @@ class OwnerIndex(Protocol):
         ...
 
 
+@runtime_checkable
+class Schema(Protocol):
+    """Optional: a store whose records live in a database table it can create and inspect.
+
+    ``wsgi-session init`` and ``wsgi-session check`` (and Django's system
+    checks) use it. Both raise ``StoreUnavailable`` when the database cannot
+    be reached.
+    """
+
+    def create_schema(self) -> None:
+        """Create the table and its indexes if missing."""
+        ...
+
+    def schema_problems(self) -> list[str]:
+        """What keeps the table from working (missing, a column missing or of another type).
+
+        A missing table the store creates on first use is no problem.
+        """
+        ...
+
+
 # -- URL query options -----------------------------------------------------------------
 # Read here once for the stores' own URLs (Redis) and config/'s store URLs and flags.
 

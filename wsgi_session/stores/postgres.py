@@ -472,11 +472,14 @@ class PostgresStore:
             self._create_table(connection)
 
     def schema_problems(self) -> list[str]:
-        """What is wrong with the table (missing, a column missing or of another type)."""
+        """What is wrong with the table (a column missing or of another type; missing
+        while ``create_table=False``)."""
         with self._connection(ensure=False) as connection:
             rows = connection.execute(_COLUMN_TYPES, (self.table,)).fetchall()
         found = dict(rows)
         if not found:
+            if self.create_table:
+                return []  # the first use creates it
             return [f"the table {self.table!r} does not exist (wsgi-session init creates it)"]
         return [
             f"the table {self.table!r} has no column {name!r} of type {kind}"
