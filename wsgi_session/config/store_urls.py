@@ -56,6 +56,11 @@ def parse_store_url(text: str) -> AnyStore:
     if url.scheme.lower() in POSTGRES_SCHEMES:
         return _postgres(text)
     builder = _STORES.get(url.scheme.lower())
+    if url.scheme.lower() == "django":
+        raise ValueError(
+            "django:// is a database of a Django project: set it as WSGI_SESSION_STORE in "
+            "Django's settings (and check it with manage.py check --database ALIAS)"
+        )
     if builder is None:
         raise ValueError(f"unknown store {url.scheme!r}")
     if url.username is not None or url.password is not None:

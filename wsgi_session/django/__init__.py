@@ -256,6 +256,10 @@ def _store_from_settings() -> Store | BackendFactory:
     if not url:
         return default_store()
     try:
+        if isinstance(url, str) and url.strip().lower().startswith("django:"):
+            from wsgi_session.django.store import DjangoDatabaseStore  # needs the app registry
+
+            return DjangoDatabaseStore.from_url(url)
         return store_from_url(url)
     except ConfigurationError as exc:
         raise ImproperlyConfigured(f"settings.WSGI_SESSION_STORE: {exc}") from exc
