@@ -67,3 +67,25 @@ def test_djangos_test_runner_on_each_database(database: dict[str, str], tmp_path
     assert "Applying wsgi_session.0001_initial... OK" in output  # the test database got the table
     assert "skipped" not in output
     assert "\nOK\n" in output
+
+
+@pytest.mark.parametrize("store", ["django://default", "postgresql"])
+def test_the_system_check_names_the_setting_when_the_store_is_unreachable(
+    store: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    postgres_server.kill()
+    database = {
+        "DBTEST_ENGINE": "postgresql",
+        "DBTEST_PORT": str(postgres_server.port),
+        "DBTEST_USER": PG_USER,
+        "DBTEST_PASSWORD": PG_PASSWORD,
+        "DBTEST_STORE": postgres_server.url if store == "postgresql" else store,
+    }
+    done = django_admin("check", "--database", "default", files=tmp_path, **database)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "(wsgi_session.E002) settings.WSGI_SESSION_STORE: " in output
+    assert "Connection refused" in output
+    assert PG_PASSWORD not in output
+    # Without --database, Django's checks reach no database: the URL alone is checked.
+    assert django_admin("check", files=tmp_path, **database).returncode == 0

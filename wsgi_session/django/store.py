@@ -117,7 +117,7 @@ class DjangoDatabaseStore:
 
     @property
     def where(self) -> str:
-        return f"the table {TABLE} of the Django database {self.alias!r}"
+        return f"table {TABLE} of the Django database {self.alias!r}"
 
     # -- the Store protocol ----------------------------------------------------
 

@@ -44,7 +44,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 SESSION_ENGINE = "wsgi_session.django.engine"
-WSGI_SESSION_STORE = "django://default"
+WSGI_SESSION_STORE = os.environ.get("DBTEST_STORE", "django://default")
 ROOT_URLCONF = "dbproject.urls"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 USE_TZ = True
