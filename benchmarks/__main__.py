@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import growth, instructions, loadtest, profiling, report, table
+from benchmarks import databases, growth, instructions, loadtest, profiling, report, table
 from benchmarks.apps import payload
 from benchmarks.floors import session_record
 from benchmarks.servers import memcached, redis
@@ -52,6 +52,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-growth", action="store_true", help="skip the growth tables")
     parser.add_argument("--no-http", action="store_true", help="skip gunicorn + wrk")
     parser.add_argument(
+        "--no-databases", action="store_true", help="skip the PostgreSQL and Django table"
+    )
+    parser.add_argument(
+        "--databases",
+        action="store_true",
+        help="run only the PostgreSQL and Django table (benchmarks/databases.py)",
+    )
+    parser.add_argument(
         "--counts",
         type=lambda text: [int(float(n)) for n in text.split(",")],
         default=list(growth.COUNTS),
@@ -84,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     data = payload(100)
     load_start = os.getloadavg()[0]
     allowed = None if args.no_pin else pin()
+    if args.databases:
+        lines = databases.run(data, args.rounds, args.count, progress)
+        print("\n".join(_header(args, load_start) + lines))
+        if allowed is not None:
+            print("\n" + PINNED)
+        return 0
     with (
         tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp,
         memcached() as server,
@@ -126,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             lines += [f"- {name}: {why}" for name, why in results.unavailable.items()]
         if not args.no_growth:
             lines += ["", *growth.run(ctx, min(args.rounds, 3), args.count, args.counts, progress)]
+        if not args.no_databases:
+            lines += ["", *databases.run(data, args.rounds, args.count, progress)]
         http = None
         if allowed is not None:
             os.sched_setaffinity(0, allowed)
@@ -146,7 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", *report.PEERS]
         if allowed is not None:
             lines += ["", PINNED]
-    header = [
+    lines = _header(args, load_start) + lines
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _header(args: argparse.Namespace, load_start: float) -> list[str]:
+    return [
         "## Benchmarks",
         "",
         f"Run on {datetime.date.today().isoformat()} with `make bench` "
@@ -155,12 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         *report.machine((load_start, os.getloadavg()[0])),
         "",
     ]
-    lines = header + lines
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":

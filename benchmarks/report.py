@@ -27,6 +27,10 @@ PACKAGES = (
     "python-memcached",
     "redis",
     "gunicorn",
+    "Django",
+    "psycopg",
+    "SQLAlchemy",
+    "Flask-SQLAlchemy",
 )
 
 # (peer, the wsgi_session row doing the same job on the same framework)

@@ -87,3 +87,91 @@ def redis() -> Process:
     port = free_port()
     command = [executable, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
     return Process("redis", command, port, stdout=subprocess.DEVNULL)
+
+
+class Postgres(Process):
+    """A private PostgreSQL in a fresh data directory (``initdb``), trust auth on loopback.
+
+    PostgreSQL refuses to run as root: as root it runs as ``nobody``, its files
+    in a directory that user owns.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import os
+        import pwd
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        initdb = found[-1] if found else shutil.which("initdb")
+        if initdb is None:
+            raise RuntimeError("PostgreSQL is not installed (make system-packages)")
+        self.directory = tempfile.mkdtemp(prefix="wsgi-session-bench-pg-")
+        demote = None
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("nobody")
+            os.chown(self.directory, user.pw_uid, user.pw_gid)
+
+            def demote() -> None:
+                os.setgroups([])
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+
+        data = f"{self.directory}/data"
+        subprocess.run(
+            [initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+            preexec_fn=demote,
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        command = [initdb.replace("/initdb", "/postgres"), "-D", data, "-p", str(port)]
+        command += [
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            f"unix_socket_directories={self.directory}",
+        ]
+        # Durable commits as a production server makes them; no fsync of a throwaway cluster.
+        command += ["-c", "fsync=off", "-c", "max_connections=100"]
+        super().__init__(
+            "postgres",
+            command,
+            port,
+            preexec_fn=demote,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.address}/postgres"
+
+    def __enter__(self) -> Postgres:
+        super().__enter__()
+        import psycopg
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:  # it accepts connections before it can answer them
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        import signal
+
+        if self._process is not None:
+            # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client).
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
