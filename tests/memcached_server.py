@@ -55,6 +55,10 @@ class MemcachedServer(LoopbackServer):
         self.executable = find_memcached()
         self.item_size = item_size
 
+    @property
+    def url(self) -> str:
+        return f"memcached://{self.address}"
+
     def restart(self) -> MemcachedServer:
         """Kill and start again on the same port, with an empty cache."""
         self.kill()

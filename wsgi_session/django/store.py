@@ -259,7 +259,9 @@ class DjangoDatabaseStore:
 
     def _statements(self, connection: BaseDatabaseWrapper) -> _Statements:
         if self._sql is None:
-            self._sql = _Statements(connection.ops.quote_name)
+            self._sql = _Statements(
+                connection.ops.quote_name, connection.ops.limit_offset_sql(0, PURGE_BATCH)
+            )
         return self._sql
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
@@ -270,7 +272,7 @@ class DjangoDatabaseStore:
 class _Statements:
     """The SQL for the table, with names quoted the way the database wants them."""
 
-    def __init__(self, quote: Callable[[str], str]) -> None:
+    def __init__(self, quote: Callable[[str], str], first_batch: str) -> None:
         table = quote(TABLE)
         key, data, version, expires, owner = (quote(name) for name in COLUMNS)
         self.load = f"SELECT {data}, {version} FROM {table} WHERE {key} = %s AND {expires} > %s"  # noqa: S608
@@ -288,9 +290,10 @@ class _Statements:
             f"WHERE {key} = %s AND {version} = %s AND {expires} > %s"
         )
         self.delete = f"DELETE FROM {table} WHERE {key} = %s"  # noqa: S608
+        # first_batch: LIMIT, or FETCH FIRST where the database spells it so (Oracle).
         self.expired = (
             f"SELECT {key} FROM {table} WHERE {expires} <= %s ORDER BY {expires} "  # noqa: S608
-            f"LIMIT {PURGE_BATCH}"
+            f"{first_batch}"
         )
         # {keys} is filled in with one placeholder a key.
         self.purge = f"DELETE FROM {table} WHERE {key} IN ({{keys}}) AND {expires} <= %s"  # noqa: S608
