@@ -322,6 +322,16 @@ def test_init_has_nothing_to_create_for_a_store_without_a_table(run: Run) -> Non
     assert out.startswith("nothing to create in memory://")
 
 
+def test_check_does_not_create_the_postgres_table(
+    run: Run, shared_postgres: PostgresServer, table: str
+) -> None:
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=f"{shared_postgres.url}?table={table}")
+    assert status == 0, err
+    assert "the store answered" in out
+    # Created by check, it would belong to the role check ran with, not the application's.
+    assert shared_postgres.query("SELECT to_regclass(%s)", table) == [(None,)]
+
+
 def test_check_names_a_wrong_postgres_schema(
     run: Run, shared_postgres: PostgresServer, table: str
 ) -> None:
