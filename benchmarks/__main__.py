@@ -93,11 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     allowed = None if args.no_pin else pin()
     if args.databases:
-        lines = databases.run(data, args.rounds, args.count, progress)
-        print("\n".join(_header(args, load_start) + lines))
+        lines = _header(args, load_start) + databases.run(data, args.rounds, args.count, progress)
         if allowed is not None:
-            print("\n" + PINNED)
-        return 0
+            lines += ["", PINNED]
+        return _publish(lines, args.output)
     with (
         tempfile.TemporaryDirectory(prefix="wsgi-session-bench-") as tmp,
         memcached() as server,
@@ -162,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", *report.PEERS]
         if allowed is not None:
             lines += ["", PINNED]
-    lines = _header(args, load_start) + lines
+    return _publish(_header(args, load_start) + lines, args.output)
+
+
+def _publish(lines: list[str], output: Path | None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
+    if output:
+        output.write_text(text, encoding="utf-8")
     return 0
 
 
