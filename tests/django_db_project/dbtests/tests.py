@@ -241,3 +241,87 @@ class UnderAtomicRequests(TransactionTestCase):
             views.seen["finished while the view's transaction was open"], SEPARATE_CONNECTION
         )
         self.assertEqual(client.get("/read").json(), {"n": 1, "mine": 1, "theirs": 2})
+
+
+class ConcurrentRequests(TransactionTestCase):
+    """Requests in threads, each on its own connection, racing on one session."""
+
+    def race(self, writers: int, work: Any) -> list[BaseException]:
+        errors: list[BaseException] = []
+
+        def run(number: int) -> None:
+            try:
+                work(number)
+            except BaseException as exc:  # reported by the test, not lost in the thread
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        return errors if all(_joined(thread) for thread in threads) else [TimeoutError()]
+
+    def test_fifty_writers_that_loaded_one_version_keep_every_key(self) -> None:
+        seed = SessionStore()
+        seed["seed"] = 1
+        seed.save()
+        key = seed.session_key
+        loaded = threading.Barrier(WRITERS)
+
+        def write(number: int) -> None:
+            session = SessionStore(key)
+            session["seed"]  # loaded
+            loaded.wait(60)  # every writer holds the same version
+            session[f"k{number}"] = number
+            session.save()  # all but the first conflict, and merge
+
+        self.assertEqual(self.race(WRITERS, write), [])
+        expected = {"seed": 1} | {f"k{n}": n for n in range(WRITERS)}
+        self.assertEqual(SessionStore(key).load(), expected)
+
+    def test_a_logout_racing_slow_writers_is_never_undone(self) -> None:
+        seed = SessionStore()
+        seed["_auth_user_id"] = "1"
+        seed.save()
+        key = seed.session_key
+        loaded, logged_out = (
+            threading.Barrier(SLOW_WRITERS + 1),
+            threading.Barrier(SLOW_WRITERS + 1),
+        )
+        refused: list[str] = []
+
+        def write(number: int) -> None:
+            session = SessionStore(key)
+            session["_auth_user_id"]  # loaded
+            loaded.wait(60)
+            logged_out.wait(60)
+            session[f"w{number}"] = number
+            try:
+                session.save()
+            except UpdateError:
+                refused.append(f"w{number}")
+
+        def log_out() -> None:
+            try:
+                loaded.wait(60)
+                SessionStore(key).flush()
+                logged_out.wait(60)
+            finally:
+                connections.close_all()
+
+        logout = threading.Thread(target=log_out)
+        logout.start()
+        self.assertEqual(self.race(SLOW_WRITERS, write), [])
+        logout.join(60)
+        self.assertEqual(len(refused), SLOW_WRITERS)
+        self.assertFalse(SessionStore().exists(key))  # type: ignore[arg-type]
+
+
+WRITERS = 50
+SLOW_WRITERS = 20
+
+
+def _joined(thread: threading.Thread) -> bool:
+    thread.join(120)
+    return not thread.is_alive()
