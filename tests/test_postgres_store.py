@@ -95,6 +95,7 @@ def test_url_query_options() -> None:
         ("postgresql://db/app#x", {}, "url"),
         ("postgresql://db/app?colour=blue", {}, "url"),
         ("postgresql://db/app?sslmode=sometimes", {}, "sslmode"),
+        ("postgresql://db/app?sslmode={x}", {}, "sslmode"),  # braces are no template
         ("postgresql://db/app?statement_timeout=soon", {}, "statement_timeout"),
         ("postgresql://db/app?table=x", {"table": "y"}, "table"),
         ("postgresql://db/app", {"table": "drop table;"}, "table"),

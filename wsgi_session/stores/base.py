@@ -7,9 +7,10 @@ compare-and-set: whatever ``load`` returned is handed back to ``save``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qsl
+from urllib.parse import SplitResult, parse_qsl, unquote
 
 Version = object
 """Opaque compare-and-set token: a row version, a memcached CAS unique, ..."""
@@ -91,8 +92,33 @@ class Schema(Protocol):
         ...
 
 
+# -- URLs with credentials and servers (Redis, PostgreSQL) ----------------------------------
+
+ADDRESS = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/,@]+))(?::(?P<port>\d+))?"
+)
+"""``host[:port]`` or ``[ipv6][:port]``: one server of a URL's comma-separated list."""
+
+
+def credentials(parts: SplitResult) -> tuple[str | None, str | None, str]:
+    """``(user, password, servers)`` of a URL's location, unquoted; ``None``: not given.
+
+    ``ValueError`` when an '@' comes after the host: a password with a "/" or
+    "?" ends the host early, and what follows is no host, path or option (and
+    naming it in an error would show the password).
+    """
+    if "@" in parts.path + parts.query:
+        raise ValueError(
+            "has an '@' after its host: percent-encode '/', '?', '#' and '@' in a user "
+            "name, password or option (%2F, %3F, %23, %40)"
+        )
+    userinfo, _, servers = parts.netloc.rpartition("@")
+    user, has_password, password = userinfo.partition(":")
+    return unquote(user) or None, unquote(password) if has_password else None, servers
+
+
 # -- URL query options -----------------------------------------------------------------
-# Read here once for the stores' own URLs (Redis) and config/'s store URLs and flags.
+# Read here once for the stores' own URLs (Redis, PostgreSQL) and config/'s store URLs and flags.
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")

@@ -47,7 +47,14 @@ from wsgi_session.errors import (
     StoreWriteFailed,
     check_seconds,
 )
-from wsgi_session.stores.base import BadOption, Version, parse_flag, read_query
+from wsgi_session.stores.base import (
+    ADDRESS,
+    BadOption,
+    Version,
+    credentials,
+    parse_flag,
+    read_query,
+)
 
 __all__ = ["SCHEMES", "PostgresStore"]
 
@@ -61,9 +68,6 @@ PURGE_BATCH = 500
 """Expired rows one purge statement deletes: short statements never hold up the application."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}\Z")
-_ADDRESS = re.compile(
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/,@]+))(?::(?P<port>\d+))?"
-)
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 # The columns a table must have, with the types PostgreSQL reports for them.
@@ -173,7 +177,8 @@ _TABLE_GONE = (pg_errors.UndefinedTable, pg_errors.UndefinedColumn)
 
 
 def _error(setting: str, problem: str) -> ConfigurationError:
-    return ConfigurationError(f"PostgresStore {{{setting}}} {problem}", setting)
+    # The problem is a value, never part of the template: it may quote the URL's braces.
+    return ConfigurationError(f"PostgresStore {{{setting}}} {{problem}}", setting, problem=problem)
 
 
 class _Target:
@@ -188,16 +193,10 @@ class _Target:
             raise _error("url", "must start with postgresql:// or postgres://")
         if parts.fragment:
             raise _error("url", "has a #fragment")
-        if "@" in parts.path + parts.query:
-            raise _error(
-                "url",
-                "has an '@' after its host: percent-encode '/', '?', '#' and '@' in a user "
-                "name, password or option (%2F, %3F, %23, %40)",
-            )
-        userinfo, _, hosts = parts.netloc.rpartition("@")
-        user, has_password, password = userinfo.partition(":")
-        self.user = unquote(user) or None
-        self.password = unquote(password) if has_password else None
+        try:
+            self.user, self.password, hosts = credentials(parts)
+        except ValueError as exc:
+            raise _error("url", str(exc)) from None
         self.options = _query_options(parts)
         self.addresses = _addresses(hosts)
         self.dbname = unquote(parts.path.lstrip("/")) or None
@@ -255,7 +254,7 @@ def _addresses(hosts: str) -> list[tuple[str, int]]:
         return []
     found = []
     for part in hosts.split(","):
-        match = _ADDRESS.fullmatch(part)
+        match = ADDRESS.fullmatch(part)
         if match is None:
             raise _error("url", "needs host[:port][,host[:port]...] before the database")
         port = int(match["port"] or DEFAULT_PORT)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -40,7 +39,14 @@ from wsgi_session.errors import (
     StoreWriteFailed,
     check_seconds,
 )
-from wsgi_session.stores.base import BadOption, Version, parse_flag, read_query
+from wsgi_session.stores.base import (
+    ADDRESS,
+    BadOption,
+    Version,
+    credentials,
+    parse_flag,
+    read_query,
+)
 
 __all__ = ["SCHEMES", "RedisStore"]
 
@@ -87,9 +93,6 @@ _SCRIPT_SHA = hashlib.sha1(_COMPARE_AND_SET.encode(), usedforsecurity=False).hex
 
 # Every error redis-py raises: the server cannot be reached, or answered an error.
 _REDIS_ERRORS = (redis.RedisError, RedisClusterException)
-_ADDRESS = re.compile(
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/,@]+))(?::(?P<port>\d+))?"
-)
 _CERT_REQS = ("required", "optional", "none")
 
 Client = Any
@@ -140,18 +143,10 @@ class _Target:
             raise _error("url", f"scheme must be one of {', '.join(s + '://' for s in SCHEMES)}")
         if parts.fragment:
             raise _error("url", "has a #fragment")
-        if "@" in parts.path + parts.query:
-            # A password with a "/" or "?" ends the host early: what follows is
-            # no host, path or option, and naming it in an error would show it.
-            raise _error(
-                "url",
-                "has an '@' after its host: percent-encode '/', '?', '#' and '@' in a user "
-                "name, password or option (%2F, %3F, %23, %40)",
-            )
-        userinfo, _, hosts = parts.netloc.rpartition("@")
-        user, has_password, password = userinfo.partition(":")
-        self.username = unquote(user) or None
-        self.password = unquote(password) if has_password else None
+        try:
+            self.username, self.password, hosts = credentials(parts)
+        except ValueError as exc:
+            raise _error("url", str(exc)) from None
         self.options = _query_options(parts)
         self.db = 0
         self.service = ""
@@ -686,7 +681,7 @@ def _query_options(parts: SplitResult) -> dict[str, object]:
 def _addresses(hosts: str, default_port: int, form: str) -> tuple[Address, ...]:
     found = []
     for spec in hosts.split(","):
-        match = _ADDRESS.fullmatch(spec.strip())
+        match = ADDRESS.fullmatch(spec.strip())
         port = int(match["port"] or default_port) if match else 0
         if match is None or not 0 < port < 65536:
             raise _error("url", f"has {spec!r} where a host[:port] belongs; write {form}")
