@@ -264,7 +264,7 @@ def _addresses(hosts: str) -> list[tuple[str, int]]:
     return found
 
 
-class PoolExhausted(StoreUnavailable):
+class _Exhausted(StoreUnavailable):
     """Every connection of the pool stayed busy for ``pool_timeout`` seconds."""
 
 
@@ -292,7 +292,7 @@ class _Pool:
                 while not self._idle and self._open >= self._size:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise PoolExhausted(
+                        raise _Exhausted(
                             f"all {self._size} connections stayed busy for {self._wait} s"
                         )
                     self._ready.wait(left)
@@ -549,7 +549,7 @@ class PostgresStore:
         pool = self._pool_for_this_process()
         try:
             connection, fresh = pool.take()
-        except PoolExhausted as exc:
+        except _Exhausted as exc:
             raise StoreUnavailable(f"PostgreSQL session store at {self.where}: {exc}") from None
         except _SERVER_AWAY as exc:
             raise self._unavailable(exc) from exc
