@@ -33,6 +33,7 @@ PG_USER = "postgres"
 PG_PASSWORD = "s3cret-pg-password"
 MARIADB_USER = "root"
 UNPRIVILEGED = "nobody"
+FALLBACK_USER = "wsgi-session-tests"
 
 
 class DatabaseNotInstalled(RuntimeError):
@@ -64,12 +65,32 @@ def find_mariadb(name: str) -> str:
     return path
 
 
+@cache
 def _unprivileged() -> tuple[int, int] | None:
-    """``(uid, gid)`` to run the servers as, or ``None`` when the tests are not root."""
+    """``(uid, gid)`` to run the servers as, or ``None`` when the tests are not root.
+
+    ``nobody``, or a system user made for the tests where the system has none.
+    """
     if os.geteuid() != 0:
         return None
-    user = pwd.getpwnam(UNPRIVILEGED)
+    for name in (UNPRIVILEGED, FALLBACK_USER):
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return user.pw_uid, user.pw_gid
+    _run_as_is(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_USER],
+        "useradd",
+    )
+    user = pwd.getpwnam(FALLBACK_USER)
     return user.pw_uid, user.pw_gid
+
+
+def _run_as_is(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
 
 
 def _demote() -> Callable[[], None] | None:
@@ -293,8 +314,9 @@ def _mariadb_template() -> Path:
     data = root / "data"
     command = [find_mariadb("mariadb-install-db"), "--no-defaults", f"--datadir={data}"]
     command += ["--auth-root-authentication-method=normal", "--skip-test-db"]
-    if _unprivileged() is not None:
-        command.append(f"--user={UNPRIVILEGED}")
+    ids = _unprivileged()
+    if ids is not None:
+        command.append(f"--user={pwd.getpwuid(ids[0]).pw_name}")
     _run(command, "mariadb-install-db")
     return data
 

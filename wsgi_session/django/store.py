@@ -12,9 +12,10 @@ finds an expired row under its key takes a second one, to reuse it).
 Under ``ATOMIC_REQUESTS`` (or any ``transaction.atomic`` block) the view's
 transaction must neither roll a session write back nor hold it up, so while
 Django's connection is in a transaction the statements go to a second
-connection of this thread to the same database, in autocommit; it is closed
-when Django closes its own (``CONN_MAX_AGE``, at the end of a request), and
-after each statement outside a request. SQLite is the exception: its one
+connection of this thread to the same database, in autocommit. Django's own
+policy (``CONN_MAX_AGE``) closes it at the start and the end of each request,
+as it does Django's connection; outside a request it is closed after each
+statement. SQLite is the exception: its one
 writer would make that second connection wait for the view's transaction,
 and the view for it, so on SQLite the statements stay on Django's connection
 and are part of the view's transaction (rolled back with it).
