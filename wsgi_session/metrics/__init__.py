@@ -59,12 +59,12 @@ def metrics_from(metrics: Metrics | str | None) -> Metrics:
             return _NAMED[metrics.lower()]
     if not isinstance(metrics, Metrics):
         raise ConfigurationError(
-            "{metrics} must implement the Metrics protocol (wsgi_session.metrics.base), "
-            "not {kind}",
+            "{metrics} must implement the Metrics protocol (wsgi_session.metrics.base), not {kind}",
             "metrics",
             kind=type(metrics).__name__,
         )
     return metrics
+
 
 __all__ = [
     "ADAPTERS",

@@ -23,7 +23,7 @@ WriteOutcome = Literal["written", "merged", "emptied", "outrun", "moved", "destr
 """How a write ended (:data:`wsgi_session.decision.Outcome`)."""
 
 StoreOperation = Literal["load", "save", "delete", "index_owner", "unindex_owner", "owned"]
-"""A call to the store: the :class:`~wsgi_session.stores.base.Store` protocol and the owner index."""
+"""A store call: the ``Store`` protocol's and the owner index's."""
 
 Refusal = Literal["unsigned", "bad_signature", "not_canonical", "expired", "unknown_id"]
 """Why a session cookie opened no session."""
