@@ -9,15 +9,15 @@ the server-side backend calls the store through a :class:`MeteredStore`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import perf_counter as clock
 from typing import Protocol
 
 from wsgi_session.backends.owners import OwnerTracking
 from wsgi_session.decision import Outcome, Plan, decide
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.metrics.audit import AuditEvent, AuditLog
-from wsgi_session.metrics.base import Metrics, RequestKind, StoreOperation
+from wsgi_session.metrics.base import Metrics, RequestKind
 from wsgi_session.owner import MAX_AGENT, Owner, coarse_address
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import OwnerIndex, Store, Version
@@ -117,35 +117,32 @@ class MeteredStore:
 
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store = store
-        self.metrics = metrics
+        self.report = metrics.store_call
         self.label = store_label(store)
 
     def __repr__(self) -> str:
         return repr(self.store)
 
-    def _timed(self, operation: StoreOperation, started: float) -> None:
-        self.metrics.store_call(self.label, operation, time.perf_counter() - started)
-
     def load(self, key: str) -> tuple[bytes, Version] | None:
-        started = time.perf_counter()
+        started = clock()
         try:
             return self.store.load(key)
         finally:
-            self._timed("load", started)
+            self.report(self.label, "load", clock() - started)
 
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
-        started = time.perf_counter()
+        started = clock()
         try:
             return self.store.save(key, data, ttl, version)
         finally:
-            self._timed("save", started)
+            self.report(self.label, "save", clock() - started)
 
     def delete(self, key: str) -> None:
-        started = time.perf_counter()
+        started = clock()
         try:
             self.store.delete(key)
         finally:
-            self._timed("delete", started)
+            self.report(self.label, "delete", clock() - started)
 
 
 class MeteredOwnerStore(MeteredStore):
@@ -154,25 +151,25 @@ class MeteredOwnerStore(MeteredStore):
     store: OwnerStore
 
     def index_owner(self, owner: str, key: str, until: int) -> None:
-        started = time.perf_counter()
+        started = clock()
         try:
             self.store.index_owner(owner, key, until)
         finally:
-            self._timed("index_owner", started)
+            self.report(self.label, "index_owner", clock() - started)
 
     def unindex_owner(self, owner: str, key: str) -> None:
-        started = time.perf_counter()
+        started = clock()
         try:
             self.store.unindex_owner(owner, key)
         finally:
-            self._timed("unindex_owner", started)
+            self.report(self.label, "unindex_owner", clock() - started)
 
     def owned(self, owner: str) -> list[str]:
-        started = time.perf_counter()
+        started = clock()
         try:
             return self.store.owned(owner)
         finally:
-            self._timed("owned", started)
+            self.report(self.label, "owned", clock() - started)
 
 
 class OwnerStore(Store, OwnerIndex, Protocol):

@@ -10,11 +10,26 @@ Off (the default), the middleware and the backends hold :data:`NO_METRICS`
 and report nothing on the paths every request takes: the reporting wrappers
 are put in place only when an adapter is given. The rare paths (a refused
 cookie, a store outage, a revocation) call the null object, which does nothing.
+
+On, an event must cost the request next to nothing: a metrics library takes
+a lock or two per event (about a microsecond each on a shared VM).
+:class:`BufferedMetrics` appends each event to a queue instead, and a thread
+of its own hands the totals to the library once a ``interval``: the adapters
+are built on it.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+import atexit
+import bisect
+import logging
+import os
+import threading
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 RequestKind = Literal["untouched", "read", "created", "updated", "moved", "deleted"]
 """What a request did with its session (docs/operations.md maps each plan to one)."""
@@ -149,3 +164,131 @@ class NullMetrics:
 
 
 NO_METRICS = NullMetrics()
+
+
+@dataclass
+class Totals:
+    """What happened since the last :meth:`BufferedMetrics.publish`: counts by label."""
+
+    requests: Counter[RequestKind] = field(default_factory=Counter)
+    writes: Counter[WriteOutcome] = field(default_factory=Counter)
+    failures: Counter[tuple[Failure, Answer]] = field(default_factory=Counter)
+    refused: Counter[Refusal] = field(default_factory=Counter)
+    revoked: int = 0
+    # (store, operation) -> (calls per bucket of STORE_BUCKETS, and above the last; seconds)
+    store_calls: dict[tuple[str, StoreOperation], tuple[list[int], float]] = field(
+        default_factory=dict
+    )
+    # Each call, for a library that takes only one observation at a time.
+    store_call_list: list[tuple[str, StoreOperation, float]] = field(default_factory=list)
+
+
+class BufferedMetrics:
+    """Events queued without a lock or a library call; published once an ``interval``.
+
+    Each event is one ``deque.append`` on the request's thread. A daemon
+    thread (started again in a forked worker) drains the queues every
+    ``interval`` seconds into :class:`Totals` and calls :meth:`publish`,
+    which a subclass implements with its library; :meth:`flush` does it at
+    once (at exit too). A queued event is at most ``interval`` late.
+    """
+
+    enabled = True
+    request: Callable[[RequestKind], None]
+    write: Callable[[WriteOutcome], None]
+    cookie_refused: Callable[[Refusal], None]
+    revoked: Callable[[int], None]
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._queued_requests: deque[RequestKind] = deque()
+        self._queued_writes: deque[WriteOutcome] = deque()
+        self._queued_failures: deque[tuple[Failure, Answer]] = deque()
+        self._queued_refused: deque[Refusal] = deque()
+        self._queued_revoked: deque[int] = deque()
+        self._queued_store_calls: deque[tuple[str, StoreOperation, float]] = deque()
+        # The events with one label are the queues' own append: no Python frame at all.
+        self.request = self._queued_requests.append
+        self.write = self._queued_writes.append
+        self.cookie_refused = self._queued_refused.append
+        self.revoked = self._queued_revoked.append
+        self._flushing = threading.Lock()
+        self._stopped = threading.Event()
+        self._start_thread()
+        # Weakly: an adapter nobody holds any more stops publishing and goes.
+        this = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(this, "_start_thread"))
+        atexit.register(_call, this, "close")
+
+    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
+        self._queued_store_calls.append((store, operation, seconds))
+
+    def store_failure(self, failure: Failure, answer: Answer) -> None:
+        self._queued_failures.append((failure, answer))
+
+    def publish(self, totals: Totals) -> None:
+        """Add ``totals`` to the library's metrics (called by one thread at a time)."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Publish every event queued so far."""
+        with self._flushing:
+            totals = Totals(
+                Counter(_drain(self._queued_requests)),
+                Counter(_drain(self._queued_writes)),
+                Counter(_drain(self._queued_failures)),
+                Counter(_drain(self._queued_refused)),
+                sum(_drain(self._queued_revoked)),
+                store_call_list=_drain(self._queued_store_calls),
+            )
+            for store, operation, seconds in totals.store_call_list:
+                found = totals.store_calls.get((store, operation))
+                if found is None:
+                    found = totals.store_calls[store, operation] = (
+                        [0] * (len(STORE_BUCKETS) + 1),
+                        0.0,
+                    )
+                found[0][bisect.bisect_left(STORE_BUCKETS, seconds)] += 1
+                totals.store_calls[store, operation] = (found[0], found[1] + seconds)
+            self.publish(totals)
+
+    def close(self) -> None:
+        """Stop the publishing thread, publishing what is queued."""
+        self._stopped.set()
+        self.flush()
+
+    def _start_thread(self) -> None:
+        self._flushing = threading.Lock()  # a fork may have copied it held
+        this = weakref.ref(self)
+        threading.Thread(
+            target=_publish_every,
+            args=(this, self.interval, self._stopped),
+            daemon=True,
+            name="wsgi_session metrics",
+        ).start()
+
+
+def _drain(queue: deque[Any]) -> list[Any]:
+    """What ``queue`` holds now, taken out; appends meanwhile stay for the next drain."""
+    popleft = queue.popleft
+    return [popleft() for _ in range(len(queue))]
+
+
+def _call(ref: weakref.ref[BufferedMetrics], method: str) -> None:
+    found = ref()
+    if found is not None:
+        getattr(found, method)()
+
+
+def _publish_every(
+    ref: weakref.ref[BufferedMetrics], interval: float, stopped: threading.Event
+) -> None:
+    while not stopped.wait(interval):
+        found = ref()
+        if found is None:
+            return
+        try:
+            found.flush()
+        except Exception:  # the next interval tries again; the requests never see it
+            logging.getLogger("wsgi_session").exception("metrics not published")
+        del found

@@ -18,23 +18,21 @@ from wsgi_session.metrics.base import (
     REQUEST_KINDS,
     STORE_BUCKETS,
     WRITE_OUTCOMES,
-    Answer,
-    Failure,
-    Refusal,
-    RequestKind,
-    StoreOperation,
-    WriteOutcome,
+    BufferedMetrics,
+    Totals,
 )
 
 METER_NAME = "wsgi_session"
 
 
-class OpenTelemetryMetrics:
-    """Report to OpenTelemetry; ``meter_provider`` defaults to the global one."""
+class OpenTelemetryMetrics(BufferedMetrics):
+    """Report to OpenTelemetry; ``meter_provider`` defaults to the global one.
 
-    enabled = True
+    Events reach the instruments at most ``interval`` seconds late
+    (:class:`~wsgi_session.metrics.base.BufferedMetrics`).
+    """
 
-    def __init__(self, meter_provider: Any = None) -> None:
+    def __init__(self, meter_provider: Any = None, *, interval: float = 1.0) -> None:
         from opentelemetry import metrics
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
@@ -81,28 +79,25 @@ class OpenTelemetryMetrics:
         self._revoked = meter.create_counter(
             "wsgi_session.revoked_sessions", "{session}", "Live sessions ended by a revocation"
         )
+        super().__init__(interval)
 
-    def request(self, kind: RequestKind) -> None:
-        self._requests.add(1, self._request_attributes[kind])
-
-    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
-        attributes = self._store_attributes.get((store, operation))
-        if attributes is None:
-            attributes = self._store_attributes[store, operation] = {
-                "store": store,
-                "operation": operation,
-            }
-        self._store_duration.record(seconds, attributes)
-
-    def write(self, outcome: WriteOutcome) -> None:
-        self._writes.add(1, self._write_attributes[outcome])
-
-    def store_failure(self, failure: Failure, answer: Answer) -> None:
-        self._failures.add(1, self._failure_attributes[failure, answer])
-
-    def cookie_refused(self, reason: Refusal) -> None:
-        self._refused.add(1, self._refusal_attributes[reason])
-
-    def revoked(self, count: int) -> None:
-        if count:
-            self._revoked.add(count)
+    def publish(self, totals: Totals) -> None:
+        for counts, counter, attributes in (
+            (totals.requests, self._requests, self._request_attributes),
+            (totals.writes, self._writes, self._write_attributes),
+            (totals.failures, self._failures, self._failure_attributes),
+            (totals.refused, self._refused, self._refusal_attributes),
+        ):
+            for label, count in counts.items():
+                counter.add(count, attributes[label])  # type: ignore[index]
+        if totals.revoked:
+            self._revoked.add(totals.revoked)
+        # The API records one value at a time: each call is recorded here, off the request.
+        for store, operation, seconds in totals.store_call_list:
+            found = self._store_attributes.get((store, operation))
+            if found is None:
+                found = self._store_attributes[store, operation] = {
+                    "store": store,
+                    "operation": operation,
+                }
+            self._store_duration.record(seconds, found)

@@ -19,12 +19,8 @@ from wsgi_session.metrics.base import (
     REQUEST_KINDS,
     STORE_BUCKETS,
     WRITE_OUTCOMES,
-    Answer,
-    Failure,
-    Refusal,
-    RequestKind,
-    StoreOperation,
-    WriteOutcome,
+    BufferedMetrics,
+    Totals,
 )
 
 NAMESPACE = "wsgi_session"
@@ -93,50 +89,51 @@ def _collectors(registry: Any) -> _Collectors:
         return found[1]
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(BufferedMetrics):
     """Report to Prometheus; ``registry`` defaults to ``prometheus_client.REGISTRY``.
 
     Every instance on one registry shares its metrics, so building several
-    middlewares in one process is fine.
+    middlewares in one process is fine. Events reach the metrics at most
+    ``interval`` seconds late (:class:`~wsgi_session.metrics.base.BufferedMetrics`).
     """
 
-    enabled = True
-
-    def __init__(self, registry: Any = None) -> None:
+    def __init__(self, registry: Any = None, *, interval: float = 1.0) -> None:
         if registry is None:
             from prometheus_client import REGISTRY
 
             registry = REGISTRY
         self.registry = registry
-        collectors = _collectors(registry)
-        self._requests = collectors.requests
-        self._store_seconds = collectors.store_seconds
+        self._collectors = _collectors(registry)
         self._store_children: dict[tuple[str, str], Any] = {}
-        self._writes = collectors.writes
-        self._failures = collectors.failures
-        self._refused = collectors.refused
-        self._revoked = collectors.revoked
+        super().__init__(interval)
 
-    def request(self, kind: RequestKind) -> None:
-        self._requests[kind].inc()
+    def publish(self, totals: Totals) -> None:
+        collectors = self._collectors
+        for counts, children in (
+            (totals.requests, collectors.requests),
+            (totals.writes, collectors.writes),
+            (totals.failures, collectors.failures),
+            (totals.refused, collectors.refused),
+        ):
+            for label, count in counts.items():
+                children[label].inc(count)  # type: ignore[index]
+        if totals.revoked:
+            collectors.revoked.inc(totals.revoked)
+        for (store, operation), (buckets, seconds) in totals.store_calls.items():
+            child = self._store_children.get((store, operation))
+            if child is None:
+                child = collectors.store_seconds.labels(store, operation)
+                self._store_children[store, operation] = child
+            _observe_many(child, buckets, seconds)
 
-    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
-        child = self._store_children.get((store, operation))
-        if child is None:
-            child = self._store_children[store, operation] = self._store_seconds.labels(
-                store, operation
-            )
-        child.observe(seconds)
 
-    def write(self, outcome: WriteOutcome) -> None:
-        self._writes[outcome].inc()
+def _observe_many(child: Any, buckets: list[int], seconds: float) -> None:
+    """Add calls, counted by bucket, to a histogram's child, as that many observe() would.
 
-    def store_failure(self, failure: Failure, answer: Answer) -> None:
-        self._failures[failure, answer].inc()
-
-    def cookie_refused(self, reason: Refusal) -> None:
-        self._refused[reason].inc()
-
-    def revoked(self, count: int) -> None:
+    prometheus_client observes one value at a time; its children keep a value
+    per bucket (not cumulative) and the sum, which this adds to directly.
+    """
+    child._sum.inc(seconds)
+    for value, count in zip(child._buckets, buckets, strict=True):
         if count:
-            self._revoked.inc(count)
+            value.inc(count)
