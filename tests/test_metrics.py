@@ -249,7 +249,7 @@ def test_every_event_is_counted_as_it_happened(tmp_path: Path, otel: OTel) -> No
 
 def test_degraded_answers_are_counted_apart_from_503s(tmp_path: Path, otel: OTel) -> None:
     store = CountingIndexStore()
-    middleware, traffic = build(otel.metrics, tmp_path, store, on_store_error="degrade")
+    _, traffic = build(otel.metrics, tmp_path, store, on_store_error="degrade")
     cookie = cookie_of(traffic.get("/write"))
     store.fail = {"load", "save"}
     assert traffic.get("/write", cookie).status_code == 200  # load failed: an empty session
@@ -277,7 +277,7 @@ def test_degraded_answers_are_counted_apart_from_503s(tmp_path: Path, otel: OTel
 
 def test_the_cookie_store_counts_its_refusals(tmp_path: Path, otel: OTel) -> None:
     clock = FakeClock(time.time())
-    middleware, traffic = build(otel.metrics, tmp_path, CookieStore(), clock=clock, idle_timeout=60)
+    _, traffic = build(otel.metrics, tmp_path, CookieStore(), clock=clock, idle_timeout=60)
     cookie = cookie_of(traffic.get("/write"))
     body, signature = cookie.rsplit(".", 1)
     for value in [
@@ -300,7 +300,7 @@ def test_the_cookie_store_counts_its_refusals(tmp_path: Path, otel: OTel) -> Non
 def test_prometheus_labels_are_the_bounded_sets_and_never_an_id(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
-    middleware, traffic = build(metrics, tmp_path)
+    _, traffic = build(metrics, tmp_path)
     cookie = cookie_of(traffic.get("/login?user=alice"))
     traffic.get("/read", cookie)
     traffic.get("/read", "x" * 43 + "." + "y" * 43)
@@ -396,7 +396,7 @@ def test_an_adapter_of_ones_own_counts_what_it_overrides(tmp_path: Path) -> None
             self.seen.append(reason)
 
     metrics = Refusals()
-    middleware, traffic = build(metrics, tmp_path)
+    _, traffic = build(metrics, tmp_path)
     traffic.get("/read", "nonsense")
     assert metrics.seen == ["unsigned"]
 

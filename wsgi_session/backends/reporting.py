@@ -117,8 +117,14 @@ class MeteredStore:
 
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store = store
-        self.report = metrics.store_call
-        self.label = store_label(store)
+        label = store_label(store)
+        self.timed_load = metrics.store_timer(label, "load")
+        self.timed_save = metrics.store_timer(label, "save")
+        self.timed_delete = metrics.store_timer(label, "delete")
+        if isinstance(store, OwnerIndex):
+            self.timed_index_owner = metrics.store_timer(label, "index_owner")
+            self.timed_unindex_owner = metrics.store_timer(label, "unindex_owner")
+            self.timed_owned = metrics.store_timer(label, "owned")
 
     def __repr__(self) -> str:
         return repr(self.store)
@@ -128,21 +134,21 @@ class MeteredStore:
         try:
             return self.store.load(key)
         finally:
-            self.report(self.label, "load", clock() - started)
+            self.timed_load(clock() - started)
 
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
         started = clock()
         try:
             return self.store.save(key, data, ttl, version)
         finally:
-            self.report(self.label, "save", clock() - started)
+            self.timed_save(clock() - started)
 
     def delete(self, key: str) -> None:
         started = clock()
         try:
             self.store.delete(key)
         finally:
-            self.report(self.label, "delete", clock() - started)
+            self.timed_delete(clock() - started)
 
 
 class MeteredOwnerStore(MeteredStore):
@@ -155,21 +161,21 @@ class MeteredOwnerStore(MeteredStore):
         try:
             self.store.index_owner(owner, key, until)
         finally:
-            self.report(self.label, "index_owner", clock() - started)
+            self.timed_index_owner(clock() - started)
 
     def unindex_owner(self, owner: str, key: str) -> None:
         started = clock()
         try:
             self.store.unindex_owner(owner, key)
         finally:
-            self.report(self.label, "unindex_owner", clock() - started)
+            self.timed_unindex_owner(clock() - started)
 
     def owned(self, owner: str) -> list[str]:
         started = clock()
         try:
             return self.store.owned(owner)
         finally:
-            self.report(self.label, "owned", clock() - started)
+            self.timed_owned(clock() - started)
 
 
 class OwnerStore(Store, OwnerIndex, Protocol):

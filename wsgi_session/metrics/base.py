@@ -23,12 +23,14 @@ from __future__ import annotations
 import atexit
 import bisect
 import logging
+import math
 import os
 import threading
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat, starmap
 from typing import Any, Literal, Protocol, runtime_checkable
 
 RequestKind = Literal["untouched", "read", "created", "updated", "moved", "deleted"]
@@ -118,8 +120,12 @@ class Metrics(Protocol):
         """A request ended (its response started) having done ``kind`` with its session."""
         ...
 
-    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
-        """A store call took ``seconds`` (also when it raised); ``store``: its class, lower case."""
+    def store_timer(self, store: str, operation: StoreOperation) -> Callable[[float], None]:
+        """What to call with the seconds each ``operation`` on ``store`` took (raising or not).
+
+        Asked once per store and operation, when the backend is built;
+        ``store`` is the store's class name, lower case, without ``Store``.
+        """
         ...
 
     def write(self, outcome: WriteOutcome) -> None:
@@ -147,8 +153,8 @@ class NullMetrics:
     def request(self, kind: RequestKind) -> None:
         pass
 
-    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
-        pass
+    def store_timer(self, store: str, operation: StoreOperation) -> Callable[[float], None]:
+        return _ignore
 
     def write(self, outcome: WriteOutcome) -> None:
         pass
@@ -166,6 +172,10 @@ class NullMetrics:
 NO_METRICS = NullMetrics()
 
 
+def _ignore(seconds: float) -> None:
+    pass
+
+
 @dataclass
 class Totals:
     """What happened since the last :meth:`BufferedMetrics.publish`: counts by label."""
@@ -175,12 +185,12 @@ class Totals:
     failures: Counter[tuple[Failure, Answer]] = field(default_factory=Counter)
     refused: Counter[Refusal] = field(default_factory=Counter)
     revoked: int = 0
-    # (store, operation) -> (calls per bucket of STORE_BUCKETS, and above the last; seconds)
-    store_calls: dict[tuple[str, StoreOperation], tuple[list[int], float]] = field(
+    # (store, operation) -> the seconds of each call, for a library that records them one
+    # at a time; and (calls per bucket of STORE_BUCKETS, then above the last; their sum).
+    store_calls: dict[tuple[str, StoreOperation], list[float]] = field(default_factory=dict)
+    store_buckets: dict[tuple[str, StoreOperation], tuple[list[int], float]] = field(
         default_factory=dict
     )
-    # Each call, for a library that takes only one observation at a time.
-    store_call_list: list[tuple[str, StoreOperation, float]] = field(default_factory=list)
 
 
 class BufferedMetrics:
@@ -206,7 +216,7 @@ class BufferedMetrics:
         self._queued_failures: deque[tuple[Failure, Answer]] = deque()
         self._queued_refused: deque[Refusal] = deque()
         self._queued_revoked: deque[int] = deque()
-        self._queued_store_calls: deque[tuple[str, StoreOperation, float]] = deque()
+        self._queued_store_calls: dict[tuple[str, StoreOperation], deque[float]] = {}
         # The events with one label are the queues' own append: no Python frame at all.
         self.request = self._queued_requests.append
         self.write = self._queued_writes.append
@@ -220,8 +230,9 @@ class BufferedMetrics:
         os.register_at_fork(after_in_child=lambda: _call(this, "_start_thread"))
         atexit.register(_call, this, "close")
 
-    def store_call(self, store: str, operation: StoreOperation, seconds: float) -> None:
-        self._queued_store_calls.append((store, operation, seconds))
+    def store_timer(self, store: str, operation: StoreOperation) -> Callable[[float], None]:
+        queue = self._queued_store_calls.setdefault((store, operation), deque())
+        return queue.append
 
     def store_failure(self, failure: Failure, answer: Answer) -> None:
         self._queued_failures.append((failure, answer))
@@ -239,17 +250,16 @@ class BufferedMetrics:
                 Counter(_drain(self._queued_failures)),
                 Counter(_drain(self._queued_refused)),
                 sum(_drain(self._queued_revoked)),
-                store_call_list=_drain(self._queued_store_calls),
             )
-            for store, operation, seconds in totals.store_call_list:
-                found = totals.store_calls.get((store, operation))
-                if found is None:
-                    found = totals.store_calls[store, operation] = (
-                        [0] * (len(STORE_BUCKETS) + 1),
-                        0.0,
-                    )
-                found[0][bisect.bisect_left(STORE_BUCKETS, seconds)] += 1
-                totals.store_calls[store, operation] = (found[0], found[1] + seconds)
+            for key, queue in list(self._queued_store_calls.items()):
+                seconds = _drain(queue)
+                if not seconds:
+                    continue
+                totals.store_calls[key] = seconds
+                # Counted in C: no Python step per call.
+                buckets = Counter(map(bisect.bisect_left, repeat(STORE_BUCKETS), seconds))
+                counts = [buckets[index] for index in range(len(STORE_BUCKETS) + 1)]
+                totals.store_buckets[key] = (counts, math.fsum(seconds))
             self.publish(totals)
 
     def close(self) -> None:
@@ -270,8 +280,7 @@ class BufferedMetrics:
 
 def _drain(queue: deque[Any]) -> list[Any]:
     """What ``queue`` holds now, taken out; appends meanwhile stay for the next drain."""
-    popleft = queue.popleft
-    return [popleft() for _ in range(len(queue))]
+    return list(starmap(queue.popleft, repeat((), len(queue))))  # in C: no Python step per item
 
 
 def _call(ref: weakref.ref[BufferedMetrics], method: str) -> None:

@@ -55,7 +55,6 @@ class OpenTelemetryMetrics(BufferedMetrics):
                 "s",
                 "Store calls by store and operation, and how long they took",
             )
-        self._store_attributes: dict[tuple[str, str], dict[str, str]] = {}
         self._writes = meter.create_counter(
             "wsgi_session.writes", "{write}", "Session writes by outcome"
         )
@@ -93,11 +92,7 @@ class OpenTelemetryMetrics(BufferedMetrics):
         if totals.revoked:
             self._revoked.add(totals.revoked)
         # The API records one value at a time: each call is recorded here, off the request.
-        for store, operation, seconds in totals.store_call_list:
-            found = self._store_attributes.get((store, operation))
-            if found is None:
-                found = self._store_attributes[store, operation] = {
-                    "store": store,
-                    "operation": operation,
-                }
-            self._store_duration.record(seconds, found)
+        for (store, operation), calls in totals.store_calls.items():
+            labels = {"store": store, "operation": operation}
+            for seconds in calls:
+                self._store_duration.record(seconds, labels)

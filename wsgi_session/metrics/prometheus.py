@@ -119,7 +119,7 @@ class PrometheusMetrics(BufferedMetrics):
                 children[label].inc(count)  # type: ignore[index]
         if totals.revoked:
             collectors.revoked.inc(totals.revoked)
-        for (store, operation), (buckets, seconds) in totals.store_calls.items():
+        for (store, operation), (buckets, seconds) in totals.store_buckets.items():
             child = self._store_children.get((store, operation))
             if child is None:
                 child = collectors.store_seconds.labels(store, operation)
