@@ -8,6 +8,7 @@ on demand); the gunicorn test (test_metrics_gunicorn.py) kills a real memcached 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -408,3 +409,28 @@ def test_why_a_signed_id_cookie_was_refused() -> None:
     assert refusal("a" * 43 + ".short") == "not_canonical"
     signer = KeyRing(SECRET).signer("wsgi_session.id")
     assert refusal(signer.sign("b" * 43)[:-1] + "A") == "bad_signature"
+
+
+def test_a_forked_worker_publishes_its_own_events_not_its_parents() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry, interval=3600)
+    metrics.request("read")  # queued in the parent, not yet published
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it publishes, then leave at once
+        try:
+            metrics.request("created")
+            metrics.flush()
+            seen = [
+                registry.get_sample_value("wsgi_session_requests_total", {"session": kind})
+                for kind in ("read", "created")
+            ]
+            os.write(writer, repr(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as answer:
+        assert answer.read() == "[0.0, 1.0]"
+    os.waitpid(pid, 0)
+    metrics.flush()
+    assert registry.get_sample_value("wsgi_session_requests_total", {"session": "read"}) == 1

@@ -227,7 +227,7 @@ class BufferedMetrics:
         self._start_thread()
         # Weakly: an adapter nobody holds any more stops publishing and goes.
         this = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(this, "_start_thread"))
+        os.register_at_fork(after_in_child=lambda: _call(this, "_forked"))
         atexit.register(_call, this, "close")
 
     def store_timer(self, store: str, operation: StoreOperation) -> Callable[[float], None]:
@@ -267,8 +267,22 @@ class BufferedMetrics:
         self._stopped.set()
         self.flush()
 
+    def _forked(self) -> None:
+        """In a forked child: the queued events are the parent's to publish; a thread anew."""
+        queues: list[deque[Any]] = [
+            self._queued_requests,
+            self._queued_writes,
+            self._queued_failures,
+            self._queued_refused,
+            self._queued_revoked,
+            *self._queued_store_calls.values(),
+        ]
+        for queue in queues:
+            queue.clear()
+        self._flushing = threading.Lock()  # the fork may have copied it held
+        self._start_thread()
+
     def _start_thread(self) -> None:
-        self._flushing = threading.Lock()  # a fork may have copied it held
         this = weakref.ref(self)
         threading.Thread(
             target=_publish_every,
