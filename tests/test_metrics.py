@@ -434,3 +434,19 @@ def test_a_forked_worker_publishes_its_own_events_not_its_parents() -> None:
     os.waitpid(pid, 0)
     metrics.flush()
     assert registry.get_sample_value("wsgi_session_requests_total", {"session": "read"}) == 1
+
+
+def test_the_package_imports_no_metrics_library_until_an_adapter_is_built() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wsgi_session\n"
+        "from wsgi_session.metrics import PrometheusMetrics, OpenTelemetryMetrics\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('prometheus_client', 'opentelemetry')))\n"
+        "PrometheusMetrics()\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[]", "True"]
