@@ -450,3 +450,37 @@ def test_the_package_imports_no_metrics_library_until_an_adapter_is_built() -> N
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["[]", "True"]
+
+
+def test_flask_session_metrics_setting_counts_through_the_extension() -> None:
+    from flask import Flask, session
+
+    from wsgi_session.flask import Session as FlaskSession
+
+    registry = CollectorRegistry()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, SESSION_METRICS=PrometheusMetrics(registry))
+
+    @app.route("/write")
+    def write() -> str:
+        session["n"] = 1
+        return "ok"
+
+    @app.route("/page")
+    def page() -> str:
+        return "ok"
+
+    FlaskSession(app, store=MemoryStore())
+    client = app.test_client()
+    client.get("/write")
+    client.get("/page")
+    app.extensions["wsgi_session"].metrics.flush()
+    counted = {
+        kind: registry.get_sample_value("wsgi_session_requests_total", {"session": kind})
+        for kind in ("created", "untouched")
+    }
+    assert counted == {"created": 1, "untouched": 1}
+    with pytest.raises(ConfigurationError, match=r"^app\.config: SESSION_METRICS must be one of"):
+        bad = Flask(__name__)
+        bad.config.update(SECRET_KEY=SECRET, SESSION_METRICS="statsd")
+        FlaskSession(bad, store=MemoryStore())
