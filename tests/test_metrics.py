@@ -276,6 +276,7 @@ def test_degraded_answers_are_counted_apart_from_503s(tmp_path: Path, otel: OTel
     )
 
 
+@pytest.mark.filterwarnings("ignore:The 'session' cookie is too large")  # sent on purpose
 def test_the_cookie_store_counts_its_refusals(tmp_path: Path, otel: OTel) -> None:
     clock = FakeClock(time.time())
     _, traffic = build(otel.metrics, tmp_path, CookieStore(), clock=clock, idle_timeout=60)
