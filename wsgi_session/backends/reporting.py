@@ -46,7 +46,8 @@ class Reporting:
         owners: OwnerTracking | None,
     ) -> None:
         self.execute = execute
-        self.metrics = metrics
+        self.count_request = metrics.request
+        self.count_write = metrics.write
         self.audit = audit
         self.owners = owners
 
@@ -55,15 +56,15 @@ class Reporting:
     ) -> Plan | None:
         plan = decide(session, origin, lifetime, now)
         if plan is None:
-            self.metrics.request("read")
+            self.count_request("read")
         return plan
 
     def carry_out(self, plan: Plan) -> Outcome:
         outcome = self.execute(plan)
         action = plan.action
-        self.metrics.request(REQUEST_KIND[action])
+        self.count_request(REQUEST_KIND[action])
         if action in WRITES:
-            self.metrics.write(outcome)
+            self.count_write(outcome)
             if self.audit is not None and outcome == "written":
                 self._audit(plan)
         return outcome
