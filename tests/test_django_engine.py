@@ -594,7 +594,7 @@ def test_an_engine_login_is_listed_and_a_revoke_logs_that_client_out(
     assert len(listed) == 2
 
     # One session ended by its handle: exactly one of the two clients is logged out.
-    assert sessions.revoke_one(listed[0].handle)
+    assert sessions.revoke_one(listed[0].handle, user.pk)
     users = sorted(client.get("/e/read/").json()["user"] for client in (phone, laptop))
     assert users == ["", USER]
     assert len(sessions.of(user.pk)) == 1

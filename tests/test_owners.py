@@ -177,12 +177,15 @@ def test_revoke_one_by_its_handle(store: Any, owner: str) -> None:
     site = Site(store, owner, record_client=True)
     first, second = site.logged_in(2)
     handles = {info.user_agent: info.handle for info in site.middleware.sessions.of(owner)}
-    assert site.middleware.sessions.revoke_one(handles["browser-1"]) is True
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], "someone-else") is False
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], owner) is True
     assert read(second) == {}
     assert read(first) == {OWNER_KEY: owner}
     assert [info.user_agent for info in site.middleware.sessions.of(owner)] == ["browser-0"]
-    assert site.middleware.sessions.revoke_one(handles["browser-1"]) is False
-    assert site.middleware.sessions.revoke_one("forged.handle") is False
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], owner) is False
+    for forged in ("forged.handle", "", ".", "nodot", "\u00e9.\u00e9", handles["browser-0"] + "x"):
+        assert site.middleware.sessions.revoke_one(forged, owner) is False
+    assert read(first) == {OWNER_KEY: owner}
 
 
 def test_a_handle_is_not_a_cookie(owner: str) -> None:
