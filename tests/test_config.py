@@ -17,6 +17,7 @@ from werkzeug.test import Client
 
 from wsgi_session import ConfigurationError, MemoryStore, SessionMiddleware
 from wsgi_session.config import (
+    REDIS_SCHEMES,
     Config,
     format_duration,
     from_env,
@@ -494,6 +495,11 @@ def test_no_piece_of_a_store_url_password_is_ever_shown(
         assert store._target is not None and store._target.password == unquote(password)
         shown.append(repr(store))
         store.close()
+    if url.partition(":")[0] in REDIS_SCHEMES:  # the Redis store reading the URL itself
+        try:
+            RedisStore.from_url(url).close()
+        except ConfigurationError as exc:
+            shown.append(str(exc))
     for given_settings in (env(STORE=url), {"secret_key": SECRET, "store": url}):
         try:
             load_settings(given_settings, "" if "secret_key" in given_settings else "WSGI_SESSION_")
