@@ -199,7 +199,6 @@ def test_writes_refused_without_a_replica_log_one_traceback_then_counts_then_the
     store.close()
 
 
-
 def test_outage_under_degrade_serves_an_empty_session(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
