@@ -159,10 +159,10 @@ class ServerSideBackend(BaseBackend):
         if saved is None:
             return "destroyed"
         saved_slot, saved_record = saved
-        if saved_record is None:
-            return "withheld"
         if saved_record is record:  # the first compare-and-set took: same slot, our record
             return "emptied" if record.text == EMPTY else "written"
+        if saved_record is None:
+            return "withheld"
         if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
         return "emptied" if saved_record.text == EMPTY else "merged"
@@ -213,13 +213,10 @@ class ServerSideBackend(BaseBackend):
             saved = self.writer.merge(old, record, session)
         else:
             saved = self.writer.save(old, record, version, session)
-        if (
-            saved is not None
-            and saved[1] is not None
-            and self.owners is not None
-            and saved[1].owner == record.owner
-        ):
-            self.owners.after_write(session, old.key, saved[0].key, record.owner)
+        owners = self.owners
+        if owners is not None and saved is not None and saved[1] is not None:
+            if saved[1].owner == record.owner:
+                owners.after_write(session, old.key, saved[0].key, record.owner)
         return saved
 
     def remove(self, session_id: str, session: Session | None) -> None:
