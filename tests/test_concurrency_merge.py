@@ -564,3 +564,36 @@ def test_a_request_from_before_a_regeneration_by_the_same_owner_still_merges(
         assert race.stats.dropped == 0
     finally:
         race.close()
+
+
+def test_a_key_rotation_between_a_load_and_a_regeneration_still_merges_for_the_same_owner(
+    sealed: bool,
+) -> None:
+    """The owner's hash changes with the secret: the owner is still the same."""
+    race = OwnedRace(MemoryStore(), seal_records=sealed)
+    try:
+        signed_in = one_cookie(race.request(race.login))  # hashed under SECRET
+        race.middleware = SessionMiddleware(
+            race.app,
+            "a-new-secret-0123456789abcdef0123456789abcdef",
+            fallback_keys=[SECRET],
+            store=race.store,
+            owner_key=ACCOUNT,
+            seal_records=sealed,
+        )
+        writer_gate = Gate()
+        writing = race.start(race.app.add("cart", setter("cart", [1]), writer_gate), signed_in)
+        writer_gate.wait_loaded()
+        again = one_cookie(race.request(race.login, signed_in))  # hashed under the new key
+        writer_gate.go.set()
+        assert writing.result(WAIT).status_code == 200
+
+        backend = race.middleware.backend
+        assert isinstance(backend, ServerSideBackend)
+        record = backend.slots.of(again.session_id).decode(
+            race.store.inner.load(store_key(again.session_id))[0]
+        )
+        assert record is not None and record.owner is not None
+        assert "cart" in record.text and race.stats.dropped == 0
+    finally:
+        race.close()

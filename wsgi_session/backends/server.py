@@ -6,7 +6,7 @@ import logging
 import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
-from wsgi_session.backends.cas import RecordWriter, Saved
+from wsgi_session.backends.cas import RecordWriter, Saved, same_digest
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
 from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
@@ -70,10 +70,11 @@ class ServerSideBackend(BaseBackend):
         else:
             self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
             self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
-        self.writer = (
-            RecordWriter(store, lifetime, self.slots)
-            if self.owners is None
-            else RecordWriter(store, lifetime, self.slots, self.owners.same_owner)
+        self.writer = RecordWriter(
+            store,
+            lifetime,
+            self.slots,
+            same_digest if self.owners is None else self.owners.same_owner,
         )
         self.stats = self.writer.stats
 
@@ -214,9 +215,13 @@ class ServerSideBackend(BaseBackend):
         else:
             saved = self.writer.save(old, record, version, session)
         owners = self.owners
-        if owners is not None and saved is not None and saved[1] is not None:
-            if saved[1].owner == record.owner:
-                owners.after_write(session, old.key, saved[0].key, record.owner)
+        if (
+            owners is not None
+            and saved is not None
+            and saved[1] is not None
+            and saved[1].owner == record.owner
+        ):
+            owners.after_write(session, old.key, saved[0].key, record.owner)
         return saved
 
     def remove(self, session_id: str, session: Session | None) -> None:
