@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
+from wsgi_session.backends.cas import same_digest
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import SessionsUnsupported
 from wsgi_session.lifetime import Lifetime
@@ -169,11 +170,10 @@ class OwnerTracking:
         By hash; a record written before a key rotation keeps the hash under
         the key of then, so the loaded owner's hashes under every key count too.
         """
-        loaded = origin.owner
-        if loaded is None or owner is None:
-            return loaded is owner
-        if loaded.digest == owner.digest:
+        if same_digest(origin, owner):
             return True
+        if origin.owner is None or owner is None:
+            return False
         value = loads(origin.text).get(self.owner_key)
         return value is not None and owner.digest in self.hasher.digests(value)
 
