@@ -117,6 +117,12 @@ DELETE FROM "{table}" WHERE key IN (
     SELECT key FROM "{table}" WHERE expires <= %s LIMIT {batch} FOR UPDATE SKIP LOCKED
 )
 """
+# wsgi-session stats: the rows not past their store expiry, and the table's size on disk.
+_SCAN = 'SELECT data FROM "{table}" WHERE expires > %s'
+_COUNT = 'SELECT count(*) FROM "{table}" WHERE expires > %s'
+_SIZE = "SELECT pg_total_relation_size(%s)"
+SCAN_BATCH = 1000
+"""Rows a fetch of ``records()`` reads: each fetch is a statement of its own, under the timeout."""
 _INDEX = 'UPDATE "{table}" SET owner = %s WHERE key = %s'
 _UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = %s AND owner = %s'
 _OWNED = 'SELECT key FROM "{table}" WHERE owner = %s AND expires > %s'
@@ -345,6 +351,7 @@ class PostgresStore:
     (or ``postgres://``), whose query may carry libpq's options (``sslmode``,
     ``sslrootcert``, ``application_name``, ``host=/socket/dir``, ...) and this
     store's keyword options (``?table=&statement_timeout=``), not both ways.
+    ``user`` and ``password``, when given, replace the URL's.
 
     ``connect_timeout`` and ``statement_timeout`` bound each connect and each
     statement, in seconds (a statement held up by a lock is cancelled by the
@@ -368,6 +375,8 @@ class PostgresStore:
         pool_size: int | None = None,
         pool_timeout: float | None = None,
         create_table: bool | None = None,
+        user: str | None = None,
+        password: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(url, str):
@@ -385,6 +394,10 @@ class PostgresStore:
             if value is not None
         }
         self._target = _Target(url)
+        if user is not None:
+            self._target.user = user
+        if password is not None:
+            self._target.password = password
         both = sorted(set(given) & set(self._target.options))
         if both:
             raise _error(both[0], "is given both in the URL and as an argument")
@@ -450,6 +463,32 @@ class PostgresStore:
             purged += count
             if count < PURGE_BATCH:
                 return purged
+
+    # -- the RecordScan protocol (wsgi-session stats) -----------------------------
+
+    def records(self) -> Iterator[bytes]:
+        """Each row's record not past its store expiry, read in batches by a server cursor."""
+        try:
+            with (
+                self._connection() as connection,
+                connection.transaction(),
+                connection.cursor(name="wsgi_session_scan") as cursor,
+            ):
+                cursor.itersize = SCAN_BATCH
+                cursor.execute(self._sql.scan, (self._clock(),))
+                for (data,) in cursor:
+                    yield bytes(data)
+        except _SERVER_AWAY as exc:
+            raise self._unavailable(exc) from exc
+
+    def record_count(self) -> int | None:
+        row = self._fetch_one(self._sql.count, (self._clock(),))
+        return int(row[0])
+
+    def figures(self) -> dict[str, int]:
+        """The table's size on disk, its indexes included."""
+        (size,) = self._fetch_one(_SIZE, (f'"{self.table}"',))
+        return {"table bytes": int(size)}
 
     # -- the OwnerIndex protocol: an indexed column of the record's own row ------
 
@@ -616,6 +655,8 @@ class _Statements:
         self.index = _INDEX.format(table=table)
         self.unindex = _UNINDEX.format(table=table)
         self.owned = _OWNED.format(table=table)
+        self.scan = _SCAN.format(table=table)
+        self.count = _COUNT.format(table=table)
 
 
 def _check_table(table: object) -> str:
