@@ -1,8 +1,9 @@
 """``WSGI_SESSION_STORE = "django://ALIAS"``: session records in a table of a Django database.
 
 The statements run through Django's own database layer for ``ALIAS`` (a key of
-``DATABASES``), so any backend Django supports works, with the project's
-credentials, ``OPTIONS`` and ``CONN_MAX_AGE``. The table is the
+``DATABASES``), with the project's credentials, ``OPTIONS`` and ``CONN_MAX_AGE``:
+plain SQL, the names quoted and the batch limit spelled by the backend (tested
+on PostgreSQL, MariaDB and SQLite). The table is the
 ``wsgi_session.django`` app's (its migration creates it): the hashed key as
 primary key, the record, a version counter, the expiry (indexed) and the
 owner column of the per-user index, as :class:`~wsgi_session.stores.postgres.PostgresStore`
