@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from database_servers import PostgresServer
 from flask import Flask, Response, abort, flash, get_flashed_messages, request, session
 from flask.testing import FlaskClient
 from flask_login import (
@@ -812,3 +813,32 @@ def test_the_owner_follows_flask_login_login_and_logout() -> None:
     assert sessions.revoke("alice") == 1
     laptop.delete_cookie("remember_token")
     assert laptop.get("/me").status_code == 401
+
+
+def test_the_store_url_in_session_store_keeps_the_sessions_in_postgres(
+    shared_postgres: PostgresServer, table: str
+) -> None:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = SECRET
+    app.config["SESSION_STORE"] = f"{shared_postgres.url}?table={table}"
+
+    @app.get("/count")
+    def count() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    Session(app)
+    client = app.test_client()
+    assert [client.get("/count").text for _ in range(3)] == ["1", "2", "3"]
+    assert shared_postgres.query(f'SELECT count(*) FROM "{table}"') == [(1,)]  # noqa: S608
+
+
+def test_a_bad_session_store_url_names_the_setting_and_hides_the_password() -> None:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = SECRET
+    app.config["SESSION_STORE"] = "postgresql://app:hunter2@db/app?sslmode=sometimes"
+    with pytest.raises(ConfigurationError) as raised:
+        Session(app)
+    assert str(raised.value).startswith("app.config: SESSION_STORE: store URL ")
+    assert "sslmode" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -26,6 +26,7 @@ from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
 from wsgi_session.backends.owners import Sessions, sessions_of
+from wsgi_session.config import store_from_url
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
@@ -365,7 +366,8 @@ class SessionInterface(FlaskSessionInterface):
 class Session:
     """The Flask extension: ``Session(app, store=...)`` or ``Session(store=...).init_app(app)``.
 
-    ``store`` defaults to the embedded SQLite file; the other options are the
+    ``store`` defaults to the store URL in ``SESSION_STORE`` (``postgresql://...``,
+    ``redis://...``), else the embedded SQLite file; the other options are the
     middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
     ``environ_key``, ``owner_key``, ``record_client``, ``clock``), and ``metrics``
     and ``audit``, which default to ``SESSION_METRICS`` and ``SESSION_AUDIT``, read
@@ -390,7 +392,7 @@ class Session:
         audit: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store if store is not None else default_store()
+        self.store = store  # None: app.config's SESSION_STORE, else the embedded default
         self.metrics = metrics  # None: app.config's SESSION_METRICS, and so for audit
         self.audit = audit
         self.options: Mapping[str, Any] = {
@@ -418,7 +420,7 @@ class Session:
         }
         try:
             middleware = FlaskSessionMiddleware(
-                app.wsgi_app, app, self.store, **{**reporting, **self.options}
+                app.wsgi_app, app, self.store_for(app), **{**reporting, **self.options}
             )
         except ConfigurationError as error:
             raise ConfigurationError(
@@ -432,6 +434,20 @@ class Session:
         # not a 500 with a traceback per request; a handler of the app's own wins.
         if StoreUnavailable not in app.error_handler_spec[None][None]:
             app.register_error_handler(StoreUnavailable, _store_unavailable)
+
+    def store_for(self, app: Flask) -> Store | BackendFactory:
+        """``store=``, else the store URL in ``SESSION_STORE``, else the embedded default."""
+        if self.store is not None:
+            return self.store
+        url = app.config.get("SESSION_STORE")
+        if not url:
+            return default_store()
+        try:
+            return store_from_url(url)
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                "SESSION_STORE: {problem}", "store", problem=str(error)
+            ) from error
 
 
 def _store_unavailable(error: StoreUnavailable) -> tuple[bytes, int, dict[str, str]]:
