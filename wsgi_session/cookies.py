@@ -164,6 +164,21 @@ class CookiePolicy:
         """A Set-Cookie header value deleting the cookie, with the same attributes."""
         return self.dump(environ, "", max_age=0)
 
+    def expire_other(
+        self, environ: WSGIEnvironment, name: str, path: str | None, domain: str | None
+    ) -> str | None:
+        """A Set-Cookie deleting another system's cookie; ``None`` if ours replaces it already.
+
+        Ours replaces it when the browser keeps both under one name, path and
+        domain (``path`` ``None``: the mount point, as ours).
+        """
+        mount = environ.get("SCRIPT_NAME") or "/"
+        if (name, path or mount, domain) == (self.name, self.path or mount, self.domain):
+            return None
+        return dump_cookie(
+            name, "", max_age=0, expires=0, path=path or mount, domain=domain, max_size=0
+        )
+
 
 class KeyRing:
     """The current secret (signs) and fallback secrets (still verify).

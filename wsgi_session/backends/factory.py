@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wsgi_session.backends.adoption import Adoption
 from wsgi_session.backends.base import Backend, BackendFactory
 from wsgi_session.backends.server import ServerSideBackend
 from wsgi_session.backends.slots import check_sealing
@@ -26,6 +27,7 @@ def make_backend(
     owner_key: str | None = None,
     seal_records: bool = False,
     require_sealed: bool = False,
+    adoption: Adoption | None = None,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default.
 
@@ -44,6 +46,14 @@ def make_backend(
                 "store",
                 kind=type(store).__name__,
             )
+        if adoption is not None:
+            raise ConfigurationError(
+                "{migrate_from} adopts old sessions into a server-side store; {store} is "
+                "{kind}, which keeps no records",
+                "migrate_from",
+                "store",
+                kind=type(store).__name__,
+            )
         return store.make_backend(keys, lifetime)
     if isinstance(store, Store):
         return ServerSideBackend(
@@ -53,6 +63,7 @@ def make_backend(
             owner_key,
             seal_records=seal_records,
             require_sealed=require_sealed,
+            adoption=adoption,
         )
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from wsgi_session.backends.adoption import Adoption
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
@@ -50,9 +51,11 @@ class ServerSideBackend(BaseBackend):
         *,
         seal_records: bool = False,
         require_sealed: bool = False,
+        adoption: Adoption | None = None,
     ) -> None:
         super().__init__(lifetime)
         self.store = store
+        self.adoption = adoption
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
         self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
@@ -82,16 +85,23 @@ class ServerSideBackend(BaseBackend):
         # The pattern placed the dot and allowed only ASCII: no need to search for them.
         return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
 
-    def open(self, cookie: str | None) -> Origin:
+    def open(self, cookie: str | None, *, adopt: bool = True) -> Origin:
+        """The session ``cookie`` names; ``adopt=False``: never ask the migration source."""
         now = self.clock()
         verified = None if cookie is None else self.verify(cookie)
         if verified is None:  # never looked up, and left alone: another key may verify it
-            return Origin.fresh(now)
+            if cookie is None or self.adoption is None:
+                return Origin.fresh(now)
+            return self.adoption.open(self, cookie, now, Origin.fresh(now))
         session_id, current_key = verified
         key = store_key(session_id)
         found = self.store.load(key)
         if found is None:
-            return Origin.fresh(now, stale_cookie=True)
+            if self.adoption is None or not adopt or cookie is None:
+                return Origin.fresh(now, stale_cookie=True)
+            # Ours by its signature, and not here: our own old deployment's (migrate_from
+            # one of our stores), or a session that ended.
+            return self.adoption.open(self, cookie, now, Origin.fresh(now, stale_cookie=True))
         record, found_at = self.slots.decode(session_id, key, found[0])
         if record is None and Record.is_sealed(found[0]):
             log.warning(
@@ -265,6 +275,8 @@ class ServerSideBackend(BaseBackend):
         value = origin.cookie
         if value is None or origin.resign or session.id != origin.id:
             value = self.signer.sign(session.id)
+            if origin.replaces is not None:  # adopted: the old cookie goes where it differs
+                return CookieUpdate(value, self.max_age(plan), None, origin.replaces)
         # Else the request's own cookie: open() kept it, as it verified with the current
         # key and names this id, and verification accepts only the exact text signing gives.
         return CookieUpdate(value, self.max_age(plan))

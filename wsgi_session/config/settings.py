@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
 
+from wsgi_session.config.migration_urls import MigrationURL
 from wsgi_session.config.store_urls import (
     DEFAULT_STORE,
     AnyStore,
@@ -85,6 +86,9 @@ _SETTINGS = {
         _setting("REQUIRE_SEALED", Flag(), "require_sealed"),
         _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
         _setting("RECORD_CLIENT", Flag(), "record_client"),
+        _setting("MIGRATE_FROM", MigrationURL()),
+        _setting("MIGRATE_GRACE", Duration(positive=False)),
+        _setting("MIGRATE_KEEP_OLD", Flag()),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}

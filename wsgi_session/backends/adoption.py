@@ -1,0 +1,196 @@
+"""Adoption: an old system's session becomes ours, under a new id, at most once.
+
+When a request's cookie names no session of ours, the server-side backend
+asks the configured :class:`~wsgi_session.migrate.base.Source` for a
+:class:`~wsgi_session.migrate.base.Claim`. A claim is written as a new
+session under a new random id (never the old id), and the old cookie leaves
+a *mark* in our store, as a regenerate leaves a forward: its key is a hash of
+the old cookie, it lives as long as the old cookie could, and it holds when
+the adoption happened and the new id, sealed with a pad only the old cookie
+and our secret give (HMAC-SHA256), so the store alone learns no usable id.
+
+Writing the mark create-only is what makes adoption happen at most once: of
+a page's parallel requests carrying one old cookie, one writes it; the
+others find it, and within ``grace`` seconds of the adoption reach the
+adopted session and get its cookie. After the grace window the old cookie
+opens nothing, even when the new session is gone (a logout here is never
+undone by a late adoption). Then the old session is retired in the old
+system unless ``keep_old`` (a rollback stays possible).
+
+Nothing here runs for a request whose cookie names a session of ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING
+
+from wsgi_session.cookies import KeyRing, decode_canonical, encode_canonical
+from wsgi_session.errors import ConfigurationError, check_seconds
+from wsgi_session.migrate.base import Claim, Source, unreadable
+from wsgi_session.record import Record
+from wsgi_session.serialization import EMPTY, dumps
+from wsgi_session.session import ID_BYTES, Origin, new_session_id
+
+if TYPE_CHECKING:
+    from wsgi_session.backends.server import ServerSideBackend
+
+log = logging.getLogger("wsgi_session")
+
+DEFAULT_GRACE = 30
+_MARK = b"A1"  # a mark's format; never a record's (records start with a digit and a space)
+_PURPOSE = "wsgi_session.adopted"
+LOG_EVERY = 60  # seconds between two lines counting adoptions
+
+
+def mark_key(cookie: str) -> str:
+    """Where the mark of an adopted old ``cookie`` lives: a hash, never a session's key."""
+    value = cookie.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(_PURPOSE.encode("ascii") + b"\n" + value).hexdigest()
+
+
+class AdoptionLog:
+    """Counts adoptions and logs the count at most once every :data:`LOG_EVERY` seconds."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.total = 0
+        self._unlogged = 0
+        self._logged_at: float | None = None
+        self._lock = threading.Lock()
+
+    def adopted(self, now: float) -> None:
+        with self._lock:
+            self.total += 1
+            self._unlogged += 1
+            if self._logged_at is not None and now - self._logged_at < LOG_EVERY:
+                return
+            count, self._unlogged, self._logged_at = self._unlogged, 0, now
+        log.info(
+            "adopted %d session(s) from %s since the last count (%d in all by this process)",
+            count,
+            self.description,
+            self.total,
+        )
+
+
+class Adoption:
+    """The backend's way to turn an old cookie into a session of ours (see the module)."""
+
+    def __init__(
+        self,
+        source: Source,
+        keys: KeyRing,
+        *,
+        grace: float = DEFAULT_GRACE,
+        keep_old: bool = False,
+    ) -> None:
+        check_seconds("migrate_grace", grace, minimum=0, whole=False)
+        if not isinstance(source, Source):
+            raise ConfigurationError(
+                "{migrate_from} must be a migration source URL or a Source, not {kind}",
+                "migrate_from",
+                kind=type(source).__name__,
+            )
+        self.source = source
+        self.grace = grace
+        self.keep_old = bool(keep_old)
+        self._pad_key = keys.derive(_PURPOSE)[-1]  # the current secret's
+        self.log = AdoptionLog(source.description)
+
+    def open(self, backend: ServerSideBackend, cookie: str, now: float, fresh: Origin) -> Origin:
+        """The session ``cookie`` (not one of ours) opens: adopted, followed, or ``fresh``."""
+        source = self.source
+        if not source.recognizes(cookie):
+            return fresh  # forged, expired, not of the old system's format: no lookup
+        claim = source.claim(cookie)
+        key = mark_key(cookie)
+        mark = backend.store.load(key)
+        if mark is not None:
+            return self._follow(backend, cookie, mark[0], now, fresh)
+        if claim is None:
+            return fresh
+        try:
+            text = dumps(claim.data)
+        except (TypeError, ValueError) as exc:
+            unreadable(source.description, f"its data cannot be kept as tagged JSON: {exc}")
+            return fresh
+        if text == EMPTY:
+            return fresh  # nothing to carry over: no session, no mark
+        new_id = new_session_id()
+        new = backend.slots.of(new_id)
+        backend.writer.create(new, self._record(backend, claim, text, now))
+        ttl = self._mark_ttl(backend, claim)
+        if not backend.store.save(key, self._mark(cookie, new_id, now), ttl, None):
+            # A concurrent request with the same old cookie adopted it first: ours goes.
+            backend.store.delete(new.key)
+            mark = backend.store.load(key)
+            return fresh if mark is None else self._follow(backend, cookie, mark[0], now, fresh)
+        if not self.keep_old:
+            source.retire(claim)
+        self.log.adopted(now)
+        origin = self._opened(backend, new_id, fresh)
+        # Not a refresh due now: the record keeps the old session's remaining life,
+        # which the next request slides on as ours would.
+        origin.accessed = now
+        return origin
+
+    def _record(self, backend: ServerSideBackend, claim: Claim, text: str, now: float) -> Record:
+        """The adopted session's first record: the old one's permanence and remaining life.
+
+        An old session with less time left than ours would give ends when it
+        would have, unless the user comes back first (then ours slides on).
+        """
+        lifetime = backend.lifetime
+        accessed = now
+        if claim.remaining is not None:
+            accessed = now - max(0.0, lifetime.idle_timeout - claim.remaining)
+        created = min(claim.created, accessed) if claim.created is not None else accessed
+        return Record(math.floor(created), math.floor(accessed), claim.permanent, None, text)
+
+    def _mark_ttl(self, backend: ServerSideBackend, claim: Claim) -> int:
+        """As long as the old cookie could still be replayed, and never less than the grace."""
+        left = claim.remaining
+        if left is None:
+            left = backend.lifetime.absolute_timeout or backend.lifetime.idle_timeout
+        return max(1, math.ceil(max(left, self.grace)))
+
+    def _pad(self, cookie: str) -> bytes:
+        value = cookie.encode("utf-8", "surrogateescape")
+        return hmac.new(self._pad_key, value, hashlib.sha256).digest()[:ID_BYTES]
+
+    def _mark(self, cookie: str, new_id: str, now: float) -> bytes:
+        raw = decode_canonical(new_id)
+        assert raw is not None and len(raw) == ID_BYTES  # new_session_id() made it
+        sealed = bytes(a ^ b for a, b in zip(raw, self._pad(cookie), strict=True))
+        return b"%s %d %s" % (_MARK, math.floor(now), sealed.hex().encode("ascii"))
+
+    def _follow(
+        self, backend: ServerSideBackend, cookie: str, mark: bytes, now: float, fresh: Origin
+    ) -> Origin:
+        """The adopted session, for a request within the grace window; else ``fresh``."""
+        fields = mark.split(b" ")
+        if len(fields) != 3 or fields[0] != _MARK:
+            return fresh
+        try:
+            adopted_at = int(fields[1])
+            sealed = bytes.fromhex(fields[2].decode("ascii"))
+        except ValueError:
+            return fresh
+        if now - adopted_at > self.grace or len(sealed) != ID_BYTES:
+            return fresh  # adopted long ago: the old cookie opens nothing any more
+        raw = bytes(a ^ b for a, b in zip(sealed, self._pad(cookie), strict=True))
+        return self._opened(backend, encode_canonical(raw), fresh)
+
+    def _opened(self, backend: ServerSideBackend, session_id: str, fresh: Origin) -> Origin:
+        """The session ``session_id`` as a load finds it, its cookie to be sent."""
+        origin = backend.open(backend.signer.sign(session_id), adopt=False)
+        if origin.new:
+            return fresh  # ended meanwhile (a logout, a revocation): it stays ended
+        origin.resign = True  # the client holds the old cookie: ours must go out
+        origin.replaces = self.source.cookie
+        return origin
