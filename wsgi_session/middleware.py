@@ -155,7 +155,7 @@ class SessionMiddleware(BaseSessionMiddleware):
         owner_key: str | None = None,
         record_client: bool = False,
         migrate_from: str | Source | SourceFactory | None = None,
-        migrate_grace: float = DEFAULT_GRACE,
+        migrate_grace: int = DEFAULT_GRACE,
         migrate_keep_old: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -192,6 +192,11 @@ class SessionMiddleware(BaseSessionMiddleware):
         self.seal_records = bool(seal_records)
         self.require_sealed = bool(require_sealed)
         keys = KeyRing(secret_key, fallback_keys)
+        adoption = adoption_for(
+            migrate_from, keys, self.policy, lifetime, migrate_grace, migrate_keep_old
+        )
+        if adoption is not None:
+            self.policy = adoption.reading_old_cookie(self.policy)
         self.backend = make_backend(
             store,
             keys,
@@ -199,9 +204,7 @@ class SessionMiddleware(BaseSessionMiddleware):
             owner_key=owner_key,
             seal_records=self.seal_records,
             require_sealed=self.require_sealed,
-            adoption=adoption_for(
-                migrate_from, keys, self.policy, lifetime, migrate_grace, migrate_keep_old
-            ),
+            adoption=adoption,
         )
         self.sessions: Sessions = sessions_of(self.backend)
         # Both hooks' answers, fixed at start-up, unless a subclass overrides a
@@ -227,7 +230,7 @@ def adoption_for(
     keys: KeyRing,
     policy: CookiePolicy,
     lifetime: Lifetime,
-    grace: float = DEFAULT_GRACE,
+    grace: int = DEFAULT_GRACE,
     keep_old: bool = False,
 ) -> Adoption | None:
     """The adoption of ``migrate_from``'s sessions (docs/migrating.md); ``None``: no source."""

@@ -27,9 +27,10 @@ import hmac
 import logging
 import math
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wsgi_session.cookies import KeyRing, decode_canonical, encode_canonical
+from wsgi_session.cookies import CookiePolicy, KeyRing, decode_canonical, encode_canonical
 from wsgi_session.errors import ConfigurationError, check_seconds
 from wsgi_session.migrate.base import Claim, Source, unreadable
 from wsgi_session.record import Record
@@ -86,10 +87,10 @@ class Adoption:
         source: Source,
         keys: KeyRing,
         *,
-        grace: float = DEFAULT_GRACE,
+        grace: int = DEFAULT_GRACE,
         keep_old: bool = False,
     ) -> None:
-        check_seconds("migrate_grace", grace, minimum=0, whole=False)
+        check_seconds("migrate_grace", grace, minimum=0)
         if not isinstance(source, Source):
             raise ConfigurationError(
                 "{migrate_from} must be a migration source URL or a Source, not {kind}",
@@ -101,6 +102,13 @@ class Adoption:
         self.keep_old = bool(keep_old)
         self._pad_key = keys.derive(_PURPOSE)[-1]  # the current secret's
         self.log = AdoptionLog(source.description)
+
+    def reading_old_cookie(self, policy: CookiePolicy) -> CookiePolicy:
+        """``policy``, reading the old cookie too where it has another name than ours."""
+        old = self.source.cookie
+        if old is None or old.name == policy.name:
+            return policy
+        return replace(policy, old_name=old.name)
 
     def open(self, backend: ServerSideBackend, cookie: str, now: float, fresh: Origin) -> Origin:
         """The session ``cookie`` (not one of ours) opens: adopted, followed, or ``fresh``."""
@@ -181,7 +189,7 @@ class Adoption:
             sealed = bytes.fromhex(fields[2].decode("ascii"))
         except ValueError:
             return fresh
-        if now - adopted_at > self.grace or len(sealed) != ID_BYTES:
+        if now - adopted_at >= self.grace or len(sealed) != ID_BYTES:
             return fresh  # adopted long ago: the old cookie opens nothing any more
         raw = bytes(a ^ b for a, b in zip(sealed, self._pad(cookie), strict=True))
         return self._opened(backend, encode_canonical(raw), fresh)

@@ -17,11 +17,12 @@ from wsgi_session.backends import BackendFactory
 from wsgi_session.config.store_urls import parse_store_url, without_password
 from wsgi_session.config.values import Kind
 from wsgi_session.errors import ConfigurationError
-from wsgi_session.migrate.base import Host, Source
+from wsgi_session.migrate.base import Host, OldCookie, Source
+from wsgi_session.stores.base import read_query
 
 MIGRATION_SOURCES = (
-    "flask, django.contrib.sessions.backends.db|cache|cached_db|file|signed_cookies, "
-    "flask-session+redis://..., flask-session+memcached://..., "
+    "flask[?cookie_name=&cookie_path=&cookie_domain=] (where the old cookie is not ours), "
+    "django.contrib.sessions.backends.db|cache|cached_db|file|signed_cookies, "
     "or a store URL of ours (sqlite:///path.db, memcached://..., redis://...)"
 )
 DJANGO_ENGINES = "django.contrib.sessions.backends."
@@ -71,8 +72,11 @@ def parse_source_url(url: str) -> SourceURL:
     """The source ``url`` names; ``ValueError`` says what is wrong with it."""
     text = url.strip()
     shown = without_password(text)
-    if text == "flask":
-        return SourceURL(shown, _flask)
+    scheme, question, query = text.partition("?")
+    if scheme == "flask":
+        return SourceURL(shown, _flask(_old_cookie(query) if question else None))
+    if text.startswith(DJANGO_ENGINES):
+        return SourceURL(shown, _django(text))
     try:
         store = parse_store_url(text)
     except ConfigurationError as exc:
@@ -88,7 +92,29 @@ def parse_source_url(url: str) -> SourceURL:
     return SourceURL(shown, bound)
 
 
-def _flask(host: Host) -> Source:
-    from wsgi_session.migrate.flask_cookies import FlaskCookieSource
+def _old_cookie(query: str) -> OldCookie | None:
+    """``cookie_name=&cookie_path=&cookie_domain=``: the old cookie, where it is not ours."""
+    options = read_query(query, {"cookie_name": str, "cookie_path": str, "cookie_domain": str})
+    name = options.get("cookie_name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("cookie_name= is needed with the other cookie options")
+    path, domain = options.get("cookie_path"), options.get("cookie_domain")
+    return OldCookie(name, str(path) if path else None, str(domain) if domain else None)
 
-    return FlaskCookieSource(host)
+
+def _flask(cookie: OldCookie | None) -> Callable[[Host], Source]:
+    def bound(host: Host) -> Source:
+        from wsgi_session.migrate.flask_cookies import FlaskCookieSource
+
+        return FlaskCookieSource(host, cookie)
+
+    return bound
+
+
+def _django(engine: str) -> Callable[[Host], Source]:
+    def bound(host: Host) -> Source:
+        from wsgi_session.migrate.django_engines import DjangoEngineSource
+
+        return DjangoEngineSource(engine, host)
+
+    return bound
