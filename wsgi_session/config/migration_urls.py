@@ -23,6 +23,8 @@ from wsgi_session.stores.base import read_query
 MIGRATION_SOURCES = (
     "flask[?cookie_name=&cookie_path=&cookie_domain=] (where the old cookie is not ours), "
     "django.contrib.sessions.backends.db|cache|cached_db|file|signed_cookies, "
+    "flask-session+redis://host:port/db or flask-session+memcached://host:port "
+    "[?key_prefix=&use_signer=&sid_length=], "
     "or a store URL of ours (sqlite:///path.db, memcached://..., redis://...)"
 )
 DJANGO_ENGINES = "django.contrib.sessions.backends."
@@ -77,6 +79,8 @@ def parse_source_url(url: str) -> SourceURL:
         return SourceURL(shown, _flask(_old_cookie(query) if question else None))
     if text.startswith(DJANGO_ENGINES):
         return SourceURL(shown, _django(text))
+    if text.startswith("flask-session+"):
+        return SourceURL(shown, _flask_session(text))
     try:
         store = parse_store_url(text)
     except ConfigurationError as exc:
@@ -116,5 +120,14 @@ def _django(engine: str) -> Callable[[Host], Source]:
         from wsgi_session.migrate.django_engines import DjangoEngineSource
 
         return DjangoEngineSource(engine, host)
+
+    return bound
+
+
+def _flask_session(url: str) -> Callable[[Host], Source]:
+    def bound(host: Host) -> Source:
+        from wsgi_session.migrate.flask_session import FlaskSessionSource
+
+        return FlaskSessionSource.from_url(url, host)
 
     return bound
