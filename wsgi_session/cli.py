@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: ``demo``, ``gc``, ``check``, ``sessions`` and ``revoke``."""
+"""The ``wsgi-session`` command: demo, gc, check, migrate, sessions and revoke."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from wsgi_session.backends.owners import Sessions
@@ -105,7 +106,90 @@ def check(args: argparse.Namespace) -> int:
         print(f"\nok: the settings are valid and the store answered ({config.shown_store_url})")
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
+    adoption = getattr(config.middleware(_unused_app).backend, "adoption", None)
+    if adoption is not None:
+        adoption.source.ping()  # raises StoreUnavailable: reported, exit status 1
+        print(
+            f"ok: migrating from {adoption.source.description}, which answered; old sessions "
+            f"are adopted on their first request (grace {adoption.grace} s). Remove "
+            f"{args.prefix}MIGRATE_FROM once the log counts no more adoptions"
+        )
     return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Copy every live session of one store of ours into another."""
+    from wsgi_session.config import store_from_url
+    from wsgi_session.migrate.bulk import Summary, copy_records
+    from wsgi_session.stores.base import RecordScan
+
+    source, target = store_from_url(args.source), store_from_url(args.target)
+    missing = _missing_database(source)
+    if missing is not None:
+        print(f"wsgi-session migrate: no session database at {missing}", file=sys.stderr)
+        return 1
+    if not isinstance(source, RecordScan):
+        print(
+            f"wsgi-session migrate: {type(source).__name__} cannot list its records; "
+            "copy from sqlite:// or redis:// (a memcached deployment migrates on access: "
+            "MIGRATE_FROM)",
+            file=sys.stderr,
+        )
+        return 1
+    if not isinstance(target, Store):
+        print("wsgi-session migrate: the target must be a server-side store", file=sys.stderr)
+        return 1
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    after = None
+    if checkpoint is not None and checkpoint.exists():
+        after = checkpoint.read_text(encoding="ascii").strip() or None
+        print(f"resuming after {after}")
+    total = source.count()
+    bar = _ProgressBar(total, sys.stderr)
+
+    def progress(summary: Summary) -> None:
+        bar.show(summary.seen)
+        if checkpoint is not None and summary.last_key is not None and summary.seen % 100 == 0:
+            checkpoint.write_text(summary.last_key, encoding="ascii")
+
+    summary = copy_records(source, target, after=after, progress=progress)
+    bar.done(summary.seen)
+    if checkpoint is not None and summary.last_key is not None:
+        checkpoint.write_text(summary.last_key, encoding="ascii")
+    print(f"{summary} ({_without_password(args.source)} -> {_without_password(args.target)})")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    from wsgi_session.config.store_urls import without_password
+
+    return without_password(url)
+
+
+class _ProgressBar:
+    """``[#####.....] 512/1024`` on a terminal, redrawn at most every hundredth."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.step = max(1, total // 100)
+
+    def show(self, seen: int) -> None:
+        if seen % self.step == 0:
+            self._draw(seen, "\r" if self.tty else "\n")
+
+    def done(self, seen: int) -> None:
+        self._draw(seen, "\r" if self.tty else "\n")
+        self.stream.write("\n")
+
+    def _draw(self, seen: int, start: str) -> None:
+        filled = self.WIDTH * seen // self.total if self.total else self.WIDTH
+        bar = "#" * min(filled, self.WIDTH) + "." * max(0, self.WIDTH - filled)
+        self.stream.write(f"{start}[{bar}] {seen}/{self.total}")
+        self.stream.flush()
 
 
 def sessions(args: argparse.Namespace) -> int:
@@ -203,6 +287,18 @@ def _parser() -> argparse.ArgumentParser:
         "and print the effective configuration with secrets masked. Exits non-zero,\n"
         "with the reason, when a setting is wrong or the store cannot be reached.",
     )
+    copying = add(
+        "migrate",
+        migrate,
+        "copy every live session from one store to another",
+        "Copy every live session of one store of ours into another, each with the time\n"
+        "it has left, while the application serves: a session the target already holds\n"
+        "as new or newer is left as it is. Idempotent; --checkpoint FILE resumes a\n"
+        "stopped copy after the last key it wrote there. Needs no secret key.",
+    )
+    copying.add_argument("--from", dest="source", required=True, metavar="URL", help="a store URL")
+    copying.add_argument("--to", dest="target", required=True, metavar="URL", help="a store URL")
+    copying.add_argument("--checkpoint", metavar="FILE", help="where to note progress, to resume")
     for name, command, summary in (
         ("sessions", sessions, "list a user's live sessions"),
         ("revoke", revoke, "end every session of a user (sign out everywhere)"),

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from wsgi_session.cookies import CookiePolicy, KeyRing, decode_canonical, encode_canonical
 from wsgi_session.errors import ConfigurationError, check_seconds
-from wsgi_session.migrate.base import Claim, Source, unreadable
+from wsgi_session.migrate.base import MARK, Claim, Source, unreadable
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY, dumps
 from wsgi_session.session import ID_BYTES, Origin, new_session_id
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgi_session")
 
 DEFAULT_GRACE = 30
-_MARK = b"A1"  # a mark's format; never a record's (records start with a digit and a space)
 _PURPOSE = "wsgi_session.adopted"
 LOG_EVERY = 60  # seconds between two lines counting adoptions
 
@@ -175,14 +174,14 @@ class Adoption:
         raw = decode_canonical(new_id)
         assert raw is not None and len(raw) == ID_BYTES  # new_session_id() made it
         sealed = bytes(a ^ b for a, b in zip(raw, self._pad(cookie), strict=True))
-        return b"%s %d %s" % (_MARK, math.floor(now), sealed.hex().encode("ascii"))
+        return b"%s %d %s" % (MARK, math.floor(now), sealed.hex().encode("ascii"))
 
     def _follow(
         self, backend: ServerSideBackend, cookie: str, mark: bytes, now: float, fresh: Origin
     ) -> Origin:
         """The adopted session, for a request within the grace window; else ``fresh``."""
         fields = mark.split(b" ")
-        if len(fields) != 3 or fields[0] != _MARK:
+        if len(fields) != 3 or fields[0] != MARK:
             return fresh
         try:
             adopted_at = int(fields[1])

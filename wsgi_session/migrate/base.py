@@ -99,6 +99,10 @@ class Host:
     clock: Callable[[], float] = time.time
 
 
+# The format of an adoption's mark in our store (backends/adoption.py): never a
+# record's (records start with a digit and a space). The bulk copy carries marks over.
+MARK = b"A1"
+
 SourceFactory = Callable[[Host], Source]
 """A source not yet bound to a deployment: what ``migrate_from`` URLs parse into."""
 

@@ -7,7 +7,7 @@ compare-and-set: whatever ``load`` returned is handed back to ``save``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
@@ -67,6 +67,26 @@ class OwnerIndex(Protocol):
 
     def owned(self, owner: str) -> list[str]:
         """The keys listed under ``owner`` and not yet past their ``until``."""
+        ...
+
+
+@runtime_checkable
+class RecordScan(Protocol):
+    """Optional: every record, in key order, for the bulk copy (``wsgi-session migrate``).
+
+    A store that cannot list its records (memcached) can still be the target.
+    """
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        """``(key, data, seconds left)`` of each record whose key sorts after ``after``.
+
+        In key order, so a copy stopped midway resumes after the last key it
+        copied. Expired records a store still keeps come with seconds left <= 0.
+        """
+        ...
+
+    def count(self) -> int:
+        """How many records the scan will go through (for a progress bar)."""
         ...
 
 

@@ -11,8 +11,9 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.stores.base import Version
@@ -54,6 +55,9 @@ WHERE key = ? AND version = ? AND expires > ?
 """
 _DELETE = 'DELETE FROM "{table}" WHERE key = ?'
 _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
+_SCAN = 'SELECT key, data, expires FROM "{table}" WHERE key > ? ORDER BY key LIMIT ?'
+_COUNT = 'SELECT COUNT(*) FROM "{table}"'
+SCAN_BATCH = 500
 _INDEX = 'UPDATE "{table}" SET owner = ? WHERE key = ?'
 _UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = ? AND owner = ?'
 _OWNED = 'SELECT key FROM "{table}" WHERE owner = ? AND expires > ?'
@@ -132,6 +136,7 @@ class SQLiteStore:
         self._index, self._unindex, self._owned = (
             template.format(table=table) for template in (_INDEX, _UNINDEX, _OWNED)
         )
+        self._scan, self._count = (template.format(table=table) for template in (_SCAN, _COUNT))
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -163,6 +168,31 @@ class SQLiteStore:
     def purge_expired(self) -> int:
         """Delete every expired record and return how many there were."""
         return self._write(self._purge, (self._clock(),))
+
+    # -- the RecordScan protocol: batches in key order -------------------------
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        position = "" if after is None else after
+        while True:
+            rows: list[tuple[str, bytes, float]] = self._read(self._scan, (position, SCAN_BATCH))
+            now = self._clock()
+            for key, data, expires in rows:
+                yield key, data, expires - now
+            if len(rows) < SCAN_BATCH:
+                return
+            position = rows[-1][0]
+
+    def count(self) -> int:
+        ((count,),) = self._read(self._count, ())
+        return int(count)
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except _CALLER_BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._unavailable(exc) from exc
 
     # -- the OwnerIndex protocol: an indexed column of the record's own row ------
 
