@@ -499,8 +499,8 @@ class ClaimsEveryCookie:
     description = "every cookie"
     cookie = None
 
-    def recognizes(self, cookie: str) -> bool:
-        return True
+    def identify(self, cookie: str) -> str:
+        return cookie
 
     def claim(self, cookie: str) -> Claim:
         return Claim({"adopted": True}, False, None)

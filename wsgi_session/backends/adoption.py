@@ -5,9 +5,11 @@ asks the configured :class:`~wsgi_session.migrate.base.Source` for a
 :class:`~wsgi_session.migrate.base.Claim`. A claim is written as a new
 session under a new random id (never the old id), and the old cookie leaves
 a *mark* in our store, as a regenerate leaves a forward: its key is a hash of
-the old cookie, it lives as long as the old cookie could, and it holds when
-the adoption happened and the new id, sealed with a pad only the old cookie
-and our secret give (HMAC-SHA256), so the store alone learns no usable id.
+the old session's identity (its old id, or the canonical old cookie where the
+cookie is the session), it lives as long as the old cookie could, and it
+holds when the adoption happened and the new id, sealed with a pad only that
+identity and our secret give (HMAC-SHA256), so the store alone learns no
+usable id.
 
 Writing the mark create-only is what makes adoption happen at most once: of
 a page's parallel requests carrying one old cookie, one writes it; the
@@ -47,9 +49,12 @@ _PURPOSE = "wsgi_session.adopted"
 LOG_EVERY = 60  # seconds between two lines counting adoptions
 
 
-def mark_key(cookie: str) -> str:
-    """Where the mark of an adopted old ``cookie`` lives: a hash, never a session's key."""
-    value = cookie.encode("utf-8", "surrogateescape")
+def mark_key(identity: str) -> str:
+    """Where the mark of an adopted old session lives: a hash, never a session's key.
+
+    ``identity``: what the source named it by (:meth:`Source.identify`).
+    """
+    value = identity.encode("utf-8", "surrogateescape")
     return hashlib.sha256(_PURPOSE.encode("ascii") + b"\n" + value).hexdigest()
 
 
@@ -112,13 +117,14 @@ class Adoption:
     def open(self, backend: ServerSideBackend, cookie: str, now: float, fresh: Origin) -> Origin:
         """The session ``cookie`` (not one of ours) opens: adopted, followed, or ``fresh``."""
         source = self.source
-        if not source.recognizes(cookie):
+        identity = source.identify(cookie)
+        if identity is None:
             return fresh  # forged, expired, not of the old system's format: no lookup
         claim = source.claim(cookie)
-        key = mark_key(cookie)
+        key = mark_key(identity)
         mark = backend.store.load(key)
         if mark is not None:
-            return self._follow(backend, cookie, mark[0], now, fresh)
+            return self._follow(backend, identity, mark[0], now, fresh)
         if claim is None:
             return fresh
         try:
@@ -132,11 +138,11 @@ class Adoption:
         new = backend.slots.of(new_id)
         backend.writer.create(new, self._record(backend, claim, text, now))
         ttl = self._mark_ttl(backend, claim)
-        if not backend.store.save(key, self._mark(cookie, new_id, now), ttl, None):
+        if not backend.store.save(key, self._mark(identity, new_id, now), ttl, None):
             # A concurrent request with the same old cookie adopted it first: ours goes.
             backend.store.delete(new.key)
             mark = backend.store.load(key)
-            return fresh if mark is None else self._follow(backend, cookie, mark[0], now, fresh)
+            return fresh if mark is None else self._follow(backend, identity, mark[0], now, fresh)
         if not self.keep_old:
             source.retire(claim)
         self.log.adopted(now)
@@ -166,18 +172,18 @@ class Adoption:
             left = backend.lifetime.absolute_timeout or backend.lifetime.idle_timeout
         return max(1, math.ceil(max(left, self.grace)))
 
-    def _pad(self, cookie: str) -> bytes:
-        value = cookie.encode("utf-8", "surrogateescape")
+    def _pad(self, identity: str) -> bytes:
+        value = identity.encode("utf-8", "surrogateescape")
         return hmac.new(self._pad_key, value, hashlib.sha256).digest()[:ID_BYTES]
 
-    def _mark(self, cookie: str, new_id: str, now: float) -> bytes:
+    def _mark(self, identity: str, new_id: str, now: float) -> bytes:
         raw = decode_canonical(new_id)
         assert raw is not None and len(raw) == ID_BYTES  # new_session_id() made it
-        sealed = bytes(a ^ b for a, b in zip(raw, self._pad(cookie), strict=True))
+        sealed = bytes(a ^ b for a, b in zip(raw, self._pad(identity), strict=True))
         return b"%s %d %s" % (MARK, math.floor(now), sealed.hex().encode("ascii"))
 
     def _follow(
-        self, backend: ServerSideBackend, cookie: str, mark: bytes, now: float, fresh: Origin
+        self, backend: ServerSideBackend, identity: str, mark: bytes, now: float, fresh: Origin
     ) -> Origin:
         """The adopted session, for a request within the grace window; else ``fresh``."""
         fields = mark.split(b" ")
@@ -190,7 +196,7 @@ class Adoption:
             return fresh
         if now - adopted_at >= self.grace or len(sealed) != ID_BYTES:
             return fresh  # adopted long ago: the old cookie opens nothing any more
-        raw = bytes(a ^ b for a, b in zip(sealed, self._pad(cookie), strict=True))
+        raw = bytes(a ^ b for a, b in zip(sealed, self._pad(identity), strict=True))
         return self._opened(backend, encode_canonical(raw), fresh)
 
     def _opened(self, backend: ServerSideBackend, session_id: str, fresh: Origin) -> Origin:

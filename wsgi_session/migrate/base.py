@@ -2,8 +2,9 @@
 
 A source is the system being replaced (Flask's cookie sessions, Flask-Session,
 a Django engine, one of our own stores), read with that system's own rules:
-:meth:`Source.recognizes` checks an old cookie without any I/O (a signature,
-an id's format), :meth:`Source.claim` reads the old session it names,
+:meth:`Source.identify` checks an old cookie without any I/O (a signature,
+an id's format) and names the old session it is for, :meth:`Source.claim`
+reads that session,
 :meth:`Source.retire` deletes it once it lives on under a new id. The
 adoption itself (a new id, at most once, the grace window) is the server-side
 backend's (:mod:`wsgi_session.backends.adoption`).
@@ -59,8 +60,14 @@ class Source(Protocol):
     description: str  # what logs and ``wsgi-session check`` show: no password, no secret
     cookie: OldCookie | None  # the cookie it reads; None: ours (same name, same path)
 
-    def recognizes(self, cookie: str) -> bool:
-        """Whether the old system could accept ``cookie``, decided without any I/O."""
+    def identify(self, cookie: str) -> str | None:
+        """The old session ``cookie`` names, decided without any I/O; ``None``: not one.
+
+        ``None`` for anything the old system would refuse, and for any spelling
+        of a cookie but the one the old system issued: an old session is
+        adopted at most once, and adoption remembers it by this identity (its
+        id, or the canonical cookie where the cookie is the session).
+        """
         ...
 
     def claim(self, cookie: str) -> Claim | None:

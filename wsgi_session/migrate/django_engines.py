@@ -56,10 +56,13 @@ class DjangoEngineSource:
             settings.SESSION_COOKIE_DOMAIN,
         )
 
-    def recognizes(self, cookie: str) -> bool:
-        if self.signed:  # the session is the cookie: its signature is checked locally
-            return len(cookie) <= MAX_COOKIE and bool(self._load(cookie)[1])
-        return _KEY.fullmatch(cookie) is not None
+    def identify(self, cookie: str) -> str | None:
+        if self.signed:
+            # The session is the cookie: its signature is checked locally (Django
+            # compares it as text, so no other spelling passes).
+            ok = len(cookie) <= MAX_COOKIE and bool(self._load(cookie)[1])
+            return cookie if ok else None
+        return cookie if _KEY.fullmatch(cookie) else None
 
     def _load(self, cookie: str) -> tuple[Any, dict[str, Any]]:
         store = self.store_class(cookie)

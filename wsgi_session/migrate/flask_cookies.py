@@ -47,9 +47,19 @@ class FlaskCookieSource:
 
     def _loads(self, cookie: str) -> tuple[dict[str, Any], float] | None:
         """The session data and when it was signed; ``None`` as Flask would refuse it."""
-        from itsdangerous import BadSignature
+        from itsdangerous import BadData, BadSignature
+        from itsdangerous.encoding import base64_decode, base64_encode
 
         if not cookie or len(cookie) > MAX_COOKIE or not cookie.isascii():
+            return None
+        # itsdangerous decodes a signature leniently (padding, the unused low bits of its
+        # last character); only the spelling Flask issued is an old cookie, so that one
+        # old session is never adopted twice under two spellings.
+        signature = cookie.rpartition(".")[2].encode("ascii")
+        try:
+            if base64_encode(base64_decode(signature)) != signature:
+                return None
+        except BadData:
             return None
         try:
             data, signed_at = self.serializer.loads(
@@ -61,8 +71,9 @@ class FlaskCookieSource:
             return None
         return data, signed_at.timestamp()
 
-    def recognizes(self, cookie: str) -> bool:
-        return self._loads(cookie) is not None
+    def identify(self, cookie: str) -> str | None:
+        # The cookie is the session: its exact text, which _loads holds to Flask's spelling.
+        return cookie if self._loads(cookie) is not None else None
 
     def claim(self, cookie: str) -> Claim | None:
         loaded = self._loads(cookie)

@@ -69,14 +69,19 @@ class FlaskSessionSource:
         self.decode_error = msgspec.DecodeError
         self.unsign: Callable[[str], str | None] | None = None
         if use_signer:
-            from itsdangerous import BadSignature, Signer
+            from itsdangerous import BadData, Signer
+            from itsdangerous.encoding import base64_decode, base64_encode
 
             signer = Signer(host.secret_key, salt="flask-session", key_derivation="hmac")
 
             def unsign(cookie: str) -> str | None:
+                # Only the spelling the signer issued: itsdangerous decodes leniently.
+                signature = cookie.rpartition(".")[2].encode("ascii")
                 try:
+                    if base64_encode(base64_decode(signature)) != signature:
+                        return None
                     return signer.unsign(cookie).decode("ascii")
-                except (BadSignature, UnicodeDecodeError):
+                except (BadData, UnicodeDecodeError):
                     return None
 
             self.unsign = unsign
@@ -134,8 +139,8 @@ class FlaskSessionSource:
         sid = cookie if self.unsign is None else self.unsign(cookie)
         return sid if sid is not None and self.sid.fullmatch(sid) else None
 
-    def recognizes(self, cookie: str) -> bool:
-        return self._sid(cookie) is not None
+    def identify(self, cookie: str) -> str | None:
+        return self._sid(cookie)
 
     def claim(self, cookie: str) -> Claim | None:
         sid = self._sid(cookie)

@@ -44,8 +44,8 @@ class StoreSource:
             return None
         return verified[0]
 
-    def recognizes(self, cookie: str) -> bool:
-        return self._id(cookie) is not None
+    def identify(self, cookie: str) -> str | None:
+        return self._id(cookie)  # only the exact text our signer issued verifies
 
     def claim(self, cookie: str) -> Claim | None:
         session_id = self._id(cookie)
