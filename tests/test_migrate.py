@@ -340,3 +340,12 @@ def test_adopted_sessions_keep_what_is_left_of_the_old_lifetime(clock: FakeClock
     client.set_cookie("session", KeyRing(SECRET).signer("wsgi_session.id").sign(new_id))
     assert client.get("/read").text == "{}"
     assert START  # (the fake clock starts there)
+
+
+def test_an_adopted_session_is_listed_under_its_owner_at_once(clock: FakeClock) -> None:
+    old = MemoryStore(clock=clock)  # the index's entries expire on the test's clock
+    _, old_cookie = logged_in_on(deployment(old, clock, owner_key="user"))
+    new_store = MemoryStore(clock=clock)
+    new = deployment(new_store, clock, owner_key="user", migrate_from=_source_of(old))
+    replay(new, old_cookie)
+    assert len(new.sessions.of("alice")) == 1

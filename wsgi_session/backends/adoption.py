@@ -36,8 +36,8 @@ from wsgi_session.cookies import CookiePolicy, KeyRing, decode_canonical, encode
 from wsgi_session.errors import ConfigurationError, check_seconds
 from wsgi_session.migrate.base import MARK, Claim, Source, unreadable
 from wsgi_session.record import Record
-from wsgi_session.serialization import EMPTY, dumps
-from wsgi_session.session import ID_BYTES, Origin, new_session_id
+from wsgi_session.serialization import EMPTY
+from wsgi_session.session import ID_BYTES, Origin, Session
 
 if TYPE_CHECKING:
     from wsgi_session.backends.server import ServerSideBackend
@@ -127,20 +127,25 @@ class Adoption:
             return self._follow(backend, identity, mark[0], now, fresh)
         if claim is None:
             return fresh
+        session = Session(lambda: Origin.fresh(now))  # a new session, under a new id
+        session.update(claim.data)
+        session.permanent = claim.permanent
         try:
-            text = dumps(claim.data)
+            text = session.serialize()
         except (TypeError, ValueError) as exc:
             unreadable(source.description, f"its data cannot be kept as tagged JSON: {exc}")
             return fresh
         if text == EMPTY:
             return fresh  # nothing to carry over: no session, no mark
-        new_id = new_session_id()
-        new = backend.slots.of(new_id)
-        backend.writer.create(new, self._record(backend, claim, text, now))
+        new_id = session.id
+        # Through the backend's own write of a new session: sealed if records are,
+        # its owner indexed.
+        record = self._lifetime_left(backend.record(session, text, now, True), claim, backend)
+        backend.write_new(new_id, session, record)
         ttl = self._mark_ttl(backend, claim)
         if not backend.store.save(key, self._mark(identity, new_id, now), ttl, None):
             # A concurrent request with the same old cookie adopted it first: ours goes.
-            backend.store.delete(new.key)
+            backend.remove(new_id, None)
             mark = backend.store.load(key)
             return fresh if mark is None else self._follow(backend, identity, mark[0], now, fresh)
         if not self.keep_old:
@@ -152,18 +157,18 @@ class Adoption:
         origin.accessed = now
         return origin
 
-    def _record(self, backend: ServerSideBackend, claim: Claim, text: str, now: float) -> Record:
-        """The adopted session's first record: the old one's permanence and remaining life.
+    @staticmethod
+    def _lifetime_left(record: Record, claim: Claim, backend: ServerSideBackend) -> Record:
+        """``record`` with what is left of the old session's life and its start.
 
         An old session with less time left than ours would give ends when it
         would have, unless the user comes back first (then ours slides on).
         """
-        lifetime = backend.lifetime
-        accessed = now
+        accessed = record.accessed
         if claim.remaining is not None:
-            accessed = now - max(0.0, lifetime.idle_timeout - claim.remaining)
-        created = min(claim.created, accessed) if claim.created is not None else accessed
-        return Record(math.floor(created), math.floor(accessed), claim.permanent, None, text)
+            accessed -= max(0.0, backend.lifetime.idle_timeout - claim.remaining)
+        created = accessed if claim.created is None else min(claim.created, accessed)
+        return record._replace(created=math.floor(created), accessed=math.floor(accessed))
 
     def _mark_ttl(self, backend: ServerSideBackend, claim: Claim) -> int:
         """As long as the old cookie could still be replayed, and never less than the grace."""
