@@ -52,9 +52,6 @@ class Origin:
     # backend): a write under the same id, verified with the current key, re-sends
     # it instead of signing the id again (the signature would be the same bytes).
     cookie: str | None = None
-    # An old system's cookie this session was adopted from (name, path, domain): the
-    # response expires it where it is not ours by name and path (see backends/adoption.py).
-    replaces: tuple[str, str | None, str | None] | None = None
 
     @classmethod
     def fresh(cls, now: float, *, stale_cookie: bool = False, degraded: bool = False) -> Origin:

@@ -29,12 +29,12 @@ import hmac
 import logging
 import math
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from wsgi_session.cookies import CookiePolicy, KeyRing, decode_canonical, encode_canonical
 from wsgi_session.errors import ConfigurationError, check_seconds
-from wsgi_session.migrate.base import MARK, Claim, Source, unreadable
+from wsgi_session.migrate.base import MARK, Claim, OldCookie, Source, unreadable
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import ID_BYTES, Origin, Session
@@ -56,6 +56,18 @@ def mark_key(identity: str) -> str:
     """
     value = identity.encode("utf-8", "surrogateescape")
     return hashlib.sha256(_PURPOSE.encode("ascii") + b"\n" + value).hexdigest()
+
+
+@dataclass
+class AdoptedOrigin(Origin):
+    """A session adopted (or reached within the grace window) by this request.
+
+    ``replaces``: the old system's cookie, which the response expires where it
+    is not ours by name and path. A subclass, not a field of every origin: an
+    ordinary load builds its origin exactly as before.
+    """
+
+    replaces: OldCookie | None = None
 
 
 class AdoptionLog:
@@ -204,11 +216,16 @@ class Adoption:
         raw = bytes(a ^ b for a, b in zip(sealed, self._pad(identity), strict=True))
         return self._opened(backend, encode_canonical(raw), fresh)
 
-    def _opened(self, backend: ServerSideBackend, session_id: str, fresh: Origin) -> Origin:
+    def _opened(
+        self, backend: ServerSideBackend, session_id: str, fresh: Origin
+    ) -> Origin | AdoptedOrigin:
         """The session ``session_id`` as a load finds it, its cookie to be sent."""
-        origin = backend.open(backend.signer.sign(session_id), adopt=False)
-        if origin.new:
+        loaded = backend.open(backend.signer.sign(session_id), adopt=False)
+        if loaded.new:
             return fresh  # ended meanwhile (a logout, a revocation): it stays ended
+        origin = AdoptedOrigin(
+            **{field.name: getattr(loaded, field.name) for field in fields(loaded)},
+            replaces=self.source.cookie,
+        )
         origin.resign = True  # the client holds the old cookie: ours must go out
-        origin.replaces = self.source.cookie
         return origin

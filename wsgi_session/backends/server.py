@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from wsgi_session.backends.adoption import Adoption
+from wsgi_session.backends.adoption import AdoptedOrigin, Adoption
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
@@ -275,7 +275,7 @@ class ServerSideBackend(BaseBackend):
         value = origin.cookie
         if value is None or origin.resign or session.id != origin.id:
             value = self.signer.sign(session.id)
-            if origin.replaces is not None:  # adopted: the old cookie goes where it differs
+            if origin.resign and type(origin) is AdoptedOrigin:  # the old cookie goes too
                 return CookieUpdate(value, self.max_age(plan), None, origin.replaces)
         # Else the request's own cookie: open() kept it, as it verified with the current
         # key and names this id, and verification accepts only the exact text signing gives.
