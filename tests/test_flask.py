@@ -818,6 +818,23 @@ def test_a_save_the_store_refused_answers_503(client: FlaskClient, store: Counti
     assert "Set-Cookie" not in response.headers
 
 
+def test_a_store_outage_under_flask_login_answers_503_not_500(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    """Flask-Login reads the session again after the view (its remember cookie), and
+    SESSION_REFRESH_EACH_REQUEST tries to load it once more: the 503 must survive both."""
+    add_login(app)
+    app.testing = False  # Flask answers the error itself, as in production
+    client.post("/login", data={"user": "alice"})
+    store.fail = {"load"}  # fault injection: the in-process store cannot fail on its own
+
+    response = client.get("/me")
+
+    assert response.status_code == 503
+    store.fail = set()
+    assert client.get("/me").text == "alice"
+
+
 def test_sqlite_store_keeps_flask_sessions(tmp_path: Path) -> None:
     from wsgi_session.stores.sqlite import SQLiteStore
 

@@ -186,3 +186,21 @@ def test_an_id_not_of_flask_sessions_format_costs_no_lookup(
         assert browser.get("/me").status_code == 401
     after = monitor.info("stats")["total_commands_processed"]
     assert after - before == 1  # the INFO itself
+
+
+def test_an_outage_of_the_old_redis_answers_503_then_the_session_is_adopted(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
+    old_cookie = logged_in(old_app("redis", redis_server))
+    new = make_app()
+    Session(new, store=MemoryStore(), clock=clock, migrate_from=url_of("redis", redis_server))
+    browser = new.test_client()
+    browser.set_cookie("session", old_cookie)
+    redis_server.pause()  # the old system's server stops answering (SIGSTOP)
+    try:
+        response = browser.get("/me")
+    finally:
+        redis_server.resume()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert set_cookies(response) == []  # nothing written, the old cookie left alone
+    assert browser.get("/me").text == "alice [1, 2]"

@@ -395,11 +395,13 @@ class _Response:
         middleware = self.middleware
         if middleware.settings_for(self.environ)[0].read(self.environ) is None:
             return False
+        failed_before = self.load_failed  # the application's own use of the session failed
         try:
             permanent = self.session.permanent  # loads it
         except StoreUnavailable:
-            # Logged by the outage log; a page that did not need its session is still served.
-            self.load_failed = False
+            # Logged by the outage log; a page that did not need its session is still
+            # served, but one whose session failed to load stays a 503.
+            self.load_failed = failed_before
             return False
         return permanent
 

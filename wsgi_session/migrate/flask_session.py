@@ -184,9 +184,14 @@ class RedisRecords:
 
     def __init__(self, url: str) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self.errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-        self.client = redis.Redis.from_url(url, socket_timeout=TIMEOUT)
+        # One try per command: an old server that does not answer is a 503 now, not later.
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0)
+        )
 
     def _run(self, command: str, *args: Any) -> Any:
         try:
