@@ -349,3 +349,43 @@ def test_an_adopted_session_is_listed_under_its_owner_at_once(clock: FakeClock) 
     new = deployment(new_store, clock, owner_key="user", migrate_from=_source_of(old))
     replay(new, old_cookie)
     assert len(new.sessions.of("alice")) == 1
+
+
+def _opcodes(app: SessionMiddleware, path: str, cookie: str) -> int:
+    """Python opcodes one request runs (a count, not a time: the same on every machine)."""
+    import sys
+
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return tracer
+
+    client = Client(app)
+    client.set_cookie("session", cookie)
+    environ = {"HTTP_COOKIE": f"session={cookie}", "PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    environ.update({"SERVER_NAME": "x", "SERVER_PORT": "80", "wsgi.url_scheme": "http"})
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        return None
+
+    sys.settrace(tracer)
+    try:
+        b"".join(app(environ, start_response))
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_a_request_with_our_cookie_runs_the_same_code_while_migrating(clock: FakeClock) -> None:
+    plain = deployment(MemoryStore(clock=clock), clock)
+    migrating = deployment(MemoryStore(clock=clock), clock, migrate_from="flask")
+    counts = []
+    for app in (plain, migrating):
+        _, cookie = logged_in_on(app, "set")
+        replay(app, cookie, "/set2")  # warm: every code path taken once
+        counts.append([_opcodes(app, path, cookie) for path in ("/read", "/set2", "/read")])
+    assert counts[0] == counts[1]
