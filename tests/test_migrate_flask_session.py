@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +205,26 @@ def test_an_outage_of_the_old_redis_answers_503_then_the_session_is_adopted(
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert set_cookies(response) == []  # nothing written, the old cookie left alone
     assert browser.get("/me").text == "alice [1, 2]"
+
+
+def test_flask_session_on_sqlalchemy_and_sqlite(tmp_path: Path, clock: FakeClock) -> None:
+    from flask_sqlalchemy import SQLAlchemy
+
+    database = f"sqlite:///{tmp_path / 'flask-session.db'}"
+    old = make_app(SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=database)
+    old.config["SESSION_SQLALCHEMY"] = SQLAlchemy(old)
+    FlaskSessionExtension(old)
+    old_cookie = logged_in(old)
+    new = make_app()
+    source = f"flask-session+sqlalchemy+{database}"
+    Session(new, store=MemoryStore(), clock=clock, migrate_from=source)
+    client = new.test_client()
+    client.set_cookie("session", old_cookie)
+
+    response = client.get("/me")
+
+    assert response.text == "alice [1, 2]"
+    assert "max-age" in set_cookies(response)[0].attrs
+    again = old.test_client()  # the old row is gone: Flask-Session no longer knows the cookie
+    again.set_cookie("session", old_cookie)
+    assert again.get("/me").status_code == 401

@@ -23,8 +23,8 @@ from wsgi_session.stores.base import read_query
 MIGRATION_SOURCES = (
     "flask[?cookie_name=&cookie_path=&cookie_domain=] (where the old cookie is not ours), "
     "django.contrib.sessions.backends.db|cache|cached_db|file|signed_cookies, "
-    "flask-session+redis://host:port/db or flask-session+memcached://host:port "
-    "[?key_prefix=&use_signer=&sid_length=], "
+    "flask-session+redis://host:port/db, flask-session+memcached://host:port or "
+    "flask-session+sqlalchemy+<SQLAlchemy URL> [?key_prefix=&use_signer=&sid_length=&table=], "
     "or a store URL of ours (sqlite:///path.db, memcached://..., redis://...)"
 )
 DJANGO_ENGINES = "django.contrib.sessions.backends."

@@ -11,15 +11,18 @@ msgspec format (a pickle, most likely) is a fresh session and a warning.
 
 The records are read with the client library Flask-Session used on that
 server: redis-py for ``flask-session+redis://`` (``rediss://``), pymemcache
-for ``flask-session+memcached://host:port``.
+for ``flask-session+memcached://host:port``, SQLAlchemy for
+``flask-session+sqlalchemy+<its database URL>`` (``?table=`` and ``?schema=``
+where they are not Flask-Session's defaults).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, Protocol, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.migrate.base import Claim, Host, OldCookie, unreadable
@@ -28,6 +31,8 @@ from wsgi_session.stores.base import parse_flag
 PREFIX = "flask-session+"
 DEFAULT_KEY_PREFIX = "session:"  # Flask-Session's SESSION_KEY_PREFIX
 DEFAULT_SID_LENGTH = 32  # Flask-Session's SESSION_ID_LENGTH
+DEFAULT_TABLE = "sessions"  # Flask-Session's SESSION_SQLALCHEMY_TABLE
+SQLALCHEMY = "sqlalchemy+"
 PERMANENT = "_permanent"
 MAX_COOKIE = 512
 TIMEOUT = 2.0
@@ -95,11 +100,13 @@ class FlaskSessionSource:
         options: dict[str, str] = {}
         rest = []
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name in ("key_prefix", "use_signer", "sid_length"):
+            if name in ("key_prefix", "use_signer", "sid_length", "table", "schema"):
                 options[name] = value
             else:
                 rest.append((name, value))
-        server = urlunsplit(parts._replace(query=urlencode(rest)))
+        # Rebuilt as text: urlunsplit would drop the empty host of sqlite:////path.
+        base = url[len(PREFIX) :].partition("?")[0]
+        server = f"{base}?{urlencode(rest)}" if rest else base
         try:
             key_prefix = options.get("key_prefix", DEFAULT_KEY_PREFIX)
             use_signer = parse_flag(options.get("use_signer", "0"))
@@ -116,10 +123,17 @@ class FlaskSessionSource:
             records = RedisRecords(server)
         elif scheme == "memcached":
             records = MemcachedRecords(parts.netloc)
+        elif scheme.startswith(SQLALCHEMY):
+            records = SQLAlchemyRecords(
+                server[len(SQLALCHEMY) :],
+                options.get("table", DEFAULT_TABLE),
+                options.get("schema") or None,
+            )
         else:
             raise ConfigurationError(
-                "{migrate_from}: Flask-Session on {scheme!r} is not a source; "
-                "allowed: flask-session+redis://, +rediss://, +unix://, +memcached://",
+                "{migrate_from}: Flask-Session on {scheme!r} is not a source; allowed: "
+                "flask-session+redis://, +rediss://, +unix://, +memcached://, "
+                "+sqlalchemy+<SQLAlchemy URL>",
                 "migrate_from",
                 scheme=scheme,
             )
@@ -244,3 +258,57 @@ class MemcachedRecords:
 
     def delete(self, key: str) -> None:
         self._run(lambda: self.client.delete(key))
+
+
+class SQLAlchemyRecords:
+    """Flask-Session's records in its SQLAlchemy table, through SQLAlchemy.
+
+    Its model: ``session_id`` (the key prefix and the id), ``data`` (the
+    msgspec bytes), ``expiry`` (naive UTC); an expired row is no record, as
+    Flask-Session reads it.
+    """
+
+    def __init__(self, url: str, table: str, schema: str | None) -> None:
+        import sqlalchemy as sa
+
+        self.sa = sa
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.table = sa.Table(
+            table,
+            sa.MetaData(schema=schema),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("session_id", sa.String(255)),
+            sa.Column("data", sa.LargeBinary),
+            sa.Column("expiry", sa.DateTime),
+        )
+        self.errors = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+    def _row(self, key: str) -> tuple[bytes, float] | None:
+        """The record's data and seconds left, if it is live."""
+        table = self.table
+        query = self.sa.select(table.c.data, table.c.expiry).where(table.c.session_id == key)
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(query).first()
+        except self.errors as exc:
+            raise StoreUnavailable(f"Flask-Session's database: {exc}") from exc
+        if row is None or row.expiry is None:
+            return None
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        left = (row.expiry - now).total_seconds()
+        return (bytes(row.data), left) if left > 0 and row.data else None
+
+    def get(self, key: str) -> bytes | None:
+        row = self._row(key)
+        return None if row is None else row[0]
+
+    def ttl(self, key: str) -> float | None:
+        row = self._row(key)
+        return None if row is None else row[1]
+
+    def delete(self, key: str) -> None:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(self.table.delete().where(self.table.c.session_id == key))
+        except self.errors as exc:
+            raise StoreUnavailable(f"Flask-Session's database: {exc}") from exc
