@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__version__ = "0.2.0"
+
 from typing import TYPE_CHECKING, Any
 
 from wsgi_session.backends import (
