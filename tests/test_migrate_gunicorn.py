@@ -158,3 +158,66 @@ def test_flask_cookie_sessions_to_wsgi_session_across_a_gunicorn_restart(
         assert len({answer.cookies.get("session") for answer in answers}) == 1
     finally:
         new.stop()
+
+
+OLD_DJANGO = """
+from django_demo.settings_engine import *  # noqa: F403
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # the old stack: Django's own sessions
+"""
+NEW_DJANGO = """
+from django_demo.settings_engine import *  # noqa: F403
+
+WSGI_SESSION_MIGRATE_FROM = "django.contrib.sessions.backends.db"
+"""
+
+
+def test_django_db_sessions_to_the_engine_across_a_gunicorn_restart(tmp_path: Path) -> None:
+    from test_served_django import PROJECT, USER, log_in, manage
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "old_settings.py").write_text(OLD_DJANGO)
+    (code / "new_settings.py").write_text(NEW_DJANGO)
+    extra = {"PYTHONPATH": str(code)}
+
+    def django(settings: str) -> ServerProcess:
+        env = {
+            "DJANGO_SETTINGS_MODULE": settings,
+            "DJANGO_DEMO_DB": str(tmp_path / "users.db"),
+            "DJANGO_DEMO_SESSIONS": f"sqlite://{tmp_path / 'sessions.db'}",
+            **extra,
+        }
+        return gunicorn(tmp_path, "django.core.wsgi:get_wsgi_application()", PROJECT, **env)
+
+    with_code = dict(extra)
+    manage(tmp_path, "old_settings", "migrate", "--verbosity", "0", env=with_code)
+    create = "from django.contrib.auth.models import User; User.objects.create_user("
+    manage(
+        tmp_path,
+        "old_settings",
+        "shell",
+        "-c",
+        f"{create}{USER!r}, password='served-password-0123')",
+        env=with_code,
+    )
+    old = django("old_settings")
+    browser = client()
+    try:
+        home = log_in(browser, old.url)
+        assert f"Hello, {USER}" in home.text and 'id="visits">1<' in home.text
+        old_cookie = browser.cookies["sessionid"]
+    finally:
+        old.stop()
+
+    new = django("new_settings")
+    try:
+        home = browser.get(new.url, timeout=10)
+        assert f"Hello, {USER}" in home.text, home.text  # still logged in
+        assert 'id="visits">2<' in home.text  # with its data
+        assert browser.cookies["sessionid"] != old_cookie  # a signed id of ours now
+        with sqlite3.connect(tmp_path / "users.db") as db:
+            (left,) = db.execute("SELECT COUNT(*) FROM django_session").fetchone()
+        assert left == 0  # the old row is gone
+    finally:
+        new.stop()
