@@ -163,7 +163,7 @@ class Adoption:
         if not self.keep_old:
             source.retire(claim)
         self.log.adopted(now)
-        origin = self._opened(backend, new_id, fresh)
+        origin = self._opened(backend, new_id, fresh, claim.cookie)
         # Not a refresh due now: the record keeps the old session's remaining life,
         # which the next request slides on as ours would.
         origin.accessed = now
@@ -203,29 +203,30 @@ class Adoption:
         self, backend: ServerSideBackend, identity: str, mark: bytes, now: float, fresh: Origin
     ) -> Origin:
         """The adopted session, for a request within the grace window; else ``fresh``."""
-        fields = mark.split(b" ")
-        if len(fields) != 3 or fields[0] != MARK:
+        parts = mark.split(b" ")
+        if len(parts) != 3 or parts[0] != MARK:
             return fresh
         try:
-            adopted_at = int(fields[1])
-            sealed = bytes.fromhex(fields[2].decode("ascii"))
+            adopted_at = int(parts[1])
+            sealed = bytes.fromhex(parts[2].decode("ascii"))
         except ValueError:
             return fresh
         if now - adopted_at >= self.grace or len(sealed) != ID_BYTES:
             return fresh  # adopted long ago: the old cookie opens nothing any more
         raw = bytes(a ^ b for a, b in zip(sealed, self._pad(identity), strict=True))
-        return self._opened(backend, encode_canonical(raw), fresh)
+        return self._opened(backend, encode_canonical(raw), fresh, self.source.cookie)
 
+    @staticmethod
     def _opened(
-        self, backend: ServerSideBackend, session_id: str, fresh: Origin
+        backend: ServerSideBackend, session_id: str, fresh: Origin, old: OldCookie | None
     ) -> Origin | AdoptedOrigin:
-        """The session ``session_id`` as a load finds it, its cookie to be sent."""
+        """``session_id``'s session as a load finds it; its cookie goes out, ``old`` expires."""
         loaded = backend.open(backend.signer.sign(session_id), adopt=False)
         if loaded.new:
             return fresh  # ended meanwhile (a logout, a revocation): it stays ended
         origin = AdoptedOrigin(
             **{field.name: getattr(loaded, field.name) for field in fields(loaded)},
-            replaces=self.source.cookie,
+            replaces=old,
         )
         origin.resign = True  # the client holds the old cookie: ours must go out
         return origin
