@@ -389,3 +389,15 @@ def test_a_request_with_our_cookie_runs_the_same_code_while_migrating(clock: Fak
         replay(app, cookie, "/set2")  # warm: every code path taken once
         counts.append([_opcodes(app, path, cookie) for path in ("/read", "/set2", "/read")])
     assert counts[0] == counts[1]
+
+
+def test_a_source_whose_library_is_missing_fails_at_start_up_naming_the_setting(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "flask.sessions", None)  # as if Flask were not installed
+    with pytest.raises(ConfigurationError) as error:
+        deployment(MemoryStore(), clock, migrate_from="flask")
+    assert error.value.setting == "migrate_from"
+    assert "flask" in str(error.value)

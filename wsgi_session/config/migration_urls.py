@@ -38,7 +38,16 @@ class SourceURL:
     make: Callable[[Host], Source]
 
     def __call__(self, host: Host) -> Source:
-        return self.make(host)
+        try:
+            return self.make(host)
+        except ImportError as exc:  # the old system's library, which reads its sessions
+            raise ConfigurationError(
+                "{migrate_from} {url} reads the old sessions with {module}, which is not "
+                "installed here",
+                "migrate_from",
+                url=repr(self.url),
+                module=exc.name or str(exc),
+            ) from None
 
     def __str__(self) -> str:
         return self.url
