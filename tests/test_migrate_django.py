@@ -17,7 +17,7 @@ import pytest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
-from django_setup import PASSWORD, USER, example_settings
+from django_setup import PASSWORD, USER, drop_unused_middlewares, example_settings
 from redis_server import RedisServer
 
 from wsgi_session import ConfigurationError
@@ -64,6 +64,7 @@ def django_with_sessions_app(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The example project, with django.contrib.sessions installed and its table created."""
     from django.conf import settings
 
+    drop_unused_middlewares()  # a cookie-store one of an earlier test would refuse migrate_from
     with example_settings(tmp_path_factory, __name__, CSRF_USE_SESSIONS=False) as files:
         apps = [*settings.INSTALLED_APPS, "django.contrib.sessions"]
         with override_settings(INSTALLED_APPS=apps):
