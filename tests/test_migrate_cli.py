@@ -169,3 +169,16 @@ def test_an_adoption_answers_as_a_set_cookie(database: Path, redis_server: Redis
     clients[0].application = new
     response = clients[0].get("/n")
     assert response.text == "1" and set_cookies(response)[0].session_id != ""
+
+
+def test_copied_sessions_are_listed_under_their_owner(
+    run: Run, database: Path, redis_server: RedisServer
+) -> None:
+    login = {**COUNTER, "login": lambda session: session.__setitem__("user", "alice")}
+    old = SessionMiddleware(
+        session_app(login), SECRET, store=SQLiteStore(database), owner_key="user"
+    )
+    Client(old).get("/login")
+    assert run("migrate", "--from", f"sqlite://{database}", "--to", redis_server.url)[0] == 0
+    new = SessionMiddleware(APP, SECRET, store=RedisStore(redis_server.url), owner_key="user")
+    assert len(new.sessions.of("alice")) == 1

@@ -5,7 +5,8 @@ own key (a hash of its id, so sealed records still open), with the time it
 has left. Safe while the application serves: a record is created only where
 the target has none, and replaces one only if the target's is older (by its
 last access) and unchanged since it was read (compare-and-set), so a session
-the application already wrote there is never overwritten. Running it again
+the application already wrote there is never overwritten. A copied session
+with an owner is listed under it where the target keeps an owner index. Running it again
 copies nothing twice; ``after`` resumes after the last key a stopped run did.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from wsgi_session.migrate.base import MARK
 from wsgi_session.record import Record
-from wsgi_session.stores.base import RecordScan, Store
+from wsgi_session.stores.base import OwnerIndex, RecordScan, Store
 
 
 @dataclass
@@ -76,11 +77,13 @@ def _copy_one(target: Store, key: str, data: bytes, left: float, summary: Summar
     ttl = max(1, math.ceil(left))
     if target.save(key, data, ttl, None):
         summary.copied += 1
+        _index(target, key, record)
         return
     found = target.load(key)
     if found is None:  # it expired or was deleted meanwhile: once more, create-only
         if target.save(key, data, ttl, None):
             summary.copied += 1
+            _index(target, key, record)
         else:
             summary.newer += 1
         return
@@ -89,5 +92,13 @@ def _copy_one(target: Store, key: str, data: bytes, left: float, summary: Summar
         summary.newer += 1  # written by the application already (or a mark: kept)
     elif target.save(key, data, ttl, found[1]):
         summary.copied += 1
+        _index(target, key, record)
     else:
         summary.newer += 1  # the application wrote it just now
+
+
+def _index(target: Store, key: str, record: Record | None) -> None:
+    """List a copied session under its owner, as its header says, where the target indexes."""
+    owner = None if record is None else record.owner
+    if owner is not None and isinstance(target, OwnerIndex):
+        target.index_owner(owner.digest, key, owner.indexed_until)
