@@ -51,7 +51,7 @@ def test_log_in_on_the_old_stack_switch_reload_still_logged_in(
         old.stop()
 
     new = gunicorn(
-        tmp_path, "login_app:app", code, APP_SECRET=SECRET, MIGRATE="1", STORE=redis_server.url
+        tmp_path, "login_app:app", code, APP_SECRET=SECRET, MIGRATE="flask", STORE=redis_server.url
     )
     try:
         driver.get(new.url)

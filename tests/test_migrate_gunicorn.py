@@ -13,6 +13,7 @@ import sqlite3
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 from redis_server import RedisServer
@@ -123,7 +124,14 @@ if os.environ.get("MIGRATE"):
     from wsgi_session import RedisStore
     from wsgi_session.flask import Session
 
-    Session(app, store=RedisStore(os.environ["STORE"]), migrate_from="flask")
+    Session(app, store=RedisStore(os.environ["STORE"]), migrate_from=os.environ["MIGRATE"])
+elif os.environ.get("FLASK_SESSION_REDIS"):  # the old stack on Flask-Session instead
+    import redis
+    from flask_session import Session as FlaskSession
+
+    app.config["SESSION_TYPE"] = "redis"
+    app.config["SESSION_REDIS"] = redis.Redis.from_url(os.environ["FLASK_SESSION_REDIS"])
+    FlaskSession(app)
 """
 
 
@@ -142,7 +150,7 @@ def test_flask_cookie_sessions_to_wsgi_session_across_a_gunicorn_restart(
     old.stop()
 
     new = gunicorn(
-        tmp_path, "login_app:app", code, APP_SECRET=SECRET, MIGRATE="1", STORE=redis_server.url
+        tmp_path, "login_app:app", code, APP_SECRET=SECRET, MIGRATE="flask", STORE=redis_server.url
     )
     try:
         response = browser.get(new.url, timeout=10)
@@ -219,5 +227,41 @@ def test_django_db_sessions_to_the_engine_across_a_gunicorn_restart(tmp_path: Pa
         with sqlite3.connect(tmp_path / "users.db") as db:
             (left,) = db.execute("SELECT COUNT(*) FROM django_session").fetchone()
         assert left == 0  # the old row is gone
+    finally:
+        new.stop()
+
+
+def test_flask_session_on_redis_to_wsgi_session_across_a_gunicorn_restart(
+    tmp_path: Path, redis_factory: Any
+) -> None:
+    old_redis, new_redis = redis_factory(), redis_factory()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "login_app.py").write_text(textwrap.dedent(FLASK_APP))
+    old = gunicorn(
+        tmp_path, "login_app:app", code, APP_SECRET=SECRET, FLASK_SESSION_REDIS=old_redis.url
+    )
+    browser = client()
+    try:
+        assert browser.post(old.url + "login", data={"user": "alice"}, timeout=10).text == "ok"
+        assert browser.get(old.url, timeout=10).text.startswith("alice")
+        old_cookie = browser.cookies["session"]
+    finally:
+        old.stop()
+    assert len(old_redis.client().keys("session:*")) == 1
+
+    new = gunicorn(
+        tmp_path,
+        "login_app:app",
+        code,
+        APP_SECRET=SECRET,
+        MIGRATE=f"flask-session+{old_redis.url}",
+        STORE=new_redis.url,
+    )
+    try:
+        response = browser.get(new.url, timeout=10)
+        assert response.text.startswith("alice has been here [1, 2]"), response.text
+        assert browser.cookies["session"] != old_cookie
+        assert old_redis.client().keys("session:*") == []  # the old record is gone
     finally:
         new.stop()
