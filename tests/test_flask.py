@@ -512,7 +512,7 @@ class ClaimsEveryCookie:
         pass
 
 
-# Acts on the old system only (its record left in place): tests/test_migrate*.py.
+# Acts on the old system only (its record left in place): tests/test_migrate_flask_session.py.
 NOT_SEEN_BY_THE_NEXT_REQUEST = {"SESSION_MIGRATE_KEEP_OLD"}
 
 

@@ -228,3 +228,18 @@ def test_flask_session_on_sqlalchemy_and_sqlite(tmp_path: Path, clock: FakeClock
     again = old.test_client()  # the old row is gone: Flask-Session no longer knows the cookie
     again.set_cookie("session", old_cookie)
     assert again.get("/me").status_code == 401
+
+
+def test_session_migrate_keep_old_leaves_the_old_record_for_a_rollback(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
+    old = old_app("redis", redis_server)
+    old_cookie = logged_in(old)
+    new = make_app(SESSION_MIGRATE_KEEP_OLD=True)
+    Session(new, store=MemoryStore(), clock=clock, migrate_from=url_of("redis", redis_server))
+    client = new.test_client()
+    client.set_cookie("session", old_cookie)
+    assert client.get("/me").text == "alice [1, 2]"
+    rollback = old.test_client()  # the old stack, back: its user is still logged in
+    rollback.set_cookie("session", old_cookie)
+    assert rollback.get("/me").text == "alice [1, 2]"
