@@ -199,3 +199,21 @@ def test_a_pickling_serializer_is_refused_at_start_up(tmp_path: Path) -> None:
         pytest.raises(ConfigurationError, match="unpickles"),
     ):
         DjangoEngineSource(ENGINES + "db", host)
+
+
+def test_what_is_left_of_an_old_db_session_is_its_rows(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session as Row
+    from django.utils import timezone
+
+    from wsgi_session.migrate.base import Host, OldCookie
+    from wsgi_session.migrate.django_engines import DjangoEngineSource
+
+    old_cookie = logged_in("db")
+    Row.objects.filter(session_key=old_cookie).update(
+        expire_date=timezone.now() + timedelta(seconds=600)  # saved long ago: 10 minutes left
+    )
+    source = DjangoEngineSource(ENGINES + "db", Host(b"k" * 32, (), OldCookie(COOKIE), 3600))
+    claim = source.claim(old_cookie)
+    assert claim is not None and 590 < (claim.remaining or 0) <= 600

@@ -12,6 +12,7 @@ refused at start-up: old records are never unpickled.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from typing import Any
 
@@ -77,11 +78,30 @@ class DjangoEngineSource:
         if not data:
             return None  # none, expired, or not what Django signed: Django starts afresh too
         store._session_cache = data  # what Django's getters below read, loaded once
-        remaining = store.get_expiry_age()
+        remaining = min(store.get_expiry_age(), self._row_left(store, cookie))
         if remaining <= 0:
             return None
         permanent = not store.get_expire_at_browser_close()
         return Claim(dict(data), permanent, float(remaining), self.cookie, handle=store)
+
+    @staticmethod
+    def _row_left(store: Any, key: str) -> float:
+        """Seconds the database row has left (db, cached_db): its ``expire_date``.
+
+        ``get_expiry_age()`` counts from now; the row's date counts from its
+        last save, which is when the old session really ends.
+        """
+        model = getattr(store, "get_model_class", None)
+        if model is None:
+            return math.inf
+        from django.utils import timezone
+
+        try:
+            rows = model().objects.filter(session_key=key).values_list("expire_date", flat=True)
+            expires = rows.first()
+        except Exception as exc:  # the engine's database is down
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return math.inf if expires is None else (expires - timezone.now()).total_seconds()
 
     def retire(self, claim: Claim) -> None:
         try:
