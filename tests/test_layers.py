@@ -41,6 +41,16 @@ def test_stores_import_only_the_protocol_and_the_errors(path: Path) -> None:
     assert imported(path) <= allowed, imported(path)
 
 
+@pytest.mark.parametrize("name", ["base.py", "audit.py"])
+def test_the_metrics_protocol_and_the_audit_log_import_nothing_of_the_package(name: str) -> None:
+    assert imported(PACKAGE / "metrics" / name) == set()
+
+
+@pytest.mark.parametrize("name", ["prometheus.py", "opentelemetry.py"])
+def test_a_metrics_adapter_imports_only_the_protocol(name: str) -> None:
+    assert imported(PACKAGE / "metrics" / name) == {"wsgi_session.metrics.base"}
+
+
 # Our own codec is the old system's library when the source is one of our stores.
 _OWN_CODEC = {
     "wsgi_session.cookies",

@@ -137,6 +137,8 @@ _SETTINGS = frozenset(
         "WSGI_SESSION_STORE",
         "WSGI_SESSION_SEAL_RECORDS",
         "WSGI_SESSION_REQUIRE_SEALED",
+        "WSGI_SESSION_METRICS",
+        "WSGI_SESSION_AUDIT",
         *MIGRATION_SETTINGS,
     }
 )
@@ -207,6 +209,8 @@ class _DjangoSessions(WSGISessionMiddleware):
                 **migration_from_settings(),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
+                metrics=getattr(settings, "WSGI_SESSION_METRICS", None),
+                audit=bool(getattr(settings, "WSGI_SESSION_AUDIT", False)),
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
@@ -242,6 +246,8 @@ _SETTING_NAMES = {
     "idle_timeout": "SESSION_COOKIE_AGE",
     "seal_records": "WSGI_SESSION_SEAL_RECORDS",
     "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
+    "metrics": "WSGI_SESSION_METRICS",
+    "audit": "WSGI_SESSION_AUDIT",
     "migrate_from": "WSGI_SESSION_MIGRATE_FROM",
     "migrate_grace": "WSGI_SESSION_MIGRATE_GRACE",
 }

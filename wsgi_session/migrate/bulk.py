@@ -13,12 +13,12 @@ copies nothing twice; ``after`` resumes after the last key a stopped run did.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from wsgi_session.migrate.base import MARK
 from wsgi_session.record import Record
-from wsgi_session.stores.base import OwnerIndex, RecordScan, Store
+from wsgi_session.stores.base import OwnerIndex, Store
 
 
 @dataclass
@@ -46,15 +46,15 @@ Progress = Callable[[Summary], None]
 
 
 def copy_records(
-    source: RecordScan,
+    records: Iterable[tuple[str, bytes, float]],
     target: Store,
     *,
     after: str | None = None,
     progress: Progress | None = None,
 ) -> Summary:
-    """Copy every live record of ``source`` into ``target`` (see the module)."""
+    """Copy ``records`` (a ``KeyedScan``'s ``scan(after)``) into ``target`` (see the module)."""
     summary = Summary(last_key=after)
-    for key, data, left in source.scan(after):
+    for key, data, left in records:
         _copy_one(target, key, data, left, summary)
         summary.last_key = key
         if progress is not None:

@@ -72,9 +72,32 @@ class OwnerIndex(Protocol):
 
 @runtime_checkable
 class RecordScan(Protocol):
-    """Optional: every record, in key order, for the bulk copy (``wsgi-session migrate``).
+    """Optional: every record the store holds, and its own size figures (``wsgi-session stats``).
 
-    A store that cannot list its records (memcached) can still be the target.
+    ``records`` may include records past their expiry that the store has
+    not dropped yet, forwards and emptied records: the reader tells them
+    apart from their headers. A store that cannot list its records cheaply
+    (memcached has no key listing meant for it) still gives ``figures``.
+    """
+
+    def records(self) -> Iterator[bytes]:
+        """Each stored record's data, in no particular order."""
+        ...
+
+    def record_count(self) -> int | None:
+        """About how many records :meth:`records` goes through (a progress bar's total)."""
+        ...
+
+    def figures(self) -> dict[str, int]:
+        """The store's own size figures, by name (``file bytes``, ``used memory bytes``)."""
+        ...
+
+
+@runtime_checkable
+class KeyedScan(Protocol):
+    """Optional: every record with its key and time left, in key order (``wsgi-session migrate``).
+
+    A store that cannot list its records (memcached) can still be the copy's target.
     """
 
     def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:

@@ -88,7 +88,7 @@ class MemoryStore:
                 del self._records[key]
         return len(expired)
 
-    # -- the RecordScan protocol --------------------------------------------
+    # -- the KeyedScan protocol (the bulk copy) -----------------------------
 
     def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
         with self._lock:

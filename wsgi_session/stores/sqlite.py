@@ -55,12 +55,15 @@ WHERE key = ? AND version = ? AND expires > ?
 """
 _DELETE = 'DELETE FROM "{table}" WHERE key = ?'
 _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
-_SCAN = 'SELECT key, data, expires FROM "{table}" WHERE key > ? ORDER BY key LIMIT ?'
-_COUNT = 'SELECT COUNT(*) FROM "{table}"'
-SCAN_BATCH = 500
+# The bulk copy's: every record with its key and expiry, in key order, in batches.
+_KEYED = 'SELECT key, data, expires FROM "{table}" WHERE key > ? ORDER BY key LIMIT ?'
+_ALL = 'SELECT COUNT(*) FROM "{table}"'
+KEYED_BATCH = 500
 _INDEX = 'UPDATE "{table}" SET owner = ? WHERE key = ?'
 _UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = ? AND owner = ?'
 _OWNED = 'SELECT key FROM "{table}" WHERE owner = ? AND expires > ?'
+_SCAN = 'SELECT data FROM "{table}" WHERE expires > ?'
+_COUNT = 'SELECT COUNT(*) FROM "{table}" WHERE expires > ?'
 
 # Errors that mean the calling code is wrong, not that the database is away.
 _CALLER_BUGS = (sqlite3.ProgrammingError, sqlite3.IntegrityError)
@@ -137,6 +140,7 @@ class SQLiteStore:
             template.format(table=table) for template in (_INDEX, _UNINDEX, _OWNED)
         )
         self._scan, self._count = (template.format(table=table) for template in (_SCAN, _COUNT))
+        self._keyed, self._all = (template.format(table=table) for template in (_KEYED, _ALL))
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -169,21 +173,21 @@ class SQLiteStore:
         """Delete every expired record and return how many there were."""
         return self._write(self._purge, (self._clock(),))
 
-    # -- the RecordScan protocol: batches in key order -------------------------
+    # -- the KeyedScan protocol (the bulk copy): batches in key order ----------
 
     def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
         position = "" if after is None else after
         while True:
-            rows: list[tuple[str, bytes, float]] = self._read(self._scan, (position, SCAN_BATCH))
+            rows: list[tuple[str, bytes, float]] = self._read(self._keyed, (position, KEYED_BATCH))
             now = self._clock()
             for key, data, expires in rows:
                 yield key, data, expires - now
-            if len(rows) < SCAN_BATCH:
+            if len(rows) < KEYED_BATCH:
                 return
             position = rows[-1][0]
 
     def count(self) -> int:
-        ((count,),) = self._read(self._count, ())
+        ((count,),) = self._read(self._all, ())
         return int(count)
 
     def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
@@ -193,6 +197,32 @@ class SQLiteStore:
             raise
         except sqlite3.DatabaseError as exc:
             raise self._unavailable(exc) from exc
+
+    # -- the RecordScan protocol -------------------------------------------------------
+
+    def records(self) -> Iterator[bytes]:
+        """Each live record's data, read in one statement (a snapshot, with WAL)."""
+        try:
+            rows = self._connection().execute(self._scan, (self._clock(),))
+            for (data,) in rows:
+                yield bytes(data)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def record_count(self) -> int | None:
+        try:
+            (count,) = self._connection().execute(self._count, (self._clock(),)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return int(count)
+
+    def figures(self) -> dict[str, int]:
+        """The database file's size, and its write-ahead log's."""
+        found = {}
+        for name, path in (("file bytes", self.path), ("WAL bytes", Path(f"{self.path}-wal"))):
+            with contextlib.suppress(OSError):
+                found[name] = path.stat().st_size
+        return found
 
     # -- the OwnerIndex protocol: an indexed column of the record's own row ------
 
