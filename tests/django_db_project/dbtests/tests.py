@@ -218,6 +218,25 @@ class DjangosSessionAPI(TestCase):
         self.assertEqual(client.get("/read").json(), {})
 
 
+class SwitchingFromDjangosDbEngine(TransactionTestCase):
+    """docs/django.md's switch: the db engine's logged-in users stay logged in."""
+
+    def test_a_login_made_under_the_db_engine_is_adopted_into_django_store(self) -> None:
+        user = User.objects.create_user("carol", password="wonderland")
+        with self.settings(SESSION_ENGINE="django.contrib.sessions.backends.db"):
+            before = Client()
+            before.force_login(user)
+            old_key = before.cookies["sessionid"].value
+        with self.settings(WSGI_SESSION_MIGRATE_FROM="django.contrib.sessions.backends.db"):
+            after = Client()
+            after.cookies["sessionid"] = old_key
+            data = after.get("/read").json()
+            self.assertEqual(data.get("_auth_user_id"), str(user.pk))
+            self.assertNotEqual(after.cookies["sessionid"].value, old_key)  # a new id
+            self.assertEqual(after.get("/count").content, b"1")
+        self.assertGreaterEqual(rows(), 1)  # kept in wsgi_session_record now
+
+
 class UnderAtomicRequests(TransactionTestCase):
     """Each view runs in a transaction (ATOMIC_REQUESTS): its session writes are not part of it."""
 
