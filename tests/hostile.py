@@ -158,11 +158,13 @@ class Subject:
     def header_names_issued(self, header: str) -> set[str]:
         """Ids of issued cookies that ``header`` carries byte for byte as one of its pairs."""
         found = set()
-        prefix = self.cookie_name + "="
         for pair in header.split(";"):
-            pair = pair.strip(" \t")
-            if pair.startswith(prefix) and pair[len(prefix) :] in self.issued:
-                found.add(self.issued[pair[len(prefix) :]])
+            # The header's optional whitespace (spaces and tabs around the name,
+            # the "=" and the value) is not part of the value.
+            name, sep, value = pair.partition("=")
+            value = value.strip(" \t")
+            if sep and name.strip(" \t") == self.cookie_name and value in self.issued:
+                found.add(self.issued[value])
         return found
 
 

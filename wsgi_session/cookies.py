@@ -106,17 +106,21 @@ class CookiePolicy:
     def read(self, environ: WSGIEnvironment) -> str | None:
         """The raw value the client sent for this cookie (the first one), or ``None``.
 
-        Raw: no unquoting, no backslash escapes (``"..."``, ``\\056``), no
-        space around ``=``, so the value verified is byte for byte what the
-        client sent. The server never issues a value that needs quoting.
+        Raw: no unquoting, no backslash escapes (``"..."``, ``\\056``), so the
+        value verified is byte for byte what the client sent; the server never
+        issues a value that needs quoting. Only the optional whitespace of the
+        header's grammar goes: spaces and tabs around the name, the ``=`` and the
+        value (``session = VALUE``), as the standard library's and werkzeug's
+        parsers read it.
         """
         header: str | None = environ.get("HTTP_COOKIE")
         if not header or self.name not in header:
             return None
         for pair in header.split(";"):
             name, sep, value = pair.strip(" \t").partition("=")
-            if sep and name == self.name:
-                return value
+            # The exact name first: the usual header has no space before its "=".
+            if sep and (name == self.name or name.rstrip(" \t") == self.name):
+                return value.lstrip(" \t")
         return None
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
