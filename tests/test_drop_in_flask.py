@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, session
+from flask import Flask, request, session
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 from helpers import SECRET, CountingStore, FakeClock, make, one_cookie, set_cookies, stored_data
 from helpers import stored_record as record_of
 
@@ -337,3 +338,48 @@ def test_core_untouched_browser_session_with_refresh_each_request_sends_nothing(
 
     assert set_cookies(response) == []
     assert "Vary" not in response.headers
+
+
+# -- the secret key, wherever Flask finds it --------------------------------------------
+
+
+class KeyedByClass(Flask):
+    secret_key = SECRET  # app.secret_key, not app.config["SECRET_KEY"]
+
+
+class KeyedByProperty(Flask):
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
+        return SECRET
+
+
+@pytest.mark.parametrize("app_class", [KeyedByClass, KeyedByProperty], ids=["class", "property"])
+def test_flask_wtf_csrf_round_trips_on_an_app_whose_class_sets_the_secret_key(
+    store: CountingStore, clock: FakeClock, app_class: type[Flask]
+) -> None:
+    app = app_class(__name__)
+    app.testing = True
+    assert app.config["SECRET_KEY"] is None  # only app.secret_key has it, as Flask allows
+    Session(app, store=store, clock=clock)
+    CSRFProtect(app)
+
+    @app.route("/form", methods=["GET", "POST"])
+    def form() -> str:
+        return generate_csrf() if request.method == "GET" else "posted"
+
+    client = app.test_client()
+    response = client.get("/form")
+    assert response.status_code == 200
+    token = response.text
+    cookie = one_cookie(response)
+    assert "csrf_token" in stored_data(store, cookie.session_id)
+
+    assert client.post("/form", data={"csrf_token": token}).text == "posted"
+    assert client.post("/form", data={"csrf_token": "forged"}).status_code == 400
+    # The session cookie is signed with the class's key: an app keyed otherwise cannot read it.
+    other = flask_app(store, clock, secret=OTHER_SECRET).test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/read").json == {}
+    same_key = flask_app(store, clock, secret=SECRET).test_client()
+    same_key.set_cookie("session", cookie.value)
+    assert "csrf_token" in same_key.get("/read").json
