@@ -22,7 +22,8 @@ from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from flask import Flask
+from flask import Flask, has_request_context
+from flask.globals import request_ctx
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
@@ -106,6 +107,7 @@ class FlaskSession(SessionView, SessionMixin):
     """
 
     detached: Detached | None = None  # set on a session opened outside the middleware
+    response: Response | None = None  # the request's response, once Flask has made it
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.raw)
@@ -241,6 +243,23 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
         return sessions_of(self.settings()[1])
 
+    @staticmethod
+    def response_complete(session: RequestSession) -> bool:
+        """Whether ``session``'s response runs no code of the application's any more.
+
+        Asked at a change after the response started: true unless the body is
+        streamed (a ``stream_with_context`` generator may still be running,
+        whose change would be lost). The change then goes ahead, as Flask's own
+        session takes it after its request (``teardown_request``, the context
+        the test client keeps): in this request's copy only.
+        """
+        if not has_request_context():
+            return False
+        view = request_ctx.session
+        if type(view) is not FlaskSession or view.raw is not session or view.response is None:
+            return False
+        return not view.response.is_streamed
+
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
 
@@ -359,10 +378,14 @@ class SessionInterface(FlaskSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         # Not isinstance(session, FlaskSession): an ABC's check is a Python call per request.
-        detached: Detached | None = getattr(session, "detached", None)
+        if type(session) is not FlaskSession:
+            return
+        detached = session.detached
         if detached is None:
-            return  # the middleware commits when the response starts
-        assert isinstance(session, FlaskSession)
+            # The middleware commits when the response starts; what comes after
+            # asks whether the body is streamed (see response_complete).
+            session.response = response
+            return
         if not session.accessed:
             return
         headers = self.middleware.session_headers(

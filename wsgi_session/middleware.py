@@ -72,6 +72,11 @@ class BaseSessionMiddleware:
     # here, without the calls of settings_for.
     _fixed_settings: tuple[CookiePolicy, Backend] | None = None
 
+    # Asked at a change made after the response started: whether the response is
+    # complete, so that the change may go ahead (see Session.seal). None: never
+    # (a plain WSGI application's later change can only come from its body).
+    response_complete: Callable[[Session], bool] | None = None
+
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         """The cookie attributes for this request."""
         raise NotImplementedError
@@ -306,7 +311,7 @@ class _Response:
                 refreshed = middleware.refreshes_each_request(self.environ) and self._refreshed()
                 if not refreshed:
                     # Sealed even if untouched: a first change made now could not be saved either.
-                    session.seal()
+                    session.seal(middleware.response_complete)
                     if self.load_failed and status[:3] == "500":
                         # A framework turned the failed load into its generic error page.
                         return self._fail()
@@ -337,7 +342,7 @@ class _Response:
                     return self._fail()
                 self.extra_headers = [VARY_COOKIE]
             finally:
-                self.session.seal()
+                self.session.seal(middleware.response_complete)
         elif self.failed:
             return _discard
         return self.real_start_response(

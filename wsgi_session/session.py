@@ -99,7 +99,7 @@ class Session(MutableMapping[str, Any]):
         # The rest is set by _load: most requests never use their session.
         self._opener = opener
         self._origin: Origin | None = None
-        self._sealed = False
+        self._sealed: bool | Callable[[Session], bool] = False
         # Set by the first change of any kind (every one goes through
         # _check_open): until then nothing differs from the origin, and the
         # commit of a read need not compare (see unchanged).
@@ -282,17 +282,27 @@ class Session(MutableMapping[str, Any]):
                 changed[key] = value
         return changed, set(before) - set(self._values)
 
-    def seal(self) -> None:
-        """Refuse further changes: the response headers are on their way."""
-        self._sealed = True
+    def seal(self, complete: Callable[[Session], bool] | None = None) -> None:
+        """Refuse further changes: the response headers are on their way.
+
+        ``complete``, if given, is asked at a later change whether the response
+        is complete by then (the framework runs no code of the application's
+        for it any more, as after a request Flask's test client keeps open). If
+        so the change is let through, and stays in this object: nothing commits
+        it, as nothing commits a change made then to the framework's own session.
+        """
+        self._sealed = complete or True
 
     def _check_open(self) -> None:
         """Called before every change: refuse it once sealed, else note it may differ now."""
-        if self._sealed:
-            raise SessionSealed(
-                "the session was changed after the response headers were sent; "
-                "change it before start_response is called"
-            )
+        sealed = self._sealed
+        if sealed:
+            if sealed is True or not sealed(self):
+                raise SessionSealed(
+                    "the session was changed after the response headers were sent; "
+                    "change it before start_response is called"
+                )
+            self._sealed = False  # the response is complete: changes stay here
         self._maybe_changed = True
 
     def _write(self, key: str) -> None:
