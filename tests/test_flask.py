@@ -781,6 +781,23 @@ def test_an_unauthorized_flash_is_read_in_the_context_the_test_client_keeps(
         assert get_flashed_messages() == [manager.login_message]
 
 
+def test_a_change_in_teardown_request_is_taken_as_flask_takes_it(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    """After a response that is not streamed: in that request's copy, never stored."""
+    seen: list[object] = []
+
+    @app.teardown_request
+    def late(error: BaseException | None) -> None:
+        session["late"] = True
+        seen.append(session.get("late"))
+
+    response = client.get("/set")
+
+    assert response.status_code == 200 and seen == [True]
+    assert stored_data(store, response.text) == {"user": "alice"}
+
+
 def test_a_change_while_a_streamed_body_is_sent_raises_sealed(
     app: Flask, client: FlaskClient, store: CountingStore
 ) -> None:

@@ -62,7 +62,14 @@ from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Origin, Session, new_session_id
 from wsgi_session.stores.base import Store
 
-__all__ = ["EngineBackend", "SessionStore", "TaggedJSONSerializer", "server_error", "sessions"]
+__all__ = [
+    "EngineBackend",
+    "SessionStore",
+    "TaggedJSONSerializer",
+    "check_settings",
+    "server_error",
+    "sessions",
+]
 
 CREATE_ATTEMPTS = 10  # a fresh 256-bit id does not collide; more means the store is broken
 _SETTINGS = frozenset(
