@@ -382,9 +382,10 @@ class SessionInterface(FlaskSessionInterface):
             return
         detached = session.detached
         if detached is None:
-            # The middleware commits when the response starts; what comes after
+            # The middleware commits when the response starts; a change after it
             # asks whether the body is streamed (see response_complete).
             session.response = response
+            session.raw.complete_after_seal(self.middleware.response_complete)
             return
         if not session.accessed:
             return

@@ -72,11 +72,6 @@ class BaseSessionMiddleware:
     # here, without the calls of settings_for.
     _fixed_settings: tuple[CookiePolicy, Backend] | None = None
 
-    # Asked at a change made after the response started: whether the response is
-    # complete, so that the change may go ahead (see Session.seal). None: never
-    # (a plain WSGI application's later change can only come from its body).
-    response_complete: Callable[[Session], bool] | None = None
-
     def cookie_policy(self, environ: WSGIEnvironment) -> CookiePolicy:
         """The cookie attributes for this request."""
         raise NotImplementedError
@@ -306,17 +301,18 @@ class _Response:
         if not self.started:
             self.started = True
             middleware = self.middleware
-            session = self.session
             if self.origin is None:
                 refreshed = middleware.refreshes_each_request(self.environ) and self._refreshed()
                 if not refreshed:
                     # Sealed even if untouched: a first change made now could not be saved either.
-                    session.seal(middleware.response_complete)
+                    self.session.seal()
                     if self.load_failed and status[:3] == "500":
                         # A framework turned the failed load into its generic error page.
                         return self._fail()
                     return self.real_start_response(status, headers, exc_info)
                 session = refreshed
+            else:
+                session = self.session
             try:
                 # A re-sent cookie comes with Vary: Cookie even if the application never
                 # used its session, as with Flask's own (CVE-2023-30861: a shared cache
@@ -342,7 +338,7 @@ class _Response:
                     return self._fail()
                 self.extra_headers = [VARY_COOKIE]
             finally:
-                self.session.seal(middleware.response_complete)
+                self.session.seal()
         elif self.failed:
             return _discard
         return self.real_start_response(
