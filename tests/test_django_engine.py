@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import django
 import pytest
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieStore
@@ -33,7 +34,7 @@ from django_setup import (
     drop_unused_middlewares,
     example_settings,
 )
-from helpers import CountingStore, FakeClock, parse_set_cookie
+from helpers import CountingStore, FakeClock, parse_set_cookie, store_key
 from werkzeug.test import Client as WSGIClient
 
 from wsgi_session import MemoryStore
@@ -533,6 +534,9 @@ def test_a_fixed_expiry_date_ends_the_session(clock: FakeClock) -> None:
     assert SessionStore(session.session_key).load() == {}
 
 
+@pytest.mark.skipif(
+    django.VERSION < (5, 0), reason="Django's async session API (aset, asave, ...) came in 5.0"
+)
 def test_the_async_api() -> None:
     async def scenario() -> dict[str, Any]:
         session = SessionStore()
@@ -588,9 +592,14 @@ def test_the_engine_refuses_require_sealed_without_sealing(
 
 
 def stored_records() -> list[bytes]:
+    return list(stored_items().values())
+
+
+def stored_items() -> dict[str, bytes]:
+    """The memory store's live records, by store key."""
     inner = engine._backend().store
     assert isinstance(inner, MemoryStore)
-    return [found[0] for key in list(inner._records) if (found := inner.load(key))]
+    return {key: found[0] for key in list(inner._records) if (found := inner.load(key))}
 
 
 def test_seal_records_setting_seals_the_engines_records(settings_backend: None) -> None:
@@ -621,7 +630,7 @@ def test_an_engine_login_is_listed_and_a_revoke_logs_that_client_out(
     assert len(listed) == 2
 
     # One session ended by its handle: exactly one of the two clients is logged out.
-    assert sessions.revoke_one(listed[0].handle)
+    assert sessions.revoke_one(listed[0].handle, user.pk)
     users = sorted(client.get("/e/read/").json()["user"] for client in (phone, laptop))
     assert users == ["", USER]
     assert len(sessions.of(user.pk)) == 1
@@ -777,3 +786,40 @@ def test_installed_as_an_app_the_engine_is_checked_at_start_up() -> None:
     with override_settings(INSTALLED_APPS=[*_installed_apps(), "wsgi_session.django"]):
         assert apps.get_app_config("wsgi_session").name == "wsgi_session.django"
         assert engine.check_settings in checks.registry.registry.get_checks()
+
+
+@pytest.mark.parametrize("first", ["login", "logout"])
+def test_a_logout_racing_a_login_ends_the_session_in_either_order(
+    settings_backend: None, first: str
+) -> None:
+    """Two requests loaded one session: a login (``cycle_key``) and a logout (``flush``)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username=USER)
+    client = Client()
+    assert client.login(username=USER, password=PASSWORD)
+    key = client.cookies[COOKIE].value
+    # What Client.login left besides the logged-in record: the forward of the test
+    # client's own empty session, a session as Django's engines keep it, which its
+    # login cycled.
+    before = set(stored_items())
+    login, logout = SessionStore(key), SessionStore(key)
+    login.load(), logout.load()  # both loaded the logged-in session
+    login["_auth_user_id"], logout["_auth_user_id"]
+
+    if first == "login":
+        login.cycle_key()  # the login finishes first: the old record forwards to the new one
+        login.save()
+        logout.flush()
+    else:
+        logout.flush()
+        with pytest.raises(UpdateError):
+            login.cycle_key()
+    assert login.session_key is not None
+    assert not SessionStore().exists(login.session_key)
+    assert not SessionStore().exists(key)
+    assert engine.sessions().of(user.pk) == []
+    # Nothing of the session is left: no owned record, no forward of its own.
+    left = {stored for stored, raw in stored_items().items() if raw.startswith((b"2s ", b"1s F "))}
+    assert left <= before - {store_key(key.rsplit(".", 1)[0])}
+    assert not any(stored_items()[stored].startswith(b"2s ") for stored in left)

@@ -6,13 +6,16 @@ import logging
 import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
-from wsgi_session.backends.cas import RecordWriter
+from wsgi_session.backends.cas import RecordWriter, Saved, same_digest
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
+from wsgi_session.backends.reporting import Reporting, metered
 from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.record import Record
+from wsgi_session.metrics.audit import AuditLog
+from wsgi_session.metrics.base import NO_METRICS, Metrics, Refusal
+from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import ID_LENGTH, Origin, Session
 from wsgi_session.stores.base import OwnerIndex, Store, Version
@@ -50,14 +53,15 @@ class ServerSideBackend(BaseBackend):
         *,
         seal_records: bool = False,
         require_sealed: bool = False,
+        metrics: Metrics = NO_METRICS,
+        audit: AuditLog | None = None,
     ) -> None:
         super().__init__(lifetime)
-        self.store = store
+        kind = type(store).__name__
+        self.store = store = metered(store, metrics)
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
         self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
-        self.writer = RecordWriter(store, lifetime, self.slots)
-        self.stats = self.writer.stats
         self.owners: OwnerTracking | None = None
         self.sessions: Sessions
         if owner_key is None:
@@ -66,12 +70,28 @@ class ServerSideBackend(BaseBackend):
             )
         elif not isinstance(store, OwnerIndex):
             self.sessions = NoSessions(
-                f"{type(store).__name__} keeps no owner index (index_owner, unindex_owner, "
+                f"{kind} keeps no owner index (index_owner, unindex_owner, "
                 "owned: the OwnerIndex protocol), so it cannot find a user's sessions"
             )
         else:
             self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
             self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
+        self.writer = RecordWriter(
+            store,
+            lifetime,
+            self.slots,
+            same_digest if self.owners is None else self.owners.same_owner,
+        )
+        self.stats = self.writer.stats
+        if metrics.enabled or audit is not None:
+            self.report_to(metrics, audit)
+
+    def report_to(self, metrics: Metrics, audit: AuditLog | None = None) -> Reporting:
+        reporting = super().report_to(metrics, audit)
+        if isinstance(self.sessions, OwnerSessions):
+            self.sessions.metrics = metrics
+            self.sessions.audit = audit
+        return reporting
 
     store_key = staticmethod(store_key)
 
@@ -86,15 +106,26 @@ class ServerSideBackend(BaseBackend):
         # The pattern placed the dot and allowed only ASCII: no need to search for them.
         return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
 
+    @staticmethod
+    def refusal(cookie: str) -> Refusal:
+        """Why ``cookie`` did not verify (asked only for one that did not)."""
+        if "." not in cookie:
+            return "unsigned"
+        return "bad_signature" if _SIGNED_ID.fullmatch(cookie) else "not_canonical"
+
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
-        verified = None if cookie is None else self.verify(cookie)
+        if cookie is None:
+            return Origin.fresh(now)
+        verified = self.verify(cookie)
         if verified is None:  # never looked up, and left alone: another key may verify it
+            self.metrics.cookie_refused(self.refusal(cookie))
             return Origin.fresh(now)
         session_id, current_key = verified
         key = store_key(session_id)
         found = self.store.load(key)
         if found is None:
+            self.metrics.cookie_refused("unknown_id")
             return Origin.fresh(now, stale_cookie=True)
         record, found_at = self.slots.decode(session_id, key, found[0])
         if record is None and Record.is_sealed(found[0]):
@@ -103,7 +134,7 @@ class ServerSideBackend(BaseBackend):
                 "(changed in the store, sealed with a secret no longer configured, "
                 "or the 'cryptography' package is missing)"
             )
-        elif record is None and self.slots.seal:
+        elif record is None and self.slots.seal and found[0] != ENDED:
             log.warning(
                 "plain session record dropped: records are sealed, and this one is a "
                 "forward or require_sealed is on (written by a server that does not seal, "
@@ -119,6 +150,10 @@ class ServerSideBackend(BaseBackend):
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
+            live = record is not None and (
+                record.text != EMPTY or (self.empty_is_session and not record.retired)
+            )
+            self.metrics.cookie_refused("expired" if live else "unknown_id")
             return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(
@@ -130,6 +165,7 @@ class ServerSideBackend(BaseBackend):
             )
         except ValueError:
             log.warning("unreadable session record dropped")
+            self.metrics.cookie_refused("unknown_id")
             return Origin.fresh(now, stale_cookie=True)
 
     def execute(self, plan: Plan) -> Outcome:
@@ -162,6 +198,8 @@ class ServerSideBackend(BaseBackend):
         saved_slot, saved_record = saved
         if saved_record is record:  # the first compare-and-set took: same slot, our record
             return "emptied" if record.text == EMPTY else "written"
+        if saved_record is None:
+            return "withheld"
         if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
         return "emptied" if saved_record.text == EMPTY else "merged"
@@ -201,7 +239,7 @@ class ServerSideBackend(BaseBackend):
 
     def update(
         self, session_id: str, session: Session, record: Record, version: Version | None
-    ) -> tuple[Slot, Record] | None:
+    ) -> Saved | None:
         """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`).
 
         ``version`` ``None``: unknown, so this request's changes are merged
@@ -212,18 +250,38 @@ class ServerSideBackend(BaseBackend):
             saved = self.writer.merge(old, record, session)
         else:
             saved = self.writer.save(old, record, version, session)
-        if saved is not None and self.owners is not None and saved[1].owner == record.owner:
-            self.owners.after_write(session, old.key, saved[0].key, record.owner)
+        owners = self.owners
+        if (
+            owners is not None
+            and saved is not None
+            and saved[1] is not None
+            and saved[1].owner == record.owner
+        ):
+            owners.after_write(session, old.key, saved[0].key, record.owner)
         return saved
 
     def remove(self, session_id: str, session: Session | None) -> None:
-        """Delete ``session_id``'s record (and its index entry, if ``session`` loaded it)."""
+        """End ``session_id``'s session, and what a concurrent login made of it.
+
+        ``session``: the request's, if it loaded this record, whose index entry
+        goes too. A login that retired the record since this request loaded it
+        moved the session: its new record is deleted as well (see
+        :meth:`RecordWriter.end`), whichever of the two finishes first.
+        """
         old = (
             self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
         )
-        self.store.delete(old.key)
+        self._end(old, None if session is None else session.origin.version)
         if self.owners is not None and session is not None:
             self.owners.forget(session, old.key, old.key, None)
+
+    def _end(self, old: Slot, version: Version | None) -> None:
+        """:meth:`RecordWriter.end`, and the index entries of the records it ended beyond."""
+        ended = self.writer.end(old, version)
+        if self.owners is not None:
+            for slot, record in ended:
+                if record.owner is not None:
+                    self.owners.index.unindex_owner(record.owner.digest, slot.key)
 
     def move(
         self, old_id: str, new_id: str, session: Session, record: Record, *, retire: bool = True
@@ -241,8 +299,10 @@ class ServerSideBackend(BaseBackend):
             # Indexed before the old record is retired: a revocation running now
             # finds one or the other (see OwnerSessions.revoke).
             owners.index.index_owner(record.owner.digest, new.key, record.owner.indexed_until)
-        if session.destroyed or not retire:
+        if not retire:
             self.store.delete(old.key)
+        elif session.destroyed:  # a logout, then a new session: the old one ends
+            self._end(old, session.origin.version)
         elif not self.writer.retire(old, session.origin.version, new, record, session):
             # The old record was deleted meanwhile (a logout, a revocation): the
             # session it started from is over, and must not live on under a new id.

@@ -85,6 +85,12 @@ _SETTINGS = {
         _setting("REQUIRE_SEALED", Flag(), "require_sealed"),
         _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
         _setting("RECORD_CLIENT", Flag(), "record_client"),
+        # Shown as given: the middleware holds the adapter, not its name.
+        _setting(
+            "METRICS",
+            Choice({"off": None, "prometheus": "prometheus", "opentelemetry": "opentelemetry"}),
+        ),
+        _setting("AUDIT", Flag(unset_text="false")),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}
@@ -146,6 +152,11 @@ class Config:
     @property
     def store_url(self) -> str:
         return self.given["STORE"][1] if "STORE" in self.given else DEFAULT_STORE
+
+    @property
+    def store_scheme(self) -> str:
+        """The store URL's scheme, lower case (read without parsing what holds a password)."""
+        return self.store_url.partition(":")[0].lower()
 
     @property
     def shown_store_url(self) -> str:
