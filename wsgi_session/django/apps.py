@@ -1,4 +1,4 @@
-"""``INSTALLED_APPS += ["wsgi_session.django"]``: the ``django://`` store's table, the checks."""
+"""``"wsgi_session.django"`` in ``INSTALLED_APPS``: the system checks, the ``django://`` table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from django.apps import AppConfig
 
 
 class WSGISessionConfig(AppConfig):
-    """The app whose migration creates the ``django://`` store's table."""
+    """Registers the system checks; its migration creates the ``django://`` store's table.
+
+    The engine itself needs no app; without this one, ``manage.py check`` sees
+    the engine's check only if something imported the engine before it ran.
+    """
 
     name = "wsgi_session.django"
     label = "wsgi_session"
@@ -14,6 +18,7 @@ class WSGISessionConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from wsgi_session.django import checks  # registers them
-
-        del checks
+        from wsgi_session.django import (
+            checks,  # noqa: F401 -- registers the store's checks
+            engine,  # noqa: F401 -- registers check_settings
+        )

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from wsgi_session.django import _store_from_settings
+from wsgi_session.django import ENGINE, _store_from_settings
 from wsgi_session.django.store import DjangoDatabaseStore
 from wsgi_session.errors import StoreUnavailable
 from wsgi_session.stores.base import Schema
@@ -28,8 +28,8 @@ SETTING = "settings.WSGI_SESSION_STORE"
 def check_store_setting(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """The store URL names a store that can be built."""
-    if not getattr(settings, "WSGI_SESSION_STORE", None):
+    """The store URL names a store that can be built (the engine's own check says it for it)."""
+    if not getattr(settings, "WSGI_SESSION_STORE", None) or settings.SESSION_ENGINE == ENGINE:
         return []
     try:
         _close(_store_from_settings())
