@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import growth, instructions, loadtest, profiling, report, table
+from benchmarks import growth, instructions, loadtest, profiling, report, roundtrips, table
 from benchmarks.apps import payload
 from benchmarks.floors import session_record
 from benchmarks.servers import memcached, redis
@@ -51,6 +51,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
     parser.add_argument("--no-growth", action="store_true", help="skip the growth tables")
     parser.add_argument("--no-http", action="store_true", help="skip gunicorn + wrk")
+    parser.add_argument(
+        "--no-roundtrips", action="store_true", help="skip the store commands per request"
+    )
     parser.add_argument(
         "--counts",
         type=lambda text: [int(float(n)) for n in text.split(",")],
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         if results.unavailable:
             lines += ["", "Not measured:", ""]
             lines += [f"- {name}: {why}" for name, why in results.unavailable.items()]
+        trips = None
+        if not args.no_roundtrips:
+            trips, trip_lines = roundtrips.run(ctx, progress=progress)
+            lines += ["", *trip_lines]
         if not args.no_growth:
             lines += ["", *growth.run(ctx, min(args.rounds, 3), args.count, args.counts, progress)]
         http = None
@@ -141,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 lines += ["", *http_lines]
         lines += ["", "### Targets: the hot path at its floor", ""]
         lines += report.targets_table(report.floor_targets(results, http))
+        lines += ["", "### Targets: as users see it (round trips, the Flask path)", ""]
+        lines += report.targets_table(report.user_targets(http, trips))
         lines += ["", "### Targets against the peers", ""]
         lines += report.targets_table(report.targets(results, http))
         lines += ["", *report.PEERS]
