@@ -419,6 +419,8 @@ MINIMUM_COMMANDS = {"untouched": 0, "read": 1, "write": 2, "new": 1, "login": 3,
 # What the index may add: memcached has no multi-key write, so its index record
 # is a gets and a cas of its own; Redis folds it into the session's command.
 INDEX_EXTRA = {"memcached": 2, "redis": 0}
+FAR_AT_LEAST = 1.0  # with the store across a network, never slower than a peer
+FAR_FEWER_TRIPS = 1.3  # and clearly faster where the peer makes more round trips
 HTTP_USER_RIVALS = (  # (ours, peer, read limit, write limit)
     ("wsgi_session memcached (Flask)", "Flask-Session memcached", 1.3, 1.1),
     ("wsgi_session redis (Flask)", "Flask-Session redis", 1.3, 1.1),
@@ -436,7 +438,9 @@ def _session_cost_us(http: dict[str, float], row: str, bare: str, scenario: str)
 
 
 def user_targets(
-    http: dict[str, float] | None, trips: dict[tuple[str, str, str], float] | None
+    http: dict[str, float] | None,
+    trips: dict[tuple[str, str, str], float] | None,
+    far: dict[str, float] | None = None,
 ) -> list[Target]:
     """The targets of the Flask path and of round trips (docs/benchmarks.md)."""
     found: list[Target] = []
@@ -466,6 +470,19 @@ def user_targets(
         least = {kind: MINIMUM_COMMANDS[kind] + INDEX_EXTRA[store] for kind in ("login", "logout")}
         for subject in ("ours plain, index", "ours Flask, index"):
             found.append(_commands(store, subject, counted, least))
+    for ours, peer, _, _ in HTTP_USER_RIVALS:
+        store = "redis" if "redis" in ours else "memcached"
+        subject = "ours Flask" if "(Flask)" in ours else "ours plain"
+        peer_subject = peer.rsplit(" ", 1)[0]
+        for scenario in ("read", "write"):
+            mine, theirs = (
+                counted.get((subject, store, scenario)),
+                counted.get((peer_subject, store, scenario)),
+            )
+            fewer = mine is not None and theirs is not None and mine < theirs
+            limit = FAR_FEWER_TRIPS if fewer else FAR_AT_LEAST
+            text = f"stores away (latency run): HTTP {scenario}, {ours} ≥ {limit}x {peer}"
+            found.append(_throughput(text, far, f"{ours} {scenario}", f"{peer} {scenario}", limit))
     return found
 
 

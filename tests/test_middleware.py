@@ -535,7 +535,8 @@ def test_a_write_resends_the_cookie_it_came_with_only_when_signing_would_give_th
     # A write re-sends the request's own cookie instead of signing the id again
     # (ServerSideBackend.send): only when that is the very text signing would give.
     def signed(session_id: str, secret: str = SECRET) -> str:
-        return KeyRing(secret).signer("wsgi_session.id").sign(session_id)
+        # The default session is not permanent: its cookie's id is marked so.
+        return KeyRing(secret).signer("wsgi_session.id").sign(session_id + ".b")
 
     store = CountingStore()
     client, _, _ = make(store=store)

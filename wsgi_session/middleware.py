@@ -344,12 +344,15 @@ class _Response:
 
         As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
         out just because the pages they use never read the session. Asked only
-        when the option is on, and opens it only if a cookie came: otherwise an
-        untouched request stays free.
+        when the option is on, and opens it only if a cookie came that may be a
+        permanent session's (a browser-session cookie says it is not): otherwise
+        an untouched request stays free.
         """
         middleware = self.middleware
-        if middleware.settings_for(self.environ)[0].read(self.environ) is None:
-            return False
+        policy, backend = middleware._fixed_settings or middleware.settings_for(self.environ)
+        cookie = policy.read(self.environ)
+        if cookie is None or not backend.may_be_permanent(cookie):
+            return False  # nothing to refresh, known without the store
         try:
             permanent = self.session.permanent  # loads it
         except StoreUnavailable:

@@ -19,8 +19,20 @@ from wsgi_session.stores.base import OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
-# The id, a dot, the signature: anything else is refused before any HMAC or store work.
-_SIGNED_ID = re.compile(rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}\.[A-Za-z0-9_-]{{20,100}}")
+# A cookie for a session that is not permanent (sent without Max-Age) signs the id
+# followed by this mark: a request that never uses its session then knows, without
+# asking the store, that its cookie has no Max-Age to push back (Flask's
+# SESSION_REFRESH_EACH_REQUEST). The mark is signed with the id, so a cookie is still
+# only ever the exact text signing gave; cookies without it (a permanent session's,
+# and every cookie issued before the mark) verify as they always did.
+BROWSER_SESSION = ".b"
+_MARKED = BROWSER_SESSION + "."
+_MARKED_LENGTH = ID_LENGTH + len(BROWSER_SESSION)
+# The id, the mark or not, a dot, the signature: anything else is refused before any
+# HMAC or store work.
+_SIGNED_ID = re.compile(
+    rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}(?:{re.escape(BROWSER_SESSION)})?\.[A-Za-z0-9_-]{{20,100}}"
+)
 _NO_WRITE = frozenset({"resend", "expire"})
 
 
@@ -79,8 +91,20 @@ class ServerSideBackend(BaseBackend):
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
         if not _SIGNED_ID.fullmatch(cookie):
             return None  # refused before any HMAC work
-        # The pattern placed the dot and allowed only ASCII: no need to search for them.
-        return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
+        # The pattern placed the dots and allowed only ASCII: no need to search for them.
+        if not cookie.startswith(_MARKED, ID_LENGTH):
+            return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
+        verified = self.signer.verify(cookie[:_MARKED_LENGTH], cookie[_MARKED_LENGTH + 1 :])
+        return None if verified is None else (cookie[:ID_LENGTH], verified[1])
+
+    def sign(self, session_id: str, permanent: bool) -> str:
+        """The cookie for ``session_id``; marked when its session is not permanent."""
+        return self.signer.sign(session_id if permanent else session_id + BROWSER_SESSION)
+
+    def may_be_permanent(self, cookie: str) -> bool:
+        # The mark alone, unverified: a forged one gets what any cookie that does
+        # not verify gets, a fresh session, which an untouched request leaves alone.
+        return not cookie.startswith(_MARKED, ID_LENGTH)
 
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
@@ -263,8 +287,15 @@ class ServerSideBackend(BaseBackend):
         session = plan.session
         origin = session.origin
         value = origin.cookie
-        if value is None or origin.resign or session.id != origin.id:
-            value = self.signer.sign(session.id)
+        permanent = session.permanent
+        if (
+            value is None
+            or origin.resign
+            or session.id != origin.id
+            or value.startswith(_MARKED, ID_LENGTH) == permanent
+        ):
+            value = self.sign(session.id, permanent)
         # Else the request's own cookie: open() kept it, as it verified with the current
-        # key and names this id, and verification accepts only the exact text signing gives.
+        # key, names this id and is marked as the session is permanent or not, and
+        # verification accepts only the exact text signing gives.
         return CookieUpdate(value, self.max_age(plan))
