@@ -10,7 +10,9 @@ place), in-process, and the store's own statistics before and after them:
 - Redis: every command the server runs, as ``MONITOR`` reports it; a command
   a Lua script runs is shown as the script's, so an ``EVAL`` or ``EVALSHA``
   counts once, as the one round trip it is (``INFO commandstats`` counts the
-  script's inner commands as well, so it cannot say that).
+  script's inner commands as well, so it cannot say that);
+- SQLite (ours only: the peers keep SQLite through SQLAlchemy): every
+  statement the connection runs, from SQLite's own trace callback.
 
 The subjects are wsgi_session on plain WSGI and through Flask (with and
 without the per-user index, ``owner_key``), Flask-Session and Beaker, each
@@ -37,7 +39,7 @@ from benchmarks.subjects import ROWS, Context, make_store, ours_flask, ours_wsgi
 from benchmarks.timing import Failed, request
 
 VISITORS = 3
-STORES = ("memcached", "redis")
+STORES = ("memcached", "redis", "sqlite")
 # (column, what the request is): the cookie a visitor sends comes from KINDS' setup.
 KINDS = {
     "untouched": "untouched, with a cookie",
@@ -133,30 +135,45 @@ def redis_counting(address: str) -> Iterator[Counter[str]]:
                 counted[found["command"].upper()] += 1
 
 
+@contextmanager
+def sqlite_counting(store: Any) -> Iterator[Counter[str]]:
+    """The statements SQLite runs meanwhile on this thread's connection of ``store``."""
+    counted: Counter[str] = Counter()
+    connection = store._connection()  # the store's own, which the app's requests use
+    connection.set_trace_callback(lambda sql: counted.update([sql.split()[0].upper()]))
+    try:
+        yield counted
+    finally:
+        connection.set_trace_callback(None)
+
+
 # -- the subjects ------------------------------------------------------------------------
+
+
+Build = Callable[[Context, str, Any], WSGIApp]  # (context, store kind, store) -> app
 
 
 @dataclass(frozen=True)
 class Subject:
     name: str  # the column
-    build: Callable[[Context, str], WSGIApp]  # (context, store kind) -> app
+    build: Build
     indexed: bool | None = None  # True/False: ours with/without owner_key; None: a peer
+    stores: tuple[str, ...] = STORES
 
 
-def _row(name: str) -> Callable[[Context, str], WSGIApp]:
+def _row(name: str) -> Build:
     by_name = {row.name: row for row in ROWS}
 
-    def build(ctx: Context, kind: str) -> WSGIApp:
+    def build(ctx: Context, kind: str, store: Any) -> WSGIApp:
         return by_name[name.format(store=kind)].build(ctx)
 
     return build
 
 
-def _ours(flask: bool, indexed: bool) -> Callable[[Context, str], WSGIApp]:
+def _ours(flask: bool, indexed: bool) -> Build:
     owner_key = LOGIN_KEY if indexed else None
 
-    def build(ctx: Context, kind: str) -> WSGIApp:
-        store = make_store(kind, ctx)
+    def build(ctx: Context, kind: str, store: Any) -> WSGIApp:
         if flask:
             return ours_flask(store, ctx.data, owner_key=owner_key)
         return ours_wsgi(store, ctx.data, owner_key=owner_key)
@@ -169,8 +186,8 @@ SUBJECTS = (
     Subject("ours plain, index", _ours(flask=False, indexed=True), indexed=True),
     Subject("ours Flask", _ours(flask=True, indexed=False), indexed=False),
     Subject("ours Flask, index", _ours(flask=True, indexed=True), indexed=True),
-    Subject("Flask-Session", _row("Flask-Session {store}")),
-    Subject("Beaker", _row("Beaker {store}")),
+    Subject("Flask-Session", _row("Flask-Session {store}"), stores=("memcached", "redis")),
+    Subject("Beaker", _row("Beaker {store}"), stores=("memcached", "redis")),
 )
 
 
@@ -225,25 +242,29 @@ def run(
     ctx: Context, stores: tuple[str, ...] = STORES, progress: Callable[[str], None] = print
 ) -> tuple[dict[tuple[str, str, str], int | float], list[str]]:
     """Per (subject, store, kind) the commands per request, and the markdown table."""
-    counters: dict[str, Callable[[], Any]] = {
-        "memcached": lambda: memcached_counting(ctx.memcached),
-        "redis": lambda: redis_counting(ctx.redis),
-    }
     totals: dict[tuple[str, str, str], int | float] = {}
     cells: dict[tuple[str, str, str], str] = {}
     for store in stores:
         for subject in SUBJECTS:
+            if store not in subject.stores:
+                continue
             progress(f"round trips: {subject.name} on {store}")
-            app = subject.build(ctx, store)
+            made = make_store(store, ctx) if subject.indexed is not None else None
+            app = subject.build(ctx, store, made)
+            counting: Callable[[], Any] = {
+                "memcached": lambda: memcached_counting(ctx.memcached),
+                "redis": lambda: redis_counting(ctx.redis),
+                "sqlite": lambda: sqlite_counting(made),  # noqa: B023  (used in this pass only)
+            }[store]
             for kind in KINDS:
                 if subject.indexed and kind not in INDEXED:
                     continue  # the index changes only logins and logouts
-                counted = count_cell(app, kind, counters[store], f"{subject.name} {store}")
+                counted = count_cell(app, kind, counting, f"{subject.name} {store}")
                 totals[subject.name, store, kind] = sum(counted.values()) / VISITORS
                 cells[subject.name, store, kind] = _per_request(counted)
     lines = [
         f"### Store commands per request ({VISITORS} visitors a cell, in-process, "
-        "counted by memcached's `stats` and Redis's `MONITOR`)",
+        "counted by memcached's `stats`, Redis's `MONITOR` and SQLite's statement trace)",
         "",
         "| request | store | " + " | ".join(subject.name for subject in SUBJECTS) + " |",
         "|---|---|" + "---|" * len(SUBJECTS),

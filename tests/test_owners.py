@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ from wsgi_session import (
 )
 from wsgi_session.config import store_from_url
 from wsgi_session.record import Record
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks package
+# Counted by the stores themselves: the commands Redis ran, the statements SQLite ran.
+from benchmarks.roundtrips import redis_counting, sqlite_counting
 
 OWNER_KEY = "user"
 
@@ -245,6 +251,42 @@ def test_a_logout_costs_one_unindex_call(owner: str) -> None:
     store.calls.clear()
     browser.get("/logout")
     assert dict(store.calls) == {"load": 1, "delete": 1, "unindex_owner": 1}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_login_and_a_logout_with_the_index_cost_no_extra_round_trip(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, owner: str
+) -> None:
+    """Counted by the store itself: the commands Redis ran (MONITOR), SQLite's statements."""
+    counts: dict[str | None, list[int]] = {}
+    for owner_key in (OWNER_KEY, None):
+        if kind == "sqlite":
+            store: Any = SQLiteStore(tmp_path / f"sessions-{owner_key}.db")
+            counting: Callable[[], Any] = partial(sqlite_counting, store)
+        else:
+            server = request.getfixturevalue("shared_redis")
+            store = store_from_url(server.url)
+            counting = partial(redis_counting, server.address)
+        site = Site(store, owner, owner_key=owner_key)
+        browser = site.browser()
+        for _ in range(2):  # an anonymous session (its update loads Redis's script once)
+            browser.get("/cart")
+        newcomer = site.browser()  # logs in with no session yet
+        made = []
+        steps = ((browser, "/login"), (browser, "/logout"), (newcomer, "/login-plain"))
+        for visitor, path in steps:
+            with counting() as counted:
+                assert visitor.get(path).status_code == 200
+            made.append(sum(counted.values()))
+        counts[owner_key] = made
+        if owner_key is not None:  # the index was kept all the same
+            listed = site.middleware.sessions.of(owner)
+            assert len(listed) == 1  # the newcomer's; the logged-out one is gone
+            (key,) = store.owned(site.middleware.sessions.tracking.hasher.digest(owner))
+            assert key == store_key(one_cookie(newcomer.get("/cart")).session_id)
+        store.close()
+    # load + create + retire; load + delete; create: the index rides in those.
+    assert counts[OWNER_KEY] == counts[None] == [3, 2, 1]
 
 
 def test_a_request_in_flight_on_a_revoked_session_saves_nothing(store: Any, owner: str) -> None:

@@ -28,7 +28,7 @@ from wsgi_session.errors import (
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import OwnerIndex, Store
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
@@ -44,6 +44,7 @@ __all__ = [
     "CookiePolicy",
     "CookieStore",
     "CookieUpdate",
+    "IndexedWrites",
     "KeyRing",
     "Lifetime",
     "MemcachedStore",

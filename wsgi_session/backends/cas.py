@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from wsgi_session.backends.slots import Slot, Slots
 from wsgi_session.errors import StoreWriteFailed
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.owner import Owner
 from wsgi_session.record import Record
 from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Session
-from wsgi_session.stores.base import Store, Version
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
@@ -54,19 +55,35 @@ class RecordWriter:
         self.lifetime = lifetime
         self.slots = slots
         self.stats = ConflictStats()
+        # A store that writes a record and its owner index entry in one round trip.
+        self.folded: IndexedWrites | None = store if isinstance(store, IndexedWrites) else None
 
     def write(self, slot: Slot, record: Record, version: Version | None) -> bool:
         """One compare-and-set of ``record``; ``False`` if the record changed meanwhile."""
         return self._write(slot, record, version)[0]
 
-    def _write(self, slot: Slot, record: Record, version: Version | None) -> tuple[bool, bytes]:
+    def _write(
+        self, slot: Slot, record: Record, version: Version | None, owner: Owner | None = None
+    ) -> tuple[bool, bytes]:
         ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
         data = slot.encode(record)
-        return self.store.save(slot.key, data, ttl, version), data
+        if owner is None:
+            return self.store.save(slot.key, data, ttl, version), data
+        if self.folded is not None:
+            folded = self.folded.save_indexed
+            return folded(slot.key, data, ttl, version, owner.digest, owner.indexed_until), data
+        written = self.store.save(slot.key, data, ttl, version)
+        if written:
+            self._index().index_owner(owner.digest, slot.key, owner.indexed_until)
+        return written, data
 
-    def create(self, slot: Slot, record: Record) -> None:
-        """Store a new session's first record."""
-        written, data = self._write(slot, record, None)
+    def create(self, slot: Slot, record: Record, owner: Owner | None = None) -> None:
+        """Store a new session's first record; ``owner``: list it under that owner too.
+
+        With ``owner``, on a store that can (:class:`IndexedWrites`), the record
+        and its index entry are written in one round trip.
+        """
+        written, data = self._write(slot, record, None, owner)
         if written:
             return
         # A fresh 256-bit id cannot collide; "exists" means a client retry (after
@@ -75,6 +92,25 @@ class RecordWriter:
         found = self.store.load(slot.key)
         if found is None or found[0] != data:
             raise StoreWriteFailed("a new session id collided with a stored one")
+        if owner is not None:  # whether the first try indexed it is unknown: again
+            self._index().index_owner(owner.digest, slot.key, owner.indexed_until)
+
+    def delete(self, key: str, owner: str | None = None) -> None:
+        """Delete the record ``key``; ``owner``: drop its entry in that owner's index too.
+
+        In one round trip on a store that can (:class:`IndexedWrites`).
+        """
+        if owner is None:
+            self.store.delete(key)
+        elif self.folded is not None:
+            self.folded.delete_indexed(key, owner)
+        else:
+            self.store.delete(key)
+            self._index().unindex_owner(owner, key)
+
+    def _index(self) -> OwnerIndex:
+        # Asked only with an owner, which the backend passes only for an OwnerIndex store.
+        return cast("OwnerIndex", self.store)
 
     def save(
         self, slot: Slot, record: Record, version: Version | None, session: Session

@@ -200,13 +200,19 @@ class ServerSideBackend(BaseBackend):
     ) -> bool:
         """Store a new session's first record; ``exclusive``: ``False`` if the id is taken."""
         new = self.slots.of(session_id)
-        if exclusive:
-            if not self.writer.write(new, record, None):
-                return False
-        else:
-            self.writer.create(new, record)
-        if self.owners is not None:
-            self.owners.after_write(session, new.key, new.key, record.owner)
+        owners = self.owners
+        if exclusive or owners is None or record.owner == session.origin.owner:
+            if exclusive:
+                if not self.writer.write(new, record, None):
+                    return False
+            else:
+                self.writer.create(new, record)
+            if owners is not None:
+                owners.after_write(session, new.key, new.key, record.owner)
+            return True
+        # A new owner (a login): listed by the record's own write where the store can.
+        self.writer.create(new, record, record.owner)
+        owners.forget(session, new.key, new.key, record.owner)
         return True
 
     def refresh(self, session_id: str, session: Session, record: Record) -> bool:
@@ -240,9 +246,9 @@ class ServerSideBackend(BaseBackend):
         old = (
             self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
         )
-        self.store.delete(old.key)
-        if self.owners is not None and session is not None:
-            self.owners.forget(session, old.key, old.key, None)
+        previous = session.origin.owner if self.owners is not None and session is not None else None
+        # Its index entry goes with it, in the same round trip where the store can.
+        self.writer.delete(old.key, previous.digest if previous is not None else None)
 
     def move(
         self, old_id: str, new_id: str, session: Session, record: Record, *, retire: bool = True
@@ -255,11 +261,9 @@ class ServerSideBackend(BaseBackend):
         old = self._slot(old_id, session.origin)
         new = self.slots.of(new_id)
         owners = self.owners
-        self.writer.create(new, record)
-        if owners is not None and record.owner is not None:
-            # Indexed before the old record is retired: a revocation running now
-            # finds one or the other (see OwnerSessions.revoke).
-            owners.index.index_owner(record.owner.digest, new.key, record.owner.indexed_until)
+        # Indexed with the new record, before the old one is retired: a revocation
+        # running now finds one or the other (see OwnerSessions.revoke).
+        self.writer.create(new, record, record.owner if owners is not None else None)
         if session.destroyed or not retire:
             self.store.delete(old.key)
         elif not self.writer.retire(old, session.origin.version, new, record, session):
