@@ -68,34 +68,31 @@ if redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[1] then
 end
 return 0
 """  # 0-7: the TOKEN_BYTES bytes of the token
-# The owner index: a sorted set per owner, scored by when each entry may go.
-# KEYS[1]: the owner's set; ARGV: now, the entry's until, the record key. The
+# The owner index: a sorted set per owner, scored by when each entry may go. The
 # set expires with its last entry, so an owner who never comes back leaves nothing.
-_INDEX_OWNER = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('EXPIREAT', KEYS[1], math.floor(tonumber(last[2])) + 1)
+# {set}: the owner's set; {now}, {until}, {key}: now, the entry's until, the record key.
+_ADD_ENTRY = """
+redis.call('ZREMRANGEBYSCORE', {set}, '-inf', {now})
+redis.call('ZADD', {set}, {until}, {key})
+local last = redis.call('ZRANGE', {set}, -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', {set}, math.floor(tonumber(last[2])) + 1)
 return 1
 """
-# IndexedWrites: a record's create (ARGV[1] empty) or compare-and-set, and where it
-# took, its key added to its owner's set as _INDEX_OWNER does; one round trip.
-# KEYS[1]: the record, KEYS[2]: the owner's set; ARGV: the expected token (or ""),
-# the new value, the TTL, now, the entry's until, the record key.
+# KEYS[1]: the owner's set; ARGV: now, the entry's until, the record key.
+_INDEX_OWNER = _ADD_ENTRY.format(set="KEYS[1]", now="ARGV[1]", until="ARGV[2]", key="ARGV[3]")
+# IndexedWrites: a record's create (ARGV[1] "0") or compare-and-set (ARGV[1] "1",
+# against the token ARGV[2]), then, where it took, its entry in its owner's set, in
+# one round trip. KEYS[1]: the record, KEYS[2]: the owner's set; ARGV[3..5]: the new
+# value, the TTL, now; ARGV[6], ARGV[7]: the entry's until, the record key.
 _SAVE_INDEXED = """
-if ARGV[1] == '' then
-  if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end
-elseif redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if ARGV[1] == '0' then
+  if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[4]) then return 0 end
+elseif redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 else
   return 0
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('EXPIREAT', KEYS[2], math.floor(tonumber(last[2])) + 1)
-return 1
-"""
+""" + _ADD_ENTRY.format(set="KEYS[2]", now="ARGV[5]", until="ARGV[6]", key="ARGV[7]")
 # KEYS[1]: the record, KEYS[2]: the owner's set; ARGV[1]: the record key.
 _DELETE_INDEXED = """
 redis.call('DEL', KEYS[1])
@@ -429,6 +426,7 @@ class RedisStore:
             2,
             full_key,
             owner_key,
+            0 if version is None else 1,
             b"" if version is None else version,
             _new_token() + data,
             ttl,
