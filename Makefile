@@ -39,7 +39,7 @@ lock: $(DEV_STAMP)
 # MariaDB) and the browser the demo is driven with. Each entry is "what to look for:package".
 SYSTEM_PACKAGES := memcached:memcached redis-server:redis-server redis-cli:redis-server \
 	chromium:chromium chromedriver:chromium-driver \
-	/usr/lib/postgresql/*/bin/initdb:postgresql mariadbd:mariadb-server
+	/usr/lib/postgresql/*/bin/initdb:postgresql /usr/sbin/mariadbd:mariadb-server
 # What a dependency in the lock compiles against (mysqlclient, Django's MariaDB driver).
 BUILD_PACKAGES := /usr/include/mariadb/mysql.h:libmariadb-dev pkg-config:pkg-config
 

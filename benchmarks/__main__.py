@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *report.sealing_table(results),
             "",
+            "### What metrics cost (`metrics=`, same run, target under 1 µs)",
+            "",
+            *report.metrics_table(results),
+            "",
             "### The physical floor (same run, record of "
             f"{len(session_record(data))} bytes, median µs)",
             "",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 
 from benchmarks.apps import SCENARIOS
-from benchmarks.subjects import FLOOR_ROW, SEALED, STORES
+from benchmarks.subjects import FLOOR_ROW, METERED, SEALED, STORES
 from benchmarks.table import BARE, Results
 from benchmarks.unavoidable import FLOOR_STORES
 
@@ -148,17 +148,28 @@ def rivals_table(results: Results) -> list[str]:
 
 def sealing_table(results: Results) -> list[str]:
     """What ``seal_records=True`` adds to each store's row, both measured in this run."""
-    header = ["µs sealed over plain", *(SCENARIO_TITLES[s] for s in SCENARIOS)]
+    return _over_plain_table(results, (SEALED,), "µs sealed over plain")
+
+
+def metrics_table(results: Results) -> list[str]:
+    """What each metrics adapter adds to its store's row, both measured in this run."""
+    return _over_plain_table(results, METERED, "µs with metrics over without")
+
+
+def _over_plain_table(results: Results, suffixes: Sequence[str], title: str) -> list[str]:
+    """Each row named with one of ``suffixes`` over the row named without it."""
+    header = [title, *(SCENARIO_TITLES[s] for s in SCENARIOS)]
     rows = []
     for row in results.rows:
-        if not row.name.endswith(SEALED):
+        suffix = next((end for end in suffixes if row.name.endswith(end)), None)
+        if suffix is None:
             continue
-        plain = row.name[: -len(SEALED)]
+        plain = row.name[: -len(suffix)]
         cells = []
         for scenario in SCENARIOS:
             sealed, base = results.overhead(row.name, scenario), results.overhead(plain, scenario)
             cells.append("n/a" if sealed is None or base is None else us(sealed - base, sign=True))
-        rows.append([plain, *cells])
+        rows.append([plain if len(suffixes) == 1 else row.name, *cells])
     return table(header, rows)
 
 

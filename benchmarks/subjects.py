@@ -101,6 +101,11 @@ def make_store(kind: str, ctx: Context) -> Any:
 
 STORES = ("memory", "sqlite", "memcached", "redis", "cookie")
 SEALED = " sealed"  # the row suffix of seal_records=True, measured next to the plain row
+# The row suffixes of metrics=..., each measured next to the plain row (docs/operations.md).
+PROMETHEUS = " + Prometheus"
+OPENTELEMETRY = " + OpenTelemetry"
+METERED = (PROMETHEUS, OPENTELEMETRY)
+METERED_STORES = ("memory", "memcached")
 
 
 def ours_wsgi(store: Any, data: dict[str, Any], **options: Any) -> WSGIApp:
@@ -129,6 +134,36 @@ def _register_ours() -> None:
         row(f"wsgi_session {kind} (Flask)", "flask", "ours", kind)(
             lambda ctx, kind=kind: ours_flask(make_store(kind, ctx), ctx.data)
         )
+    for kind in METERED_STORES:
+        row(f"wsgi_session {kind}{PROMETHEUS}", "wsgi", "ours", kind)(
+            lambda ctx, kind=kind: ours_wsgi(
+                make_store(kind, ctx), ctx.data, metrics=prometheus_metrics()
+            )
+        )
+        row(f"wsgi_session {kind}{OPENTELEMETRY}", "wsgi", "ours", kind)(
+            lambda ctx, kind=kind: ours_wsgi(
+                make_store(kind, ctx), ctx.data, metrics=opentelemetry_metrics()
+            )
+        )
+
+
+def prometheus_metrics() -> Any:
+    """The Prometheus adapter on a registry of its own, as an application's /metrics reads it."""
+    from prometheus_client import CollectorRegistry
+
+    from wsgi_session.metrics import PrometheusMetrics
+
+    return PrometheusMetrics(CollectorRegistry())
+
+
+def opentelemetry_metrics() -> Any:
+    """The OpenTelemetry adapter on the SDK, with a reader that exports on demand only."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from wsgi_session.metrics import OpenTelemetryMetrics
+
+    return OpenTelemetryMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
 
 _register_ours()

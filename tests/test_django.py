@@ -831,3 +831,17 @@ def test_seal_records_without_cryptography_fails_at_start_up_naming_the_setting(
         override_settings(WSGI_SESSION_SEAL_RECORDS=True),
     ):
         make_middleware(get_wsgi_application(), store=MemoryStore())
+
+
+def test_metrics_and_audit_settings_build_them_and_a_bad_one_is_named() -> None:
+    from wsgi_session.metrics import PrometheusMetrics
+
+    with override_settings(WSGI_SESSION_METRICS="prometheus", WSGI_SESSION_AUDIT=True):
+        middleware = make_middleware(get_wsgi_application(), store=MemoryStore())
+        assert isinstance(middleware.metrics, PrometheusMetrics)
+        assert middleware.audit is not None
+    with (
+        pytest.raises(ImproperlyConfigured, match=r"^WSGI_SESSION_METRICS must be one of"),
+        override_settings(WSGI_SESSION_METRICS="statsd"),
+    ):
+        make_middleware(get_wsgi_application(), store=MemoryStore())

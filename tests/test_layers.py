@@ -39,3 +39,13 @@ def test_the_decision_imports_only_session_and_lifetime() -> None:
 def test_stores_import_only_the_protocol_and_the_errors(path: Path) -> None:
     allowed = {"wsgi_session.stores.base", "wsgi_session.errors", "wsgi_session.stores"}
     assert imported(path) <= allowed, imported(path)
+
+
+@pytest.mark.parametrize("name", ["base.py", "audit.py"])
+def test_the_metrics_protocol_and_the_audit_log_import_nothing_of_the_package(name: str) -> None:
+    assert imported(PACKAGE / "metrics" / name) == set()
+
+
+@pytest.mark.parametrize("name", ["prometheus.py", "opentelemetry.py"])
+def test_a_metrics_adapter_imports_only_the_protocol(name: str) -> None:
+    assert imported(PACKAGE / "metrics" / name) == {"wsgi_session.metrics.base"}

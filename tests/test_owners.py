@@ -26,6 +26,7 @@ from helpers import (
     session_app,
     store_key,
 )
+from prometheus_client import CollectorRegistry
 from werkzeug.test import Client
 
 from wsgi_session import (
@@ -33,6 +34,7 @@ from wsgi_session import (
     MemcachedStore,
     MemoryStore,
     OwnerIndex,
+    PrometheusMetrics,
     Session,
     SessionMiddleware,
     SessionsUnsupported,
@@ -253,11 +255,18 @@ def test_a_logout_costs_one_unindex_call(owner: str) -> None:
     assert dict(store.calls) == {"load": 1, "delete": 1, "unindex_owner": 1}
 
 
+@pytest.mark.parametrize("metered", [False, True], ids=["", "metered"])
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_a_login_and_a_logout_with_the_index_cost_no_extra_round_trip(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, owner: str
+    kind: str, metered: bool, request: pytest.FixtureRequest, tmp_path: Path, owner: str
 ) -> None:
-    """Counted by the store itself: the commands Redis ran (MONITOR), SQLite's statements."""
+    """Counted by the store itself: the commands Redis ran (MONITOR), SQLite's statements.
+
+    ``metered``: with metrics on, whose timing wrapper keeps the store's capabilities.
+    """
+    options: dict[str, Any] = {}
+    if metered:
+        options["metrics"] = PrometheusMetrics(CollectorRegistry(), interval=3600)
     counts: dict[str | None, list[int]] = {}
     for owner_key in (OWNER_KEY, None):
         if kind == "sqlite":
@@ -267,7 +276,7 @@ def test_a_login_and_a_logout_with_the_index_cost_no_extra_round_trip(
             server = request.getfixturevalue("shared_redis")
             store = store_from_url(server.url)
             counting = partial(redis_counting, server.address)
-        site = Site(store, owner, owner_key=owner_key)
+        site = Site(store, owner, owner_key=owner_key, **options)
         browser = site.browser()
         for _ in range(2):  # an anonymous session (its update loads Redis's script once)
             browser.get("/cart")

@@ -26,9 +26,16 @@ from wsgi_session.errors import (
     StoreWriteFailed,
 )
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics import (
+    AuditLog,
+    Metrics,
+    NullMetrics,
+    OpenTelemetryMetrics,
+    PrometheusMetrics,
+)
 from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, RecordScan, Store
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from wsgi_session.stores.redis import RedisStore
 
 __all__ = [
+    "AuditLog",
     "Backend",
     "BackendFactory",
     "BaseSessionMiddleware",
@@ -49,8 +57,13 @@ __all__ = [
     "Lifetime",
     "MemcachedStore",
     "MemoryStore",
+    "Metrics",
+    "NullMetrics",
+    "OpenTelemetryMetrics",
     "Origin",
     "OwnerIndex",
+    "PrometheusMetrics",
+    "RecordScan",
     "RedisStore",
     "SQLiteStore",
     "ServerSideBackend",

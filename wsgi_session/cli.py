@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: ``demo``, ``gc``, ``check``, ``sessions`` and ``revoke``."""
+"""The ``wsgi-session`` command: demo, gc, check, stats, sessions and revoke."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ import os
 import secrets
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
 from wsgi_session.errors import SessionError
-from wsgi_session.stores.base import Store
+from wsgi_session.lifetime import DAY, Lifetime
+from wsgi_session.record import Record
+from wsgi_session.serialization import EMPTY
+from wsgi_session.stores.base import RecordScan, Store
 
 SETTINGS_HELP = "\n\n".join(
     textwrap.fill(paragraph, 78, break_long_words=False)
@@ -106,6 +112,97 @@ def check(args: argparse.Namespace) -> int:
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
     return 0
+
+
+@dataclass
+class Census:
+    """What a scan of the store's records found."""
+
+    live: int = 0
+    permanent: int = 0
+    owned: int = 0
+    expired: int = 0  # past their timeouts, not yet dropped by the store
+    retired: int = 0  # forwards left by regenerations, and emptied sessions
+    unreadable: int = 0
+
+    def count(self, raw: bytes, lifetime: Lifetime, now: float) -> None:
+        record = Record.header(raw)
+        if record is None:
+            self.unreadable += 1
+        elif record.retired or record.text == EMPTY:
+            self.retired += 1
+        elif lifetime.remaining(record.created, record.accessed, record.idle_timeout, now) <= 0:
+            self.expired += 1
+        else:
+            self.live += 1
+            self.permanent += record.permanent
+            self.owned += record.owner is not None
+
+
+def stats(args: argparse.Namespace) -> int:
+    """Count the live sessions in the configured store; show the store's own size figures."""
+    config = Config.load((os.environ, args.prefix), require_secret=False)
+    store = config.store
+    missing = _missing_database(store)
+    if missing is not None:
+        print(f"wsgi-session stats: no session database at {missing}", file=sys.stderr)
+        return 1
+    if not isinstance(store, RecordScan):
+        print(f"{config.shown_store_url}: {type(store).__name__} cannot list its records")
+        return 0
+    arguments = config.arguments
+    lifetime = Lifetime(
+        idle_timeout=arguments.get("idle_timeout", 14 * DAY),
+        absolute_timeout=arguments.get("absolute_timeout"),
+    )
+    census = Census()
+    now = time.time()
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    records = store.records()
+    for raw in _progress(records, store.record_count(), sys.stderr) if show else records:
+        census.count(raw, lifetime, now)
+    print(f"sessions in {config.shown_store_url}:")
+    rows = [
+        ("live", census.live),
+        ("permanent", census.permanent),
+        ("with an owner", census.owned),
+        ("expired, not yet dropped", census.expired),
+        ("retired (forwards, emptied)", census.retired),
+        ("unreadable", census.unreadable),
+    ]
+    rows += sorted(store.figures().items())
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:,}")
+    return 0
+
+
+PROGRESS_WIDTH = 30
+PROGRESS_EVERY = 0.1  # seconds between two redraws
+
+
+def _progress(items: Iterable[bytes], total: int | None, out: TextIO) -> Iterator[bytes]:
+    """``items``, drawing a bar (a count, when ``total`` is unknown) on ``out`` meanwhile."""
+    drawn = 0.0
+    done = 0
+
+    def draw() -> None:
+        if total:
+            filled = min(PROGRESS_WIDTH, PROGRESS_WIDTH * done // total)
+            bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
+            out.write(f"\rscanning [{bar}] {done:,}/{total:,}")
+        else:
+            out.write(f"\rscanning {done:,} records")
+        out.flush()
+
+    for item in items:
+        yield item
+        done += 1
+        if time.monotonic() - drawn >= PROGRESS_EVERY:
+            draw()
+            drawn = time.monotonic()
+    draw()
+    out.write("\n")
 
 
 def sessions(args: argparse.Namespace) -> int:
@@ -202,6 +299,22 @@ def _parser() -> argparse.ArgumentParser:
         "Validate the settings, load a random key from the store to prove it answers,\n"
         "and print the effective configuration with secrets masked. Exits non-zero,\n"
         "with the reason, when a setting is wrong or the store cannot be reached.",
+    )
+    counted = add(
+        "stats",
+        stats,
+        "count the live sessions in the configured store",
+        "Count the live sessions in the configured store, how many are permanent and\n"
+        "how many have an owner, by reading every record's header (never the data,\n"
+        "and no session id: none is needed), and show the store's own size figures\n"
+        "(SQLite's file size, Redis' memory, memcached's items). A progress bar goes\n"
+        "to standard error while it scans. Needs no secret key.",
+    )
+    counted.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw the progress bar (default: when standard error is a terminal)",
     )
     for name, command, summary in (
         ("sessions", sessions, "list a user's live sessions"),

@@ -29,6 +29,7 @@ from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics import Metrics
 from wsgi_session.middleware import UNAVAILABLE_BODY, BaseSessionMiddleware
 from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
@@ -76,6 +77,8 @@ SETTINGS: dict[str, Setting] = {
     "SESSION_SEAL_RECORDS": Setting(False, "seal_records"),  # ours
     "SESSION_REQUIRE_SEALED": Setting(False, "require_sealed"),  # ours
 }
+# Ours too, read once by init_app (not per request): the middleware's metrics adapter.
+REPORTING_NAMES = {"metrics": "SESSION_METRICS", "audit": "SESSION_AUDIT"}
 
 
 # The middleware's option names, as configuration errors carry them, and the
@@ -90,7 +93,7 @@ def _flask_names() -> dict[str, str]:
     }
 
 
-FLASK_NAMES = _flask_names()
+FLASK_NAMES = {**_flask_names(), **REPORTING_NAMES}
 _read_settings = itemgetter(*SETTINGS)
 
 
@@ -198,6 +201,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         environ_key: str = "wsgi_session",
         owner_key: str | None = OWNER_KEY,
         record_client: bool = False,
+        metrics: Metrics | str | None = None,
+        audit: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # The template of every request's lifetime: checks the options now; the
@@ -211,6 +216,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
             on_store_error=on_store_error,
             environ_key=environ_key,
             record_client=record_client,
+            metrics=metrics,
+            audit=audit,
         )
         self.flask_app = flask_app
         self.store = store
@@ -300,6 +307,8 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 owner_key=self.owner_key,
                 seal_records=bool(settings["SESSION_SEAL_RECORDS"]),
                 require_sealed=bool(settings["SESSION_REQUIRE_SEALED"]),
+                metrics=self.metrics,
+                audit=self.audit,
             )
         except ConfigurationError as error:
             raise ConfigurationError(
@@ -361,10 +370,12 @@ class Session:
 
     ``store`` defaults to the embedded SQLite file; the other options are the
     middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
-    ``environ_key``, ``owner_key``, ``record_client``, ``clock``). Everything else
-    comes from ``app.config``. The owner of a session follows Flask-Login's
-    ``_user_id`` unless ``owner_key`` names another key (``None``: no owners);
-    ``app.extensions["wsgi_session"].sessions`` lists and revokes a user's sessions.
+    ``environ_key``, ``owner_key``, ``record_client``, ``clock``), and ``metrics``
+    and ``audit``, which default to ``SESSION_METRICS`` and ``SESSION_AUDIT``, read
+    by ``init_app``. Everything else comes from ``app.config``. The owner of a
+    session follows Flask-Login's ``_user_id`` unless ``owner_key`` names another
+    key (``None``: no owners); ``app.extensions["wsgi_session"].sessions`` lists
+    and revokes a user's sessions.
     """
 
     def __init__(
@@ -378,9 +389,13 @@ class Session:
         environ_key: str = "wsgi_session",
         owner_key: str | None = OWNER_KEY,
         record_client: bool = False,
+        metrics: Metrics | str | None = None,
+        audit: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store if store is not None else default_store()
+        self.metrics = metrics  # None: app.config's SESSION_METRICS, and so for audit
+        self.audit = audit
         self.options: Mapping[str, Any] = {
             "absolute_timeout": absolute_timeout,
             "refresh_interval": refresh_interval,
@@ -399,7 +414,19 @@ class Session:
         # Flask), as extensions do, so that the one-call read finds them all.
         for name, setting in SETTINGS.items():
             app.config.setdefault(name, setting.default)
-        middleware = FlaskSessionMiddleware(app.wsgi_app, app, self.store, **self.options)
+        # Read once, here: the middleware counts with one adapter for its whole life.
+        reporting = {
+            "metrics": app.config.get("SESSION_METRICS") if self.metrics is None else self.metrics,
+            "audit": bool(app.config.get("SESSION_AUDIT") if self.audit is None else self.audit),
+        }
+        try:
+            middleware = FlaskSessionMiddleware(
+                app.wsgi_app, app, self.store, **{**reporting, **self.options}
+            )
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                "app.config: {problem}", *error.settings, problem=error.naming(FLASK_NAMES)
+            ) from error
         middleware.settings()  # a configuration that is already wrong fails now
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.session_interface = SessionInterface(middleware)

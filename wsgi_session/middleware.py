@@ -13,6 +13,7 @@ from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
+from wsgi_session.metrics import AuditLog, Metrics, metrics_from
 from wsgi_session.outage import OutageLog
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
@@ -52,6 +53,8 @@ class BaseSessionMiddleware:
         on_store_error: Literal["fail", "degrade"] = "fail",
         environ_key: str = "wsgi_session",
         record_client: bool = False,
+        metrics: Metrics | str | None = None,
+        audit: bool = False,
     ) -> None:
         if on_store_error not in ON_STORE_ERROR:
             raise ConfigurationError(
@@ -66,6 +69,10 @@ class BaseSessionMiddleware:
         self.environ_key = environ_key
         self.record_client = bool(record_client)
         self.outage = OutageLog(log)
+        self.metrics = metrics_from(metrics)
+        self.audit = AuditLog() if audit else None
+        # With metrics off, every request gets the plain response: nothing is counted.
+        self._response_type = _MeteredResponse if self.metrics.enabled else _Response
 
     # Both hooks' answers when they never change (SessionMiddleware's, unless a
     # subclass overrides a hook): every request that uses its session reads them
@@ -89,7 +96,7 @@ class BaseSessionMiddleware:
         return self.lifetime.refresh_each_request
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        response = _Response(self, environ, start_response)
+        response = self._response_type(self, environ, start_response)
         environ[self.environ_key] = response.session
         try:
             app_iter = self.app(environ, response.start_response)
@@ -152,6 +159,8 @@ class SessionMiddleware(BaseSessionMiddleware):
         require_sealed: bool = False,
         owner_key: str | None = None,
         record_client: bool = False,
+        metrics: Metrics | str | None = None,
+        audit: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if owner_key is not None and (not isinstance(owner_key, str) or not owner_key):
@@ -173,6 +182,8 @@ class SessionMiddleware(BaseSessionMiddleware):
             on_store_error=on_store_error,
             environ_key=environ_key,
             record_client=record_client,
+            metrics=metrics,
+            audit=audit,
         )
         self.owner_key = owner_key
         self.policy = CookiePolicy(
@@ -193,6 +204,8 @@ class SessionMiddleware(BaseSessionMiddleware):
             owner_key=owner_key,
             seal_records=self.seal_records,
             require_sealed=self.require_sealed,
+            metrics=self.metrics,
+            audit=self.audit,
         )
         self.sessions: Sessions = sessions_of(self.backend)
         # Both hooks' answers, fixed at start-up, unless a subclass overrides a
@@ -275,8 +288,10 @@ class _Response:
         except StoreUnavailable as exc:
             if middleware.on_store_error == "fail":
                 self.load_failed = True
+                middleware.metrics.store_failure("load", "503")
                 middleware.outage.failure("session store unavailable; answering 503", exc)
                 raise
+            middleware.metrics.store_failure("load", "degraded")
             middleware.outage.failure(
                 "session store unavailable; serving empty sessions, their changes dropped", exc
             )
@@ -319,6 +334,7 @@ class _Response:
                     outage.success()  # a write was acknowledged (checked only in an outage)
             except (StoreUnavailable, StoreWriteFailed) as exc:
                 fail = self.middleware.on_store_error == "fail"
+                self.middleware.metrics.store_failure("write", "503" if fail else "degraded")
                 message = (
                     "session not saved; answering 503"
                     if fail
@@ -378,6 +394,22 @@ class _Response:
         self.started = True
         self._fail()
         return [UNAVAILABLE_BODY]
+
+
+class _MeteredResponse(_Response):
+    """A response that counts the requests that never used their session (metrics on)."""
+
+    __slots__ = ()
+
+    def start_response(
+        self, status: str, headers: Headers, exc_info: ExcInfo | None = None
+    ) -> Write:
+        first = not self.started
+        write = _Response.start_response(self, status, headers, exc_info)
+        # Nothing committed (the backend counts what it commits) and no 503.
+        if first and self.extra_headers is _NO_HEADERS and not self.failed:
+            self.middleware.metrics.request("untouched")
+        return write
 
 
 class _LateStart:

@@ -6,9 +6,13 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from wsgi_session.backends.owners import OwnerTracking
+from wsgi_session.backends.reporting import Reporting
 from wsgi_session.cookies import KeyRing
 from wsgi_session.decision import Outcome, Plan, cookie_after, decide
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics.audit import AuditLog
+from wsgi_session.metrics.base import NO_METRICS, Metrics
 from wsgi_session.session import Origin, Session
 
 
@@ -69,10 +73,16 @@ class BaseBackend:
     """
 
     cookie_holds_data = False  # True when the cookie is where the session lives
+    metrics: Metrics = NO_METRICS  # see report_to()
+    owners: OwnerTracking | None = None  # whose sessions are whose, for the audit log
 
     def __init__(self, lifetime: Lifetime) -> None:
         self.lifetime = lifetime
         self.clock = lifetime.clock
+        # What commit() decides and writes with: the decision and execute, or
+        # report_to()'s wrappers, so that with reporting off commit() checks nothing.
+        self.decide: Callable[[Session, Origin, Lifetime, float], Plan | None] = decide
+        self.carry_out: Callable[[Plan], Outcome] = self.execute
 
     def may_be_permanent(self, cookie: str) -> bool:
         """Unknown until loaded, unless a backend's cookie says (see :class:`Backend`)."""
@@ -80,10 +90,10 @@ class BaseBackend:
 
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""
-        plan = decide(session, session.origin, self.lifetime, self.clock())
+        plan = self.decide(session, session.origin, self.lifetime, self.clock())
         if plan is None:
             return None
-        outcome = self.execute(plan)
+        outcome = self.carry_out(plan)
         cookie = cookie_after(plan, outcome, cookie_holds_data=self.cookie_holds_data)
         if cookie == "keep":
             return None
@@ -94,6 +104,14 @@ class BaseBackend:
     def execute(self, plan: Plan) -> Outcome:
         """Carry out the writes ``plan`` asks for; raise if the store did not acknowledge."""
         raise NotImplementedError
+
+    def report_to(self, metrics: Metrics, audit: AuditLog | None = None) -> Reporting:
+        """Report each commit to ``metrics`` and, if given, the ``audit`` log."""
+        self.metrics = metrics
+        reporting = Reporting(self.execute, metrics, audit, self.owners)
+        self.decide = reporting.decide
+        self.carry_out = reporting.carry_out
+        return reporting
 
     def send(self, plan: Plan) -> CookieUpdate:
         """The cookie to set for the session ``plan`` kept."""

@@ -34,6 +34,7 @@ from wsgi_session.crypto import Cipher, require_cryptography
 from wsgi_session.decision import Outcome, Plan
 from wsgi_session.errors import ConfigurationError, SessionTooLarge
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics.base import Refusal
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY, dumps
 from wsgi_session.session import Origin, Session
@@ -52,8 +53,8 @@ LARGEST_KEYS = 3
 class _Protection(Protocol):
     def seal(self, body: bytes) -> str: ...
 
-    def open(self, value: str) -> tuple[bytes, bool] | None:
-        """``(body, sealed_with_current_key)``, or ``None`` if ``value`` is not ours."""
+    def open(self, value: str) -> tuple[bytes, bool] | Refusal:
+        """``(body, sealed_with_current_key)``, or why ``value`` is not ours."""
         ...
 
 
@@ -66,15 +67,15 @@ class _Signed:
     def seal(self, body: bytes) -> str:
         return self.signer.sign(SIGNED + encode_canonical(body))
 
-    def open(self, value: str) -> tuple[bytes, bool] | None:
+    def open(self, value: str) -> tuple[bytes, bool] | Refusal:
         if value[:1] != SIGNED:
-            return None
+            return "not_canonical"
         verified = self.signer.unsign(value)
         if verified is None:
-            return None
+            return "bad_signature" if "." in value else "unsigned"
         text, current = verified
         body = decode_canonical(text[1:])
-        return None if body is None else (body, current)
+        return "not_canonical" if body is None else (body, current)
 
 
 class _Encrypted:
@@ -86,11 +87,13 @@ class _Encrypted:
     def seal(self, body: bytes) -> str:
         return ENCRYPTED + encode_canonical(self.cipher.encrypt(body))
 
-    def open(self, value: str) -> tuple[bytes, bool] | None:
+    def open(self, value: str) -> tuple[bytes, bool] | Refusal:
         if value[:1] != ENCRYPTED:
-            return None
+            return "not_canonical"
         sealed = decode_canonical(value[1:])
-        return None if sealed is None else self.cipher.decrypt(sealed)
+        if sealed is None:
+            return "not_canonical"
+        return self.cipher.decrypt(sealed) or "bad_signature"
 
 
 class CookieStore:
@@ -155,7 +158,10 @@ class CookieBackend(BaseBackend):
         if cookie is None:
             return Origin.fresh(now)
         # Nothing we wrote is longer than max_size: refuse bigger values before any work.
-        origin = self._read(cookie, now) if len(cookie) <= self.max_size else None
+        if len(cookie) > self.max_size:
+            self.metrics.cookie_refused("not_canonical")
+            return Origin.fresh(now)
+        origin = self._read(cookie, now)
         # One that did not verify is left alone: a server with another key may read it.
         return origin or Origin.fresh(now)
 
@@ -191,8 +197,9 @@ class CookieBackend(BaseBackend):
         try:
             opened = self.protection.open(cookie)
         except (BadData, ValueError):
-            return None
-        if opened is None:
+            opened = "bad_signature"
+        if isinstance(opened, str):
+            self.metrics.cookie_refused(opened)
             return None
         body, current = opened
         try:
@@ -210,8 +217,9 @@ class CookieBackend(BaseBackend):
                 > 0
             ):
                 return record.origin(nonce, resign=not current)
+            self.metrics.cookie_refused("expired")
         except (ValueError, zlib.error):
-            pass
+            self.metrics.cookie_refused("unknown_id")  # verified, yet no record: none we wrote
         return Origin.fresh(now, stale_cookie=True)
 
     def _check_size(self, session: Session, header: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from wsgi_session.backends.base import Backend, BackendFactory
+from wsgi_session.backends.base import Backend, BackendFactory, BaseBackend
 from wsgi_session.backends.server import ServerSideBackend
 from wsgi_session.backends.slots import check_sealing
 from wsgi_session.cookies import KeyRing
 from wsgi_session.errors import ConfigurationError
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics.audit import AuditLog
+from wsgi_session.metrics.base import NO_METRICS, Metrics
 from wsgi_session.stores.base import Store
 
 
@@ -26,11 +28,14 @@ def make_backend(
     owner_key: str | None = None,
     seal_records: bool = False,
     require_sealed: bool = False,
+    metrics: Metrics = NO_METRICS,
+    audit: AuditLog | None = None,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default.
 
     ``owner_key``: the key of the session data naming its owner (see
     :mod:`wsgi_session.backends.owners`); stores that bring their own backend keep none.
+    ``metrics``, ``audit``: where the backend reports (docs/operations.md).
     """
     if store is None:
         store = default_store()
@@ -44,7 +49,19 @@ def make_backend(
                 "store",
                 kind=type(store).__name__,
             )
-        return store.make_backend(keys, lifetime)
+        backend = store.make_backend(keys, lifetime)
+        if metrics.enabled or audit is not None:
+            if not isinstance(backend, BaseBackend):
+                raise ConfigurationError(
+                    "{metrics} and {audit} need a backend that reports its commits (a "
+                    "BaseBackend); {store} gives {kind}",
+                    "metrics",
+                    "audit",
+                    "store",
+                    kind=type(backend).__name__,
+                )
+            backend.report_to(metrics, audit)
+        return backend
     if isinstance(store, Store):
         return ServerSideBackend(
             store,
@@ -53,6 +70,8 @@ def make_backend(
             owner_key,
             seal_records=seal_records,
             require_sealed=require_sealed,
+            metrics=metrics,
+            audit=audit,
         )
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",

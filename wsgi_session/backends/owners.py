@@ -21,6 +21,8 @@ from typing import Protocol
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import SessionsUnsupported
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics.audit import AuditLog
+from wsgi_session.metrics.base import NO_METRICS, Metrics
 from wsgi_session.owner import HASH_PURPOSE, Owner, OwnerHasher, decode_client, encode_client
 from wsgi_session.record import Record
 from wsgi_session.sealing import RecordSealer, can_open_sealed
@@ -184,6 +186,9 @@ class OwnerTracking:
 class OwnerSessions:
     """``middleware.sessions`` for a store with an owner index."""
 
+    metrics: Metrics = NO_METRICS  # revocations are counted here, and audited
+    audit: AuditLog | None = None
+
     def __init__(
         self, store: Store, tracking: OwnerTracking, keys: KeyRing, store_key: Callable[[str], str]
     ) -> None:
@@ -241,6 +246,9 @@ class OwnerSessions:
             for digest, key in entries:
                 revoked += self._end(key, digest)
                 self.index.unindex_owner(digest, key)
+        self.metrics.revoked(revoked)
+        if self.audit is not None:
+            self.audit.event("revoked", self.tracking.hasher.digest(owner), count=revoked)
         return revoked
 
     def revoke_one(self, handle: str) -> bool:
@@ -254,6 +262,10 @@ class OwnerSessions:
             return False
         ended = self._end(key, record.owner.digest)
         self.index.unindex_owner(record.owner.digest, key)
+        self.metrics.revoked(ended)
+        if self.audit is not None:
+            client = self.tracking.client_of(record.owner)
+            self.audit.event("revoked", record.owner.digest, client, count=ended)
         return ended > 0
 
     def _end(self, key: str, digest: str) -> int:

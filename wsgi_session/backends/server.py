@@ -8,10 +8,13 @@ import re
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
+from wsgi_session.backends.reporting import Reporting, metered
 from wsgi_session.backends.slots import Slot, Slots, store_key
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
+from wsgi_session.metrics.audit import AuditLog
+from wsgi_session.metrics.base import NO_METRICS, Metrics, Refusal
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import ID_LENGTH, Origin, Session
@@ -62,9 +65,12 @@ class ServerSideBackend(BaseBackend):
         *,
         seal_records: bool = False,
         require_sealed: bool = False,
+        metrics: Metrics = NO_METRICS,
+        audit: AuditLog | None = None,
     ) -> None:
         super().__init__(lifetime)
-        self.store = store
+        kind = type(store).__name__
+        self.store = store = metered(store, metrics)
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
         self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
@@ -78,12 +84,21 @@ class ServerSideBackend(BaseBackend):
             )
         elif not isinstance(store, OwnerIndex):
             self.sessions = NoSessions(
-                f"{type(store).__name__} keeps no owner index (index_owner, unindex_owner, "
+                f"{kind} keeps no owner index (index_owner, unindex_owner, "
                 "owned: the OwnerIndex protocol), so it cannot find a user's sessions"
             )
         else:
             self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
             self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
+        if metrics.enabled or audit is not None:
+            self.report_to(metrics, audit)
+
+    def report_to(self, metrics: Metrics, audit: AuditLog | None = None) -> Reporting:
+        reporting = super().report_to(metrics, audit)
+        if isinstance(self.sessions, OwnerSessions):
+            self.sessions.metrics = metrics
+            self.sessions.audit = audit
+        return reporting
 
     store_key = staticmethod(store_key)
 
@@ -106,15 +121,26 @@ class ServerSideBackend(BaseBackend):
         # not verify gets, a fresh session, which an untouched request leaves alone.
         return not cookie.startswith(_MARKED, ID_LENGTH)
 
+    @staticmethod
+    def refusal(cookie: str) -> Refusal:
+        """Why ``cookie`` did not verify (asked only for one that did not)."""
+        if "." not in cookie:
+            return "unsigned"
+        return "bad_signature" if _SIGNED_ID.fullmatch(cookie) else "not_canonical"
+
     def open(self, cookie: str | None) -> Origin:
         now = self.clock()
-        verified = None if cookie is None else self.verify(cookie)
+        if cookie is None:
+            return Origin.fresh(now)
+        verified = self.verify(cookie)
         if verified is None:  # never looked up, and left alone: another key may verify it
+            self.metrics.cookie_refused(self.refusal(cookie))
             return Origin.fresh(now)
         session_id, current_key = verified
         key = store_key(session_id)
         found = self.store.load(key)
         if found is None:
+            self.metrics.cookie_refused("unknown_id")
             return Origin.fresh(now, stale_cookie=True)
         record, found_at = self.slots.decode(session_id, key, found[0])
         if record is None and Record.is_sealed(found[0]):
@@ -138,6 +164,8 @@ class ServerSideBackend(BaseBackend):
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
+            live = record is not None and record.text != EMPTY
+            self.metrics.cookie_refused("expired" if live else "unknown_id")
             return Origin.fresh(now, stale_cookie=True)
         try:
             return record.origin(
@@ -149,6 +177,7 @@ class ServerSideBackend(BaseBackend):
             )
         except ValueError:
             log.warning("unreadable session record dropped")
+            self.metrics.cookie_refused("unknown_id")
             return Origin.fresh(now, stale_cookie=True)
 
     def execute(self, plan: Plan) -> Outcome:

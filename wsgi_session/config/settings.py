@@ -85,6 +85,12 @@ _SETTINGS = {
         _setting("REQUIRE_SEALED", Flag(), "require_sealed"),
         _setting("OWNER_KEY", Text(unset="(none: sessions have no owner)"), "owner_key"),
         _setting("RECORD_CLIENT", Flag(), "record_client"),
+        # Shown as given: the middleware holds the adapter, not its name.
+        _setting(
+            "METRICS",
+            Choice({"off": None, "prometheus": "prometheus", "opentelemetry": "opentelemetry"}),
+        ),
+        _setting("AUDIT", Flag(unset_text="false")),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}

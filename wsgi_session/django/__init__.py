@@ -131,6 +131,8 @@ _SETTINGS = frozenset(
         "WSGI_SESSION_STORE",
         "WSGI_SESSION_SEAL_RECORDS",
         "WSGI_SESSION_REQUIRE_SEALED",
+        "WSGI_SESSION_METRICS",
+        "WSGI_SESSION_AUDIT",
     }
 )
 """The settings the middleware is built from; override_settings on them rebuilds it."""
@@ -199,6 +201,8 @@ class _DjangoSessions(WSGISessionMiddleware):
                 **_sealing_from_settings(),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
+                metrics=getattr(settings, "WSGI_SESSION_METRICS", None),
+                audit=bool(getattr(settings, "WSGI_SESSION_AUDIT", False)),
                 clock=arguments.clock,
             )
         except ConfigurationError as exc:
@@ -234,6 +238,8 @@ _SETTING_NAMES = {
     "idle_timeout": "SESSION_COOKIE_AGE",
     "seal_records": "WSGI_SESSION_SEAL_RECORDS",
     "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
+    "metrics": "WSGI_SESSION_METRICS",
+    "audit": "WSGI_SESSION_AUDIT",
 }
 
 

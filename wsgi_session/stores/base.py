@@ -7,7 +7,7 @@ compare-and-set: whatever ``load`` returned is handed back to ``save``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
@@ -89,6 +89,29 @@ class IndexedWrites(Protocol):
 
     def delete_indexed(self, key: str, owner: str) -> None:
         """:meth:`Store.delete` and :meth:`OwnerIndex.unindex_owner` of ``key``."""
+        ...
+
+
+@runtime_checkable
+class RecordScan(Protocol):
+    """Optional: every record the store holds, and its own size figures (``wsgi-session stats``).
+
+    ``records`` may include records past their expiry that the store has
+    not dropped yet, forwards and emptied records: the reader tells them
+    apart from their headers. A store that cannot list its records cheaply
+    (memcached has no key listing meant for it) still gives ``figures``.
+    """
+
+    def records(self) -> Iterator[bytes]:
+        """Each stored record's data, in no particular order."""
+        ...
+
+    def record_count(self) -> int | None:
+        """About how many records :meth:`records` goes through (a progress bar's total)."""
+        ...
+
+    def figures(self) -> dict[str, int]:
+        """The store's own size figures, by name (``file bytes``, ``used memory bytes``)."""
         ...
 
 

@@ -17,8 +17,9 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pymemcache.client.base import Client
 from pymemcache.exceptions import (
@@ -47,6 +48,7 @@ MAX_RELATIVE_TTL = 30 * 24 * 3600
 
 _MAX_PREFIX_LENGTH = MAX_KEY_LENGTH - 64  # leaves room for a hex SHA-256 digest
 _KEY = re.compile(r"[!-~]+")  # printable ASCII, no whitespace: what memcached accepts
+_SESSION_KEY = re.compile(rb"[0-9a-f]{64}")  # a record's key (a SHA-256), not an index's
 _ADDRESS = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]+))(?::(?P<port>\d+))?")
 
 # The connection is gone (or the reply unreadable): the server is unreachable.
@@ -234,6 +236,55 @@ class MemcachedStore:
         full_key = self._index_key(owner)
         data, _ = self._call(full_key, None, "gets", full_key)
         return list(_live_entries(data))
+
+    # -- the RecordScan protocol -------------------------------------------------------
+
+    def records(self) -> Iterator[bytes]:
+        """Each record's data, listed by memcached's LRU crawler (``lru_crawler metadump``).
+
+        The crawler walks every server's items without blocking it; a record
+        written while it runs may or may not be listed.
+        """
+        for dump in self._on_each_server("raw_command", b"lru_crawler metadump all", b"END\r\n"):
+            for line in dump.split(b"\n"):
+                if not line.startswith(b"key="):
+                    continue
+                key = unquote_to_bytes(line.split(b" ", 1)[0][len(b"key=") :])
+                if not key.startswith(self._prefix):
+                    continue
+                key = key[len(self._prefix) :]
+                if _SESSION_KEY.fullmatch(key):
+                    found = self.load(key.decode("ascii"))
+                    if found is not None:
+                        yield found[0]
+
+    def record_count(self) -> int | None:
+        """Every server's items (owner index entries and other keys included)."""
+        return self.figures()["items"]
+
+    def figures(self) -> dict[str, int]:
+        """Items, bytes and the memory limit, added up over the servers."""
+        totals = {"items": 0, "bytes": 0, "memory limit bytes": 0}
+        for stats in self._on_each_server("stats"):
+            for name, field in (
+                ("items", b"curr_items"),
+                ("bytes", b"bytes"),
+                ("memory limit bytes", b"limit_maxbytes"),
+            ):
+                totals[name] += int(stats.get(field, stats.get(field.decode(), 0)))
+        return totals
+
+    def _on_each_server(self, method: str, *args: Any) -> list[Any]:
+        """``method(*args)`` on every server; :class:`StoreUnavailable` if one cannot answer."""
+        answers = []
+        for server in self._servers:
+            try:
+                answers.append(server.call(method, *args))
+            except (*_UNREACHABLE, MemcacheServerError) as exc:
+                raise StoreUnavailable(
+                    f"memcached server {server.name} did not answer {method}: {exc!r}"
+                ) from exc
+        return answers
 
     def _index_key(self, owner: str) -> bytes:
         # "o:" and 62 hex digits of a hash of the owner token: as long as a

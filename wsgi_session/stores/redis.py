@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -49,6 +49,7 @@ T = TypeVar("T")
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 TOKEN_BYTES = 8
+SCAN_BATCH = 500  # keys a SCAN step asks for, and values a pipeline of GETs fetches
 """Length of the version token each record starts with."""
 
 # redis-py annotates these in some releases and not in others: seen through these
@@ -452,6 +453,36 @@ class RedisStore:
         members: list[bytes] = self._write("list", owner_key, ("EVAL", _OWNED, 1, owner_key, now))
         return [member.decode() for member in members]
 
+    # -- the RecordScan protocol -------------------------------------------------------
+
+    def records(self) -> Iterator[bytes]:
+        """Each record's data: ``SCAN`` over the prefix (every node of a Cluster), then ``GET``."""
+        owner_keys = self._prefix + b"owner:"
+        batch: list[bytes] = []
+        for key in self._call("scan", _scan, self._prefix + b"*"):
+            if key.startswith(owner_keys):
+                continue
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                yield from self._values(batch)
+                batch = []
+        yield from self._values(batch)
+
+    def record_count(self) -> int | None:
+        """The keys in the database (the owner index's and any other's too)."""
+        return self.figures()["keys"]
+
+    def figures(self) -> dict[str, int]:
+        """The memory Redis uses (added up over a Cluster's nodes) and its keys."""
+        info, keys = self._call("info", _memory_and_keys)
+        return {"used memory bytes": info, "keys": keys}
+
+    def _values(self, keys: list[bytes]) -> list[bytes]:
+        if not keys:
+            return []
+        values: list[bytes | None] = self._call("get", _get_all, keys)
+        return [value[TOKEN_BYTES:] for value in values if value is not None]
+
     @staticmethod
     def _check_value(data: bytes, ttl: int) -> None:
         if not isinstance(data, bytes):
@@ -631,6 +662,29 @@ class _Link:
             raise
         finally:
             self._idle.append(connection)
+
+
+def _scan(link: _Link, pattern: bytes) -> list[bytes]:
+    keys: list[bytes] = list(link.client.scan_iter(match=pattern, count=SCAN_BATCH))
+    return keys
+
+
+def _get_all(link: _Link, keys: list[bytes]) -> list[bytes | None]:
+    pipe = link.client.pipeline(transaction=False)
+    for key in keys:
+        pipe.get(key)
+    values: list[bytes | None] = pipe.execute()
+    return values
+
+
+def _memory_and_keys(link: _Link) -> tuple[int, int]:
+    info: dict[str, Any] = link.client.info("memory")
+    if "used_memory" not in info:  # a Cluster: one section per node
+        used = sum(int(node.get("used_memory", 0)) for node in info.values())
+    else:
+        used = int(info["used_memory"])
+    keys = link.client.dbsize()
+    return used, int(sum(keys.values()) if isinstance(keys, dict) else keys)
 
 
 def _run(link: _Link, command: tuple[Any, ...]) -> Any:

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
@@ -68,6 +68,8 @@ _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
 _INDEX = 'UPDATE "{table}" SET owner = ? WHERE key = ?'
 _UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = ? AND owner = ?'
 _OWNED = 'SELECT key FROM "{table}" WHERE owner = ? AND expires > ?'
+_SCAN = 'SELECT data FROM "{table}" WHERE expires > ?'
+_COUNT = 'SELECT COUNT(*) FROM "{table}" WHERE expires > ?'
 
 # Errors that mean the calling code is wrong, not that the database is away.
 _CALLER_BUGS = (sqlite3.ProgrammingError, sqlite3.IntegrityError)
@@ -144,6 +146,7 @@ class SQLiteStore:
             template.format(table=table)
             for template in (_INDEX, _UNINDEX, _OWNED, _CREATE_OWNED, _REPLACE_OWNED)
         )
+        self._scan, self._count = (template.format(table=table) for template in (_SCAN, _COUNT))
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -177,6 +180,32 @@ class SQLiteStore:
         return self._write(self._purge, (self._clock(),))
 
     # -- the OwnerIndex protocol: an indexed column of the record's own row ------
+
+    # -- the RecordScan protocol -------------------------------------------------------
+
+    def records(self) -> Iterator[bytes]:
+        """Each live record's data, read in one statement (a snapshot, with WAL)."""
+        try:
+            rows = self._connection().execute(self._scan, (self._clock(),))
+            for (data,) in rows:
+                yield bytes(data)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def record_count(self) -> int | None:
+        try:
+            (count,) = self._connection().execute(self._count, (self._clock(),)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return int(count)
+
+    def figures(self) -> dict[str, int]:
+        """The database file's size, and its write-ahead log's."""
+        found = {}
+        for name, path in (("file bytes", self.path), ("WAL bytes", Path(f"{self.path}-wal"))):
+            with contextlib.suppress(OSError):
+                found[name] = path.stat().st_size
+        return found
 
     def index_owner(self, owner: str, key: str, until: int) -> None:
         """Mark the row as ``owner``'s; the row's own expiry says how long (``until`` unused)."""
