@@ -424,8 +424,9 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
 # The commands a request cannot go below on a store (benchmarks/roundtrips.py): a
 # read loads the record; a write loads it and compare-and-sets it; a login loads
 # the anonymous record, creates the new one and retires the old id (so it stops
-# working); a logout loads and deletes. An untouched request needs none, through
-# Flask too when the cookie says the session is not permanent.
+# working); a logout loads, then deletes only if unchanged (a compare-and-delete;
+# today a compare-and-set to an ended marker, then a delete). An untouched request
+# needs none, through Flask too when the cookie says the session is not permanent.
 MINIMUM_COMMANDS = {"untouched": 0, "read": 1, "write": 2, "new": 1, "login": 3, "logout": 2}
 # What the index may add: memcached has no multi-key write, so its index record
 # is a gets and a cas of its own; Redis folds it into the session's command (a

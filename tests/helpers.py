@@ -75,11 +75,14 @@ class CountingStore:
 
 
 class CountingIndexStore(CountingStore):
-    """A :class:`CountingStore` that is an ``OwnerIndex`` too, counting those calls as well."""
+    """A :class:`CountingStore` that is an ``OwnerIndex`` too, counting those calls as well.
 
-    inner: MemoryStore
+    ``inner``: any store that keeps an owner index (default: a ``MemoryStore``).
+    """
 
-    def __init__(self, inner: MemoryStore | None = None) -> None:
+    inner: Any
+
+    def __init__(self, inner: Any = None) -> None:
         super().__init__(inner if inner is not None else MemoryStore())
 
     def index_owner(self, owner: str, key: str, until: int) -> None:

@@ -2,21 +2,25 @@
 
 Requests are ordered with barriers and events, never with sleeps: each racing
 request loads its session, stops at its gate, and goes on when the test says.
+The logout-and-login races and the owner checks run on every server-side store
+(SQLite, memcached and Redis, real servers from the fixtures).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from helpers import (
     SECRET,
-    CountingStore,
+    CountingIndexStore,
     Environ,
     FakeClock,
     SetCookie,
@@ -30,13 +34,16 @@ from helpers import (
 from werkzeug.test import Client, TestResponse
 
 from wsgi_session import (
+    MemcachedStore,
     MemoryStore,
     RedisStore,
     ServerSideBackend,
     Session,
     SessionMiddleware,
+    SQLiteStore,
     Store,
 )
+from wsgi_session.record import ENDED
 
 WAIT = 30  # seconds before a stuck gate fails the test instead of hanging it
 
@@ -88,7 +95,7 @@ class Race:
     def __init__(self, inner: Store, **options: Any) -> None:
         self.sealed = bool(options.get("seal_records"))
         self.app = RaceApp()
-        self.store = CountingStore(inner)
+        self.store = CountingIndexStore(inner)
         self.middleware = SessionMiddleware(self.app, SECRET, store=self.store, **options)
         assert isinstance(self.middleware.backend, ServerSideBackend)
         self.stats = self.middleware.backend.stats
@@ -356,5 +363,237 @@ def test_a_remember_me_login_racing_a_slow_write_stays_permanent(
         assert (record.permanent, record.idle_timeout) == (True, 30 * 24 * 3600)
         assert race.data(cookie) == {"seed": 1, "user": "bob", "cart": [1]}
         assert race.stats.merges >= 1
+    finally:
+        race.close()
+
+
+# -- logouts and logins racing, owners across a forward: on every server-side store --
+
+
+ACCOUNT = "account"  # the owner key of these races ("user" is the seeded session's data)
+
+
+@pytest.fixture(params=["memory", "sqlite", "memcached", "redis"])
+def each_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterable[Store]:
+    """A real store of each server-side kind, all keeping an owner index."""
+    made: Any
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "sessions.db")
+    elif request.param == "memcached":
+        server = request.getfixturevalue("shared_memcached")
+        made = MemcachedStore(server.address, key_prefix=f"race{uuid.uuid4().hex[:12]}:")
+    else:
+        server = request.getfixturevalue("shared_redis")
+        made = RedisStore(server.url, key_prefix=f"race{uuid.uuid4().hex[:12]}:")
+    yield made
+    made.close()
+
+
+def login_as(name: str) -> Action:
+    def login(session: Session) -> None:
+        session.regenerate()
+        session[ACCOUNT] = name
+
+    return login
+
+
+class OwnedRace(Race):
+    """A race whose sessions have owners (``owner_key``), for one user of this test alone."""
+
+    def __init__(self, inner: Store, **options: Any) -> None:
+        super().__init__(inner, owner_key=ACCOUNT, **options)
+        self.user = f"user-{secrets.token_hex(4)}"
+        self.login = self.app.add("login", login_as(self.user))
+        self.logout = self.app.add("logout", Session.destroy)
+
+    def listed(self) -> int:
+        return len(self.middleware.sessions.of(self.user))
+
+    def indexed(self) -> list[str]:
+        """The store's owner index entries for the user (expired records' entries included)."""
+        digest = self.middleware.sessions.tracking.hasher.digest(self.user)  # type: ignore[attr-defined]
+        entries: list[str] = self.store.inner.owned(digest)
+        return entries
+
+
+def test_a_logout_that_loaded_before_a_login_finished_ends_the_logged_in_session(
+    each_store: Store, sealed: bool
+) -> None:
+    """The login finishes first: the logout finds a forward, and ends where it leads."""
+    race = OwnedRace(each_store, seal_records=sealed)
+    try:
+        signed_in = one_cookie(race.request(race.login))
+        logout_gate = Gate()
+        logging_out = race.start(
+            race.app.add("slow-logout", Session.destroy, logout_gate), signed_in
+        )
+        logout_gate.wait_loaded()
+        relogin = race.request(race.login, signed_in)  # e.g. a second tab: the id moves on
+        moved_to = one_cookie(relogin)
+        assert race.data(moved_to) is not None and race.listed() == 1
+        logout_gate.go.set()
+        logged_out = logging_out.result(WAIT)
+
+        assert logged_out.status_code == 200 and one_cookie(logged_out).expires_now
+        assert race.data(moved_to) is None and race.data(signed_in) is None
+        assert race.listed() == 0 and race.indexed() == []
+        # Whichever response reaches the browser last, the user is logged out.
+        assert race.request("/read", moved_to).text == "{}"
+        assert race.request("/read", signed_in).text == "{}"
+    finally:
+        race.close()
+
+
+def test_a_login_that_loaded_before_a_logout_finished_does_not_revive_it(
+    each_store: Store, sealed: bool
+) -> None:
+    """The other order: the logout finishes first; the login's new record goes too."""
+    race = OwnedRace(each_store, seal_records=sealed)
+    try:
+        signed_in = one_cookie(race.request(race.login))
+        login_gate = Gate()
+        logging_in = race.start(
+            race.app.add("slow-login", login_as(race.user), login_gate), signed_in
+        )
+        login_gate.wait_loaded()
+        logged_out = race.request(race.logout, signed_in)
+        login_gate.go.set()
+        logged_in = logging_in.result(WAIT)
+
+        assert one_cookie(logged_out).expires_now and one_cookie(logged_in).expires_now
+        assert race.listed() == 0 and race.indexed() == []
+        assert race.request("/read", signed_in).text == "{}"
+    finally:
+        race.close()
+
+
+class HeldEnd(CountingIndexStore):
+    """The real store, holding a logout between its two writes (the end, then the delete).
+
+    Not a fake: every call reaches the real store; the gate only orders them.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.gate = Gate()
+        self.armed = True
+
+    def save(self, key: str, data: bytes, ttl: int, version: Any = None) -> bool:
+        saved = super().save(key, data, ttl, version)
+        if saved and data == ENDED and self.armed:
+            self.armed = False
+            self.gate()
+        return saved
+
+
+def test_a_login_retiring_a_record_a_logout_is_ending_deletes_its_new_record(
+    each_store: Store, sealed: bool
+) -> None:
+    """The narrowest order: the login retires the record between the logout's two writes."""
+    race = OwnedRace(each_store, seal_records=sealed)
+    held = HeldEnd(each_store)
+    race.store = held
+    race.middleware = SessionMiddleware(
+        race.app, SECRET, store=held, owner_key=ACCOUNT, seal_records=sealed
+    )
+    try:
+        signed_in = one_cookie(race.request(race.login))
+        login_gate = Gate()
+        logging_in = race.start(
+            race.app.add("slow-login", login_as(race.user), login_gate), signed_in
+        )
+        login_gate.wait_loaded()
+        logging_out = race.start(race.logout, signed_in)
+        held.gate.wait_loaded()  # the record is ENDED, not deleted yet
+        login_gate.go.set()
+        logged_in = logging_in.result(WAIT)  # finds the record ended: its own goes too
+        held.gate.go.set()
+        logged_out = logging_out.result(WAIT)
+
+        assert one_cookie(logged_out).expires_now and one_cookie(logged_in).expires_now
+        assert race.listed() == 0 and race.indexed() == []
+        assert race.request("/read", signed_in).text == "{}"
+    finally:
+        race.close()
+
+
+def test_a_request_from_before_a_login_cannot_write_into_the_logged_in_session(
+    each_store: Store, sealed: bool
+) -> None:
+    """An id planted before a login: a slow request holding it saves after the login."""
+    race = OwnedRace(each_store, seal_records=sealed)
+    try:
+        attacker_gate = Gate()
+        attack = race.start(
+            race.app.add("plant", setter("next", "https://attacker.example/"), attacker_gate)
+        )
+        attacker_gate.wait_loaded()
+        victim = race.request(race.login)  # the victim logs in on the planted session
+        attacker_gate.go.set()
+        attacked = attack.result(WAIT)
+
+        logged_in = one_cookie(victim)
+        assert attacked.status_code == 200
+        assert set_cookies(attacked) == []  # the victim's browser keeps its login
+        assert race.data(logged_in) == {"seed": 1, "user": "anon", ACCOUNT: race.user}
+        assert race.request("/read", logged_in).text == repr(
+            {"seed": 1, "user": "anon", ACCOUNT: race.user}
+        )
+        assert race.stats.dropped == 1 and race.stats.merges == 0
+    finally:
+        race.close()
+
+
+def test_a_request_from_before_a_regeneration_by_the_same_owner_still_merges(
+    each_store: Store, sealed: bool
+) -> None:
+    race = OwnedRace(each_store, seal_records=sealed)
+    try:
+        signed_in = one_cookie(race.request(race.login))
+        writer_gate = Gate()
+        writing = race.start(race.app.add("cart", setter("cart", [1]), writer_gate), signed_in)
+        writer_gate.wait_loaded()
+        again = one_cookie(race.request(race.login, signed_in))  # same owner, new id
+        writer_gate.go.set()
+        assert writing.result(WAIT).status_code == 200
+
+        assert race.data(again) == {"seed": 1, "user": "anon", ACCOUNT: race.user, "cart": [1]}
+        assert race.stats.dropped == 0
+    finally:
+        race.close()
+
+
+def test_a_key_rotation_between_a_load_and_a_regeneration_still_merges_for_the_same_owner(
+    sealed: bool,
+) -> None:
+    """The owner's hash changes with the secret: the owner is still the same."""
+    race = OwnedRace(MemoryStore(), seal_records=sealed)
+    try:
+        signed_in = one_cookie(race.request(race.login))  # hashed under SECRET
+        race.middleware = SessionMiddleware(
+            race.app,
+            "a-new-secret-0123456789abcdef0123456789abcdef",
+            fallback_keys=[SECRET],
+            store=race.store,
+            owner_key=ACCOUNT,
+            seal_records=sealed,
+        )
+        writer_gate = Gate()
+        writing = race.start(race.app.add("cart", setter("cart", [1]), writer_gate), signed_in)
+        writer_gate.wait_loaded()
+        again = one_cookie(race.request(race.login, signed_in))  # hashed under the new key
+        writer_gate.go.set()
+        assert writing.result(WAIT).status_code == 200
+
+        backend = race.middleware.backend
+        assert isinstance(backend, ServerSideBackend)
+        record = backend.slots.of(again.session_id).decode(
+            race.store.inner.load(store_key(again.session_id))[0]
+        )
+        assert record is not None and record.owner is not None
+        assert "cart" in record.text and race.stats.dropped == 0
     finally:
         race.close()

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from memcached_server import MemcachedServer
 from werkzeug.test import Client
 
 from wsgi_session import ConfigurationError, MemoryStore, SessionMiddleware
 from wsgi_session.config import (
+    REDIS_SCHEMES,
     Config,
     format_duration,
     from_env,
     from_settings,
     load_env,
+    load_settings,
     parse_duration,
     store_from_url,
     wrap,
@@ -416,3 +422,114 @@ def test_wrap_explains_a_bad_target(
     monkeypatch.setenv("WSGI_SESSION_SECRET_KEY", SECRET)
     with pytest.raises(ImportError, match=reason):
         wrap(target)
+
+
+# -- a password in a store URL is never shown, whatever it holds -----------------------
+
+URL_SPECIALS = list("[]@:/?#% ")
+MARKED = "QZXJ"  # letters no message uses side by side: any two of them in a row are the password's
+URL_FORMS = [
+    "redis://{credentials}@127.0.0.1:{port}/0?connect_timeout=0.2&timeout=0.2",
+    "redis://{credentials}@127.0.0.1:{port}/db?connect_timeout=0.2",  # a bad database number
+    "rediss://{credentials}@127.0.0.1:{port}/1?connect_timeout=0.2&timeout=0.2",
+    "rediss://{credentials}@127.0.0.1:{port}?nope=1",  # an unknown option
+    "unix://{credentials}@/no/such/redis.sock?db=1&connect_timeout=0.2",
+    "redis+sentinel://{credentials}@127.0.0.1:{port}/mymaster/0?connect_timeout=0.2&timeout=0.2",
+    "redis+sentinel://{credentials}@127.0.0.1:{port}",  # no service name
+    "redis+cluster://{credentials}@127.0.0.1:{port}?connect_timeout=0.2&timeout=0.2",
+    "redis+cluster://{credentials}@127.0.0.1:{port}/3",  # a Cluster has only database 0
+    "memcached://{credentials}@127.0.0.1:{port}",
+    "sqlite://{credentials}@/sessions.db",
+    "memory://{credentials}@",
+    "cookie://{credentials}@?encrypt=true",
+]
+passwords = (
+    st.lists(st.sampled_from(URL_SPECIALS + list(MARKED)), min_size=1, max_size=14)
+    .map("".join)
+    .filter(lambda password: sum(c in MARKED for c in password) >= 2)
+)
+
+
+def pieces(password: str) -> list[str]:
+    """Every two marked letters in a row in ``password``: none may be shown."""
+    return [
+        password[i : i + 2]
+        for i in range(len(password) - 1)
+        if set(password[i : i + 2]) <= set(MARKED)
+    ]
+
+
+def shows_none_of(password: str, *texts: str) -> None:
+    for text in texts:
+        for piece in pieces(password):
+            assert piece not in text, (password, text)
+
+
+@given(form=st.sampled_from(URL_FORMS), user=st.sampled_from(["", "app"]), password=passwords)
+@examples(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_no_piece_of_a_store_url_password_is_ever_shown(
+    form: str,
+    user: str,
+    password: str,
+    shared_redis: Any,
+    run: Callable[..., tuple[int, str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+    from django_setup import django_project_files
+
+    from wsgi_session.django import _store_from_settings
+    from wsgi_session.stores.redis import RedisStore
+
+    url = form.format(credentials=f"{user}:{password}", port=shared_redis.port)
+    shown = []
+    try:
+        store = store_from_url(url)
+    except ConfigurationError as exc:
+        shown.append(str(exc))
+    else:  # taken as written, percent-decoded, and never shown
+        assert isinstance(store, RedisStore) and not any(c in password for c in "/?#")
+        assert store._target is not None and store._target.password == unquote(password)
+        shown.append(repr(store))
+        store.close()
+    if url.partition(":")[0] in REDIS_SCHEMES:  # the Redis store reading the URL itself
+        try:
+            RedisStore.from_url(url).close()
+        except ConfigurationError as exc:
+            shown.append(str(exc))
+    for given_settings in (env(STORE=url), {"secret_key": SECRET, "store": url}):
+        try:
+            load_settings(given_settings, "" if "secret_key" in given_settings else "WSGI_SESSION_")
+        except ConfigurationError as exc:
+            shown.append(str(exc))
+    flask_config = {
+        "SECRET_KEY": "flask",
+        "WSGI_SESSION_SECRET_KEY": SECRET,
+        "WSGI_SESSION_STORE": url,
+    }
+    try:
+        from_settings(counter, flask_config, "WSGI_SESSION_")
+    except ConfigurationError as exc:
+        shown.append(str(exc))
+    django_project_files(tmp_path_factory)
+    with override_settings(WSGI_SESSION_STORE=url):
+        try:
+            _store_from_settings()
+        except ImproperlyConfigured as exc:
+            shown.append(str(exc))
+    status, out, err = run("check", SECRET_KEY=SECRET, STORE=url)
+    assert status in (0, 1)
+    shown.append(out + err)
+    shows_none_of(password, *shown)
+
+
+def test_the_reviewed_password_is_not_quoted() -> None:
+    url = "redis://:pa[ssw0rd-SECRET]xyz@127.0.0.1:6390/0"
+    store = store_from_url(url)
+    assert "ssw0rd" not in repr(store)
+    with pytest.raises(ConfigurationError) as raised:
+        store_from_url("memcached://:pa[ssw0rd-SECRET]xyz@127.0.0.1:11211")
+    assert "ssw0rd" not in str(raised.value) and "passwords are not supported" in str(raised.value)

@@ -598,7 +598,7 @@ def test_an_engine_login_is_listed_and_a_revoke_logs_that_client_out(
     assert len(listed) == 2
 
     # One session ended by its handle: exactly one of the two clients is logged out.
-    assert sessions.revoke_one(listed[0].handle)
+    assert sessions.revoke_one(listed[0].handle, user.pk)
     users = sorted(client.get("/e/read/").json()["user"] for client in (phone, laptop))
     assert users == ["", USER]
     assert len(sessions.of(user.pk)) == 1
@@ -626,3 +626,35 @@ def test_sessions_of_the_request_revoke_the_other_engine_sessions(settings_backe
     assert laptop.get("/e/sign-out-others/").content == b"1"  # the phone's, not its own
     assert phone.get("/e/read/").json()["user"] == ""
     assert laptop.get("/e/read/").json()["user"] == USER
+
+
+@pytest.mark.parametrize("first", ["login", "logout"])
+def test_a_logout_racing_a_login_ends_the_session_in_either_order(
+    settings_backend: None, first: str
+) -> None:
+    """Two requests loaded one session: a login (``cycle_key``) and a logout (``flush``)."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username=USER)
+    client = Client()
+    assert client.login(username=USER, password=PASSWORD)
+    key = client.cookies[COOKIE].value
+    login, logout = SessionStore(key), SessionStore(key)
+    login.load(), logout.load()  # both loaded the logged-in session
+    login["_auth_user_id"], logout["_auth_user_id"]
+
+    if first == "login":
+        login.cycle_key()  # the login finishes first: the old record forwards to the new one
+        login.save()
+        logout.flush()
+    else:
+        logout.flush()
+        with pytest.raises(UpdateError):
+            login.cycle_key()
+    assert login.session_key is not None
+    assert not SessionStore().exists(login.session_key)
+    assert not SessionStore().exists(key)
+    assert engine.sessions().of(user.pk) == []
+    # Nothing of the session is left: no owned record, no forward (Client.login leaves
+    # an empty record of its own, which no cookie names).
+    assert [raw for raw in stored_records() if raw.startswith((b"2s ", b"1s F "))] == []

@@ -185,12 +185,41 @@ def test_revoke_one_by_its_handle(store: Any, owner: str) -> None:
     site = Site(store, owner, record_client=True)
     first, second = site.logged_in(2)
     handles = {info.user_agent: info.handle for info in site.middleware.sessions.of(owner)}
-    assert site.middleware.sessions.revoke_one(handles["browser-1"]) is True
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], "someone-else") is False
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], owner) is True
     assert read(second) == {}
     assert read(first) == {OWNER_KEY: owner}
     assert [info.user_agent for info in site.middleware.sessions.of(owner)] == ["browser-0"]
-    assert site.middleware.sessions.revoke_one(handles["browser-1"]) is False
-    assert site.middleware.sessions.revoke_one("forged.handle") is False
+    assert site.middleware.sessions.revoke_one(handles["browser-1"], owner) is False
+    for forged in ("forged.handle", "", ".", "nodot", "\u00e9.\u00e9", handles["browser-0"] + "x"):
+        assert site.middleware.sessions.revoke_one(forged, owner) is False
+    assert read(first) == {OWNER_KEY: owner}
+
+
+def test_a_handle_stops_working_once_its_session_belongs_to_someone_else(
+    store: Any, owner: str
+) -> None:
+    """The owner key removed, then another user logged in under the same id."""
+    site = Site(store, owner)
+    (browser,) = site.logged_in(1)
+    (listed,) = site.middleware.sessions.of(owner)
+    browser.get("/cart")
+    browser.get("/forget-user")  # the user is gone, the session (its cart) stays
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    other = f"other-{owner}"
+    taken = Client(Site(store, other).middleware)
+    taken.set_cookie("session", cookie.value)
+    taken.get("/login-plain")  # another user, same id: no regeneration
+    assert read(taken).get(OWNER_KEY) == other
+
+    assert site.middleware.sessions.revoke_one(listed.handle, owner) is False
+    assert site.middleware.sessions.revoke_one(listed.handle, other) is False
+    assert read(taken).get(OWNER_KEY) == other
+    (theirs,) = site.middleware.sessions.of(other)
+    assert site.middleware.sessions.revoke_one(theirs.handle, owner) is False  # not for owner
+    assert site.middleware.sessions.revoke_one(theirs.handle, other) is True
+    assert read(taken).get(OWNER_KEY) is None
 
 
 def test_a_handle_is_not_a_cookie(owner: str) -> None:
@@ -245,14 +274,16 @@ def test_an_ordinary_request_makes_no_extra_store_call(owner: str) -> None:
     assert plain_after == {"load": 5, "save": 6}
 
 
-def test_a_logout_costs_one_unindex_call(owner: str) -> None:
+def test_a_logout_costs_one_end_one_delete_and_one_unindex_call(owner: str) -> None:
     store = CountingIndexStore()
     site = Site(store, owner)
     browser = site.browser()
     browser.get("/login")
     store.calls.clear()
     browser.get("/logout")
-    assert dict(store.calls) == {"load": 1, "delete": 1, "unindex_owner": 1}
+    # The save: the record marked ended by compare-and-set, so that a login racing
+    # the logout finds it ended (docs/concurrency.md), then deleted.
+    assert dict(store.calls) == {"load": 1, "save": 1, "delete": 1, "unindex_owner": 1}
 
 
 @pytest.mark.parametrize("metered", [False, True], ids=["", "metered"])
@@ -294,8 +325,9 @@ def test_a_login_and_a_logout_with_the_index_cost_no_extra_round_trip(
             (key,) = store.owned(site.middleware.sessions.tracking.hasher.digest(owner))
             assert key == store_key(one_cookie(newcomer.get("/cart")).session_id)
         store.close()
-    # load + create + retire; load + delete; create: the index rides in those.
-    assert counts[OWNER_KEY] == counts[None] == [3, 2, 1]
+    # load + create + retire; load + the ended marker + delete; create: the index rides
+    # in those.
+    assert counts[OWNER_KEY] == counts[None] == [3, 3, 1]
 
 
 def test_a_request_in_flight_on_a_revoked_session_saves_nothing(store: Any, owner: str) -> None:

@@ -14,6 +14,7 @@ import requests
 from helpers import (
     ROUTES,
     SECRET,
+    FakeClock,
     one_cookie,
     parse_set_cookie,
     session_app,
@@ -159,7 +160,43 @@ def test_wait_for_replicas_refuses_a_write_the_stopped_replica_did_not_confirm(
     assert "replicas within 0.2 s" in site.server.output()
 
 
-# -- in-process: degrade, settings, command line ------------------------------------
+# -- in-process: refused writes, degrade, settings, command line ----------------------
+
+
+def test_writes_refused_without_a_replica_log_one_traceback_then_counts_then_the_end(
+    redis_factory: RedisFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The replica gone (as after a failover), every write is a 503: logged as an outage."""
+    master = redis_factory()
+    replica = redis_factory("--replicaof", HOST, str(master.port))
+    wait_for(lambda: replica_online(master), 10, "replica in sync")
+    store = RedisStore(master.url, wait_for_replicas=1, wait_timeout=0.05)
+    middleware = SessionMiddleware(session_app(ROUTES), SECRET, store=store)
+    clock = FakeClock(0.0)
+    middleware.refusals.clock = clock
+    client = Client(middleware)
+    assert client.get("/set").status_code == 200
+    caplog.set_level(logging.INFO, logger="wsgi_session")
+
+    replica.kill()
+    statuses = [client.get("/set").status_code for _ in range(12)]
+    clock.advance(middleware.refusals.interval)
+    statuses += [client.get("/set").status_code for _ in range(3)]
+    assert client.get("/read").status_code == 200  # reads wait for no replica
+    replica.start()
+    wait_for(lambda: replica_online(master), 10, "replica back in sync")
+    assert client.get("/set").status_code == 200
+    assert client.get("/set").status_code == 200
+
+    assert statuses == [503] * 15
+    records = [r for r in caplog.records if r.name == "wsgi_session"]
+    assert [r.exc_info is not None for r in records] == [True, False, False], records
+    first, summary, recovered = (r.getMessage() for r in records)
+    assert "session not saved; answering 503" in first
+    assert "still refusing writes: 12 more requests affected (13 in 60 s" in summary
+    assert "replicas within 0.05 s" in summary
+    assert "acknowledges writes again" in recovered and "15 requests were affected" in recovered
+    store.close()
 
 
 def test_outage_under_degrade_serves_an_empty_session(

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
@@ -75,7 +74,7 @@ def demo(args: argparse.Namespace) -> int:
 def gc(args: argparse.Namespace) -> int:
     """Delete the expired records from the configured store."""
     config = Config.load((os.environ, args.prefix), require_secret=False)
-    reason = _SELF_EXPIRING.get(urlsplit(config.store_url).scheme.lower())
+    reason = _SELF_EXPIRING.get(config.store_scheme)
     purge: Callable[[], int] | None = getattr(config.store, "purge_expired", None)
     if reason is not None or purge is None:
         shown = config.shown_store_url

@@ -40,6 +40,10 @@ After a write under the session's own id (refresh, update) the outcome decides::
                have retired this id; its own response sends the cookie)
     moved      a concurrent login moved the session: nothing (its response
                sends the new id)
+    withheld   a concurrent login moved the session to another owner (a
+               login from an anonymous session, a logout that kept a new
+               id): this request's changes are dropped, as it loaded the
+               session before; nothing (the login's response sends the new id)
     destroyed  a concurrent logout deleted it: expired
 
 The cookie store keeps nothing on the server: its "store" is the cookie, so
@@ -56,7 +60,7 @@ from wsgi_session.session import EMPTY, Origin, Session
 # Plain strings, not enums: an enum member costs a slow attribute lookup on
 # Python 3.11, and the decision runs on every request that uses its session.
 Action = Literal["resend", "refresh", "create", "update", "move", "delete", "expire"]
-Outcome = Literal["written", "merged", "emptied", "outrun", "moved", "destroyed"]
+Outcome = Literal["written", "merged", "emptied", "outrun", "moved", "withheld", "destroyed"]
 Cookie = Literal["keep", "send", "expire"]
 
 
@@ -174,6 +178,7 @@ _COOKIE_AFTER_CONFLICT: dict[Outcome, Cookie] = {
     "emptied": "expire",
     "outrun": "keep",
     "moved": "keep",
+    "withheld": "keep",
     "destroyed": "expire",
 }
 

@@ -14,7 +14,7 @@ from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
 from wsgi_session.metrics import AuditLog, Metrics, metrics_from
-from wsgi_session.outage import OutageLog
+from wsgi_session.outage import OutageLog, RefusedWritesLog
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
 from wsgi_session.wsgi import (
@@ -69,6 +69,7 @@ class BaseSessionMiddleware:
         self.environ_key = environ_key
         self.record_client = bool(record_client)
         self.outage = OutageLog(log)
+        self.refusals = RefusedWritesLog(log)  # writes the store answered but refused
         self.metrics = metrics_from(metrics)
         self.audit = AuditLog() if audit else None
         # With metrics off, every request gets the plain response: nothing is counted.
@@ -329,9 +330,15 @@ class _Response:
                 self.extra_headers = middleware.session_headers(
                     self.session, self.backend, self.policy, self.environ
                 )
-                outage = middleware.outage
-                if outage.down and not self.session.origin.degraded and self.session.modified:
-                    outage.success()  # a write was acknowledged (checked only in an outage)
+                outage, refusals = middleware.outage, middleware.refusals
+                if (
+                    (outage.down or refusals.down)
+                    and not self.session.origin.degraded
+                    and self.session.modified
+                ):
+                    # A write was acknowledged (checked only in an outage).
+                    outage.success()
+                    refusals.success()
             except (StoreUnavailable, StoreWriteFailed) as exc:
                 fail = self.middleware.on_store_error == "fail"
                 self.middleware.metrics.store_failure("write", "503" if fail else "degraded")
@@ -343,7 +350,7 @@ class _Response:
                 if isinstance(exc, StoreUnavailable):
                     self.middleware.outage.failure(message, exc)
                 else:
-                    log.exception(message)
+                    self.middleware.refusals.failure(message, exc)
                 if fail:
                     return self._fail()
                 self.extra_headers = [VARY_COOKIE]

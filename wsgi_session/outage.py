@@ -4,7 +4,11 @@ Every request of an outage fails the same way; a traceback for each says
 nothing the first one did not. :class:`OutageLog` logs the first failure with
 its traceback, then at most one line per ``interval`` with the number of
 requests affected since the last line, and one line when the store answers
-again. Thread-safe; each middleware (and so each worker process) keeps its own.
+again. :class:`RefusedWritesLog` does the same for writes the store answered
+but refused (``StoreWriteFailed``: a replica that did not confirm, after a
+failover), whose outage is over when a write is acknowledged again, not when
+a load succeeds. Thread-safe; each middleware (and so each worker process)
+keeps its own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ DEFAULT_INTERVAL = 60.0  # seconds between two "still unavailable" lines
 
 
 class OutageLog:
-    """The state of one store as the requests see it: up, or down since when."""
+    """The state of one store as the requests see it: up, or down since when.
+
+    The two lines after the first failure's are class attributes, so that a
+    kind of outage words its own.
+    """
+
+    still = (
+        "session store still unavailable: %d more requests affected "
+        "(%d in %.0f s since it failed); last error: %s"
+    )
+    again = "session store answers again after %.0f s unavailable; %d requests were affected"
 
     def __init__(
         self,
@@ -57,14 +71,7 @@ class OutageLog:
         if first:
             self.logger.error("%s", message, exc_info=exc)
         elif due:
-            self.logger.error(
-                "session store still unavailable: %d more requests affected "
-                "(%d in %.0f s since it failed); last error: %s",
-                count,
-                total,
-                elapsed,
-                exc,
-            )
+            self.logger.error(self.still, count, total, elapsed, exc)
 
     def success(self) -> None:
         """A request reached the store: ends the outage, if there was one."""
@@ -75,8 +82,17 @@ class OutageLog:
                 return
             self.down = False
             total, elapsed = self._total, self.clock() - self._since
-        self.logger.warning(
-            "session store answers again after %.0f s unavailable; %d requests were affected",
-            elapsed,
-            total,
-        )
+        self.logger.warning(self.again, elapsed, total)
+
+
+class RefusedWritesLog(OutageLog):
+    """Writes the store refused (``StoreWriteFailed``), until one is acknowledged again."""
+
+    still = (
+        "session store still refusing writes: %d more requests affected "
+        "(%d in %.0f s since the first); last error: %s"
+    )
+    again = (
+        "session store acknowledges writes again after %.0f s of refusals; "
+        "%d requests were affected"
+    )

@@ -4,6 +4,8 @@ A record, format 1, as a store keeps it::
 
     b"1 <created> <accessed> <permanent 0|1> <idle timeout or 0> <tagged JSON>"
     b"1 F <key>"        a regenerated session's old record: where the new one is
+    b"1 E"              a destroyed session's record, for the moment before its deletion
+                        (see RecordWriter.end): no session, and nothing to follow
 
 A session with an owner (see :mod:`wsgi_session.owner`) is written in format 2,
 whose header also holds what listing a user's sessions needs, so that listing
@@ -54,6 +56,9 @@ SEALED = b"1s"
 SEALED_OWNED = b"2s"
 _NO_CLIENT = b"-"
 FORWARD = b"F"
+# What a logout writes, by compare-and-set, over the record it loaded, just before
+# deleting it: a login retiring that record meanwhile finds it ended, not changed.
+ENDED = b"1 E"
 _FORWARD_HEAD = FORWARD + b" "
 _PLAIN_FORMAT = FORMAT + b" "
 # A record's fields after the format: the header's, then the data, which is last

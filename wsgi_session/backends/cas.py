@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from wsgi_session.backends.slots import Slot, Slots
 from wsgi_session.errors import StoreWriteFailed
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.owner import Owner
-from wsgi_session.record import Record
+from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import dumps, loads
-from wsgi_session.session import Session
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
@@ -37,7 +38,9 @@ class ConflictStats:
         self._lock = threading.Lock()
         self.conflicts = 0  # saves refused because another request wrote first
         self.merges = 0  # times a request's changes were re-applied onto a newer record
-        self.dropped = 0  # saves dropped because the session was destroyed meanwhile
+        # saves dropped because the session was destroyed meanwhile, or a login moved
+        # it to another owner (see RecordWriter.merge)
+        self.dropped = 0
 
     def count(self, event: Literal["conflicts", "merges", "dropped"]) -> None:
         with self._lock:
@@ -47,13 +50,39 @@ class ConflictStats:
         return {"conflicts": self.conflicts, "merges": self.merges, "dropped": self.dropped}
 
 
-class RecordWriter:
-    """Writes records to a store by compare-and-set, each kept as long as it can live."""
+Saved = tuple[Slot, Record | None]
+"""Where a save landed and the record written there; ``None``: written nowhere, as
+the session moved to another owner (see :meth:`RecordWriter.merge`)."""
 
-    def __init__(self, store: Store, lifetime: Lifetime, slots: Slots) -> None:
+
+def same_digest(origin: Origin, owner: Owner | None) -> bool:
+    """Whether ``owner`` is the owner of the record ``origin`` loaded, by its hash."""
+    loaded = origin.owner
+    if loaded is None or owner is None:
+        return loaded is owner
+    return loaded.digest == owner.digest
+
+
+class RecordWriter:
+    """Writes records to a store by compare-and-set, each kept as long as it can live.
+
+    ``same_owner`` says whether a record's owner is the one a request loaded
+    (the backend's owner tracking knows the hashes of every key, for a record
+    written before a key rotation): a request's changes never cross a forward
+    into another owner's session.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lifetime: Lifetime,
+        slots: Slots,
+        same_owner: Callable[[Origin, Owner | None], bool] = same_digest,
+    ) -> None:
         self.store = store
         self.lifetime = lifetime
         self.slots = slots
+        self.same_owner = same_owner
         self.stats = ConflictStats()
         # A store that writes a record and its owner index entry in one round trip.
         self.folded: IndexedWrites | None = store if isinstance(store, IndexedWrites) else None
@@ -114,25 +143,30 @@ class RecordWriter:
 
     def save(
         self, slot: Slot, record: Record, version: Version | None, session: Session
-    ) -> tuple[Slot, Record] | None:
+    ) -> Saved | None:
         """Compare-and-set ``record``, merging into newer records.
 
-        Returns the key and record saved (a regenerated session's new key if a
-        concurrent request moved it), or ``None`` if the session was destroyed.
+        Returns the slot and record saved (a regenerated session's new slot if a
+        concurrent request moved it; no record if that login made it another
+        owner's session), or ``None`` if the session was destroyed.
         """
         if self._write(slot, record, version)[0]:  # write(), a frame fewer on every save
             return slot, record
         self.stats.count("conflicts")
         return self.merge(slot, record, session)
 
-    def merge(self, slot: Slot, ours: Record, session: Session) -> tuple[Slot, Record] | None:
+    def merge(self, slot: Slot, ours: Record, session: Session) -> Saved | None:
         """Apply this request's changes (``ours``: ``session`` saved) to the stored record.
 
         For a record whose version this request does not know (the Django
         engine's, after a write earlier in the request): whatever is stored
         may hold a concurrent request's changes, so ``ours`` must not replace it.
-        Returns as :meth:`save` does.
+        A forward left by a concurrent login is followed only into a session of
+        the owner this request loaded: a request still holding the id from
+        before the login (perhaps an attacker's, who planted it) must not write
+        into the logged-in session. Returns as :meth:`save` does.
         """
+        loaded_key = slot.key
         for _ in range(MAX_ATTEMPTS):
             found = self._follow(slot)
             if found is None:
@@ -144,6 +178,13 @@ class RecordWriter:
                 )
                 return None
             slot, theirs, version = found
+            if slot.key != loaded_key and not self.same_owner(session.origin, theirs.owner):
+                self.stats.count("dropped")
+                log.warning(
+                    "session was moved to another owner by a concurrent login; this "
+                    "request, which loaded it before, has its changes dropped"
+                )
+                return slot, None
             record = self._merged(theirs, session, ours)
             self.stats.count("merges")
             if self.write(slot, record, version):
@@ -167,7 +208,7 @@ class RecordWriter:
                 return True
             self.stats.count("conflicts")
             found = self.store.load(old.key)
-            if found is None:
+            if found is None or found[0] == ENDED:
                 return False
             theirs = old.decode(found[0])
             if theirs is None or self.slots.following(theirs) is not None:
@@ -179,6 +220,46 @@ class RecordWriter:
                 self.save(new, merged, current[1], session)
             version = found[1]
         raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
+
+    def end(
+        self, slot: Slot, version: Version | None, owner: str | None = None
+    ) -> list[tuple[Slot, Record]]:
+        """Delete the session in ``slot``, and what a concurrent login made of it.
+
+        A logout loaded the record (``version``; ``None``: unknown, so it is
+        read first). A login racing it may have retired that record since,
+        leaving a forward to the session's new record, or may do so at any
+        moment. So the record is first replaced by :data:`ENDED`, by
+        compare-and-set: a login retiring it afterwards finds it ended and
+        deletes its own new record (:meth:`retire` answers ``False``). If it
+        changed meanwhile, it is read again: a forward is ended the same way,
+        then the record it leads to. Returns the live records ended beyond
+        ``slot`` (whose owner index entries go too). ``owner``: ``slot``'s entry
+        under that owner hash goes too (with the record's deletion, in one round
+        trip, where the store can).
+        """
+        ended: list[tuple[Slot, Record]] = []
+        current, record = slot, None
+        for _ in range(MAX_ATTEMPTS):
+            if version is None:
+                found = self.store.load(current.key)
+                if found is None or found[0] == ENDED:
+                    if owner is not None and current is slot:
+                        self._index().unindex_owner(owner, slot.key)
+                    return ended
+                record, version = current.decode(found[0]), found[1]
+            if not self.store.save(current.key, ENDED, FORWARD_TTL, version):
+                self.stats.count("conflicts")
+                version = None  # a concurrent write or login: read what it left
+                continue
+            self.delete(current.key, owner if current is slot else None)
+            forward = None if record is None else self.slots.following(record)
+            if forward is None:
+                if record is not None and current is not slot:
+                    ended.append((current, record))
+                return ended
+            current, record, version = forward, None, None
+        raise StoreWriteFailed(f"could not end the session record in {MAX_ATTEMPTS} tries")
 
     def _follow(self, slot: Slot) -> tuple[Slot, Record, Version] | None:
         """The live record in ``slot``, following forwards left by regenerations."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
+from wsgi_session.backends.cas import same_digest
 from wsgi_session.cookies import CookieSigner, KeyRing
 from wsgi_session.errors import SessionsUnsupported
 from wsgi_session.lifetime import Lifetime
@@ -26,8 +27,8 @@ from wsgi_session.metrics.base import NO_METRICS, Metrics
 from wsgi_session.owner import HASH_PURPOSE, Owner, OwnerHasher, decode_client, encode_client
 from wsgi_session.record import Record
 from wsgi_session.sealing import RecordSealer, can_open_sealed
-from wsgi_session.serialization import EMPTY
-from wsgi_session.session import Session
+from wsgi_session.serialization import EMPTY, loads
+from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import OwnerIndex, Store
 
 HANDLE_PURPOSE = "wsgi_session.handle"
@@ -42,7 +43,9 @@ SEALED_CLIENT = "~"
 class SessionInfo:
     """One live session of an owner, as its record's header describes it."""
 
-    handle: str  # for revoke_one(); signed for that purpose alone, never usable as a cookie
+    # For revoke_one(handle, owner): signed for that purpose and that owner alone,
+    # never usable as a cookie, and refused once the session belongs to someone else.
+    handle: str
     created: datetime
     last_seen: datetime  # the last time the record was written (a change or a refresh)
     expires: datetime
@@ -58,7 +61,7 @@ class Sessions(Protocol):
 
     def revoke(self, owner: object, keep: Session | object = None) -> int: ...
 
-    def revoke_one(self, handle: str) -> bool: ...
+    def revoke_one(self, handle: str, owner: object) -> bool: ...
 
 
 class NoSessions:
@@ -73,7 +76,7 @@ class NoSessions:
     def revoke(self, owner: object, keep: Session | object = None) -> int:
         raise SessionsUnsupported(self.reason)
 
-    def revoke_one(self, handle: str) -> bool:
+    def revoke_one(self, handle: str, owner: object) -> bool:
         raise SessionsUnsupported(self.reason)
 
 
@@ -163,6 +166,19 @@ class OwnerTracking:
         client = session.origin.client
         return Owner(digest, until, self.client_field(client, digest) if client else "")
 
+    def same_owner(self, origin: Origin, owner: Owner | None) -> bool:
+        """Whether ``owner`` (a record's) is the owner of the record ``origin`` loaded.
+
+        By hash; a record written before a key rotation keeps the hash under
+        the key of then, so the loaded owner's hashes under every key count too.
+        """
+        if same_digest(origin, owner):
+            return True
+        if origin.owner is None or owner is None:
+            return False
+        value = loads(origin.text).get(self.owner_key)
+        return value is not None and owner.digest in self.hasher.digests(value)
+
     def after_write(
         self, session: Session, old_key: str, new_key: str, owner: Owner | None
     ) -> None:
@@ -212,7 +228,7 @@ class OwnerSessions:
             agent, address = self.tracking.client_of(record.owner)
             found.append(
                 SessionInfo(
-                    handle=self.handles.sign(key),
+                    handle=self._handle(key, record.owner.digest),
                     created=_utc(record.created),
                     last_seen=_utc(record.accessed),
                     expires=_utc(now + remaining),
@@ -251,22 +267,35 @@ class OwnerSessions:
             self.audit.event("revoked", self.tracking.hasher.digest(owner), count=revoked)
         return revoked
 
-    def revoke_one(self, handle: str) -> bool:
-        """End the session ``handle`` (from :meth:`of`) names; ``False`` if it was not live."""
-        verified = self.handles.unsign(handle)
-        if verified is None:
+    def revoke_one(self, handle: str, owner: object) -> bool:
+        """End the session ``handle`` (from :meth:`of`) names, if it is ``owner``'s.
+
+        ``False`` if it was not live, if the handle was listed for another
+        owner, or if the session no longer belongs to ``owner`` (its user
+        logged out and another logged in under the same id): an endpoint
+        that signs out "this device" ends only the current user's sessions.
+        """
+        if not handle.isascii():
             return False
-        key = verified[0]
-        record = self._record(key)
-        if record is None or record.owner is None:
-            return False
-        ended = self._end(key, record.owner.digest)
-        self.index.unindex_owner(record.owner.digest, key)
-        self.metrics.revoked(ended)
-        if self.audit is not None:
-            client = self.tracking.client_of(record.owner)
-            self.audit.event("revoked", record.owner.digest, client, count=ended)
-        return ended > 0
+        key, _, signature = handle.partition(".")
+        for digest in self.tracking.hasher.digests(owner):
+            if self.handles.verify(f"{key}.{digest}", signature) is not None:
+                ended = self._end(key, digest)
+                self.index.unindex_owner(digest, key)
+                self.metrics.revoked(ended)
+                if self.audit is not None:
+                    self.audit.event("revoked", digest, count=ended)
+                return ended > 0
+        return False
+
+    def _handle(self, key: str, digest: str) -> str:
+        """The handle of the session at ``key``, listed for the owner hashed ``digest``.
+
+        The owner's hash is signed with the key but not carried: only a caller
+        who names the owner (:meth:`revoke_one`) can use it.
+        """
+        signature = self.handles.sign(f"{key}.{digest}").rpartition(".")[2]
+        return f"{key}.{signature}"
 
     def _end(self, key: str, digest: str) -> int:
         """Delete ``key``'s record if ``digest`` owns it (or where it forwards); 1 if live.

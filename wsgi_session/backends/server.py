@@ -6,7 +6,7 @@ import logging
 import re
 
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
-from wsgi_session.backends.cas import RecordWriter
+from wsgi_session.backends.cas import RecordWriter, Saved, same_digest
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
 from wsgi_session.backends.reporting import Reporting, metered
 from wsgi_session.backends.slots import Slot, Slots, store_key
@@ -15,7 +15,7 @@ from wsgi_session.decision import Outcome, Plan, moved
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.metrics.audit import AuditLog
 from wsgi_session.metrics.base import NO_METRICS, Metrics, Refusal
-from wsgi_session.record import Record
+from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.session import ID_LENGTH, Origin, Session
 from wsgi_session.stores.base import OwnerIndex, Store, Version
@@ -74,8 +74,6 @@ class ServerSideBackend(BaseBackend):
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
         self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
-        self.writer = RecordWriter(store, lifetime, self.slots)
-        self.stats = self.writer.stats
         self.owners: OwnerTracking | None = None
         self.sessions: Sessions
         if owner_key is None:
@@ -90,6 +88,13 @@ class ServerSideBackend(BaseBackend):
         else:
             self.owners = OwnerTracking(owner_key, store, keys, lifetime, seal=seal_records)
             self.sessions = OwnerSessions(store, self.owners, keys, self.store_key)
+        self.writer = RecordWriter(
+            store,
+            lifetime,
+            self.slots,
+            same_digest if self.owners is None else self.owners.same_owner,
+        )
+        self.stats = self.writer.stats
         if metrics.enabled or audit is not None:
             self.report_to(metrics, audit)
 
@@ -149,7 +154,7 @@ class ServerSideBackend(BaseBackend):
                 "(changed in the store, sealed with a secret no longer configured, "
                 "or the 'cryptography' package is missing)"
             )
-        elif record is None and self.slots.seal:
+        elif record is None and self.slots.seal and found[0] != ENDED:
             log.warning(
                 "plain session record dropped: records are sealed, and this one is a "
                 "forward or require_sealed is on (written by a server that does not seal, "
@@ -210,6 +215,8 @@ class ServerSideBackend(BaseBackend):
         saved_slot, saved_record = saved
         if saved_record is record:  # the first compare-and-set took: same slot, our record
             return "emptied" if record.text == EMPTY else "written"
+        if saved_record is None:
+            return "withheld"
         if saved_slot.key != self._slot(origin.id, origin).key:
             return "moved"
         return "emptied" if saved_record.text == EMPTY else "merged"
@@ -255,7 +262,7 @@ class ServerSideBackend(BaseBackend):
 
     def update(
         self, session_id: str, session: Session, record: Record, version: Version | None
-    ) -> tuple[Slot, Record] | None:
+    ) -> Saved | None:
         """Save ``record``, merging into newer ones (see :meth:`RecordWriter.save`).
 
         ``version`` ``None``: unknown, so this request's changes are merged
@@ -266,18 +273,45 @@ class ServerSideBackend(BaseBackend):
             saved = self.writer.merge(old, record, session)
         else:
             saved = self.writer.save(old, record, version, session)
-        if saved is not None and self.owners is not None and saved[1].owner == record.owner:
-            self.owners.after_write(session, old.key, saved[0].key, record.owner)
+        owners = self.owners
+        if (
+            owners is not None
+            and saved is not None
+            and saved[1] is not None
+            and saved[1].owner == record.owner
+        ):
+            owners.after_write(session, old.key, saved[0].key, record.owner)
         return saved
 
     def remove(self, session_id: str, session: Session | None) -> None:
-        """Delete ``session_id``'s record (and its index entry, if ``session`` loaded it)."""
+        """End ``session_id``'s session, and what a concurrent login made of it.
+
+        ``session``: the request's, if it loaded this record, whose index entry
+        goes too. A login that retired the record since this request loaded it
+        moved the session: its new record is deleted as well (see
+        :meth:`RecordWriter.end`), whichever of the two finishes first.
+        """
         old = (
             self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
         )
         previous = session.origin.owner if self.owners is not None and session is not None else None
         # Its index entry goes with it, in the same round trip where the store can.
-        self.writer.delete(old.key, previous.digest if previous is not None else None)
+        self._end(
+            old,
+            None if session is None else session.origin.version,
+            None if previous is None else previous.digest,
+        )
+
+    def _end(self, old: Slot, version: Version | None, owner: str | None = None) -> None:
+        """:meth:`RecordWriter.end`, and the index entries of the records it ended beyond.
+
+        ``owner``: the owner hash whose entry for ``old`` goes too.
+        """
+        ended = self.writer.end(old, version, owner)
+        if self.owners is not None:
+            for slot, record in ended:
+                if record.owner is not None:
+                    self.owners.index.unindex_owner(record.owner.digest, slot.key)
 
     def move(
         self, old_id: str, new_id: str, session: Session, record: Record, *, retire: bool = True
@@ -293,8 +327,10 @@ class ServerSideBackend(BaseBackend):
         # Indexed with the new record, before the old one is retired: a revocation
         # running now finds one or the other (see OwnerSessions.revoke).
         self.writer.create(new, record, record.owner if owners is not None else None)
-        if session.destroyed or not retire:
+        if not retire:
             self.store.delete(old.key)
+        elif session.destroyed:  # a logout, then a new session: the old one ends
+            self._end(old, session.origin.version)
         elif not self.writer.retire(old, session.origin.version, new, record, session):
             # The old record was deleted meanwhile (a logout, a revocation): the
             # session it started from is over, and must not live on under a new id.

@@ -154,6 +154,11 @@ class Config:
         return self.given["STORE"][1] if "STORE" in self.given else DEFAULT_STORE
 
     @property
+    def store_scheme(self) -> str:
+        """The store URL's scheme, lower case (read without parsing what holds a password)."""
+        return self.store_url.partition(":")[0].lower()
+
+    @property
     def shown_store_url(self) -> str:
         """The store URL with its password masked."""
         return without_password(self.store_url)

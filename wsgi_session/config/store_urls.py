@@ -43,23 +43,57 @@ def store_from_url(url: str) -> AnyStore:
 
 
 def parse_store_url(text: str) -> AnyStore:
-    """The store ``text`` describes; ``ValueError`` says what is wrong with it."""
+    """The store ``text`` describes; ``ValueError`` says what is wrong with it.
+
+    The user and password are taken out before any parser sees the URL, so
+    that no message of one (a URL parser quotes what it cannot read) can hold
+    a piece of the password: every problem is worded from the rest.
+    """
+    located, credentials = split_credentials(text)
     try:
-        url = urlsplit(text)
-    except ValueError as exc:
-        raise ValueError(f"not a URL ({exc})") from None
+        url = urlsplit(located)
+    except ValueError:
+        raise ValueError(
+            "not a URL: '[' and ']' may only enclose an IPv6 address (percent-encode them "
+            "elsewhere: %5B, %5D)"
+        ) from None
     if url.scheme.lower() in REDIS_SCHEMES:
-        return _redis(text)
+        return _redis(located, credentials)
     builder = _STORES.get(url.scheme.lower())
     if builder is None:
         raise ValueError(f"unknown store {url.scheme!r}")
-    if url.username is not None or url.password is not None:
+    if credentials is not None:
         raise ValueError("user names and passwords are not supported in store URLs")
     options = _query(url, builder.options)
     try:
         return builder.build(url, options)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
+
+
+Credentials = tuple[str, str | None]
+"""A store URL's user name and password (``None``: none given), percent-decoded."""
+
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """``url`` without its user and password, and them (``None`` if it has neither).
+
+    Everything between ``//`` and the last ``@`` is the user and password,
+    whatever it holds (:func:`without_password` masks the same part). Written
+    as is, a ``/``, ``?`` or ``#`` would end the host for a URL parser, so
+    such a URL is refused, without showing where the character is.
+    """
+    scheme, slashes, rest = url.partition("//")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not (slashes and at):
+        return url, None
+    if any(character in userinfo for character in "/?#"):
+        raise ValueError(
+            "has '/', '?', '#' or '@' where a user name, password or option belongs: "
+            "percent-encode them there (%2F, %3F, %23, %40)"
+        )
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}//{hosts}", (unquote(user), unquote(password) if colon else None)
 
 
 def without_password(url: str) -> str:
@@ -147,15 +181,17 @@ def _memory(url: SplitResult, options: dict[str, Any]) -> AnyStore:
     return MemoryStore()
 
 
-def _redis(text: str) -> AnyStore:
+def _redis(located: str, credentials: Credentials | None) -> AnyStore:
     # The Redis store reads its own URLs: their forms (Sentinel, Cluster, TLS
     # options) are its business, and redis-py is needed only by who uses them.
+    # The credentials go beside the URL, never through its parser.
     try:
         from wsgi_session.stores.redis import RedisStore
     except ImportError:
         raise ValueError("needs redis-py: pip install 'wsgi-session[redis]'") from None
+    user, password = credentials if credentials is not None else (None, None)
     try:
-        return RedisStore.from_url(text)
+        return RedisStore.from_url(located, username=user or None, password=password)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
 

@@ -268,10 +268,11 @@ class SessionStore(SessionBase):
         # update() then merges this request's changes since that write into
         # the stored record, which a concurrent request may have changed.
         saved = backend.update(session_id, session, record, origin.version)
-        if saved is None or saved[0].key != backend.store_key(session_id):
+        if saved is None or saved[1] is None or saved[0].key != backend.store_key(session_id):
             # Deleted by a concurrent logout (never resurrected), or moved by a
             # concurrent login, whose response carries the new key: ours must not
-            # replace it. The changes were merged into the new record.
+            # replace it. The changes were merged into the new record, unless
+            # that login made it another owner's (then they are dropped).
             raise UpdateError
         self._rebase(origin.id, saved[1])
         return None

@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 RequestKind = Literal["untouched", "read", "created", "updated", "moved", "deleted"]
 """What a request did with its session (docs/operations.md maps each plan to one)."""
 
-WriteOutcome = Literal["written", "merged", "emptied", "outrun", "moved", "destroyed"]
+WriteOutcome = Literal["written", "merged", "emptied", "outrun", "moved", "withheld", "destroyed"]
 """How a write ended (:data:`wsgi_session.decision.Outcome`)."""
 
 StoreOperation = Literal["load", "save", "delete", "index_owner", "unindex_owner", "owned"]
@@ -65,6 +65,7 @@ WRITE_OUTCOMES: tuple[WriteOutcome, ...] = (
     "emptied",
     "outrun",
     "moved",
+    "withheld",
     "destroyed",
 )
 STORE_OPERATIONS: tuple[StoreOperation, ...] = (
