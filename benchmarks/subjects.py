@@ -130,6 +130,11 @@ def _register_ours() -> None:
             row(f"wsgi_session {kind}{SEALED}", "wsgi", "ours", kind)(
                 lambda ctx, kind=kind: ours_wsgi(make_store(kind, ctx), ctx.data, seal_records=True)
             )
+    # A deployment adopting Flask's cookie sessions (docs/migrating.md): what its
+    # requests with our own cookie pay for the setting.
+    row("wsgi_session memory migrating", "wsgi", "ours", "memory")(
+        lambda ctx: ours_wsgi(make_store("memory", ctx), ctx.data, migrate_from="flask")
+    )
     for kind in STORES:
         row(f"wsgi_session {kind} (Flask)", "flask", "ours", kind)(
             lambda ctx, kind=kind: ours_flask(make_store(kind, ctx), ctx.data)

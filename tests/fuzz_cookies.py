@@ -5,7 +5,10 @@ memcached, redis, cookie) behind each adapter (plain WSGI, Flask, Django) in tur
 Most headers are near misses of cookies the server issued (re-spelled,
 padded, junk inserted, truncated, quoted, one character changed); the rest are
 junk of every shape, and a few are the issued cookies themselves, to show the
-checks can see a session being served. Counted, and required to be 0:
+checks can see a session being served. One more subject migrates
+(``migrate_from="flask"``): its headers are near misses of real Flask cookie
+sessions too, and each old cookie as issued may be adopted once, under one
+new id, never again under another. Counted, and required to be 0:
 
 - exceptions out of the application, and answers other than 2xx;
 - store lookups for anything but an issued cookie the header carries as is
@@ -29,9 +32,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hostile import STORES, Subject, store_key, subjects
+from hostile import STORES, Subject, migrating_subject, store_key, subjects
 from memcached_server import MemcachedServer
 from redis_server import RedisServer
+
+from wsgi_session.backends.adoption import mark_key
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 JUNK = [
@@ -164,6 +169,8 @@ class Tally:
 
 def fuzz(subject: Subject, count: int, rng: random.Random, tally: Tally) -> None:
     issued = [subject.issue() for _ in range(ISSUED_PER_SUBJECT)]
+    if subject.issue_old is not None:  # old cookies too, near misses of them, and new ones
+        issued += [subject.new_old_cookie() for _ in range(ISSUED_PER_SUBJECT)]
     if subject.counter is not None:
         subject.counter.take()
     for _ in range(count):
@@ -171,6 +178,7 @@ def fuzz(subject: Subject, count: int, rng: random.Random, tally: Tally) -> None
         header = hostile_header(subject, issued, rng).encode("latin-1", "replace").decode("latin-1")
         path = "/write" if rng.random() < WRITE_SHARE else "/read"
         carried = subject.header_names_issued(header)
+        old_carried = subject.header_old_cookies(header)
         tally.counts["headers"] += 1
         try:
             answer = subject.call(header, path)
@@ -182,6 +190,13 @@ def fuzz(subject: Subject, count: int, rng: random.Random, tally: Tally) -> None
             continue
         if subject.counter is not None:
             allowed = {store_key(session_id) for session_id in carried}
+            # An old cookie as issued: its mark, and the session it was adopted as.
+            allowed |= {mark_key(cookie) for cookie in old_carried}
+            allowed |= {
+                store_key(adopted) for adopted in subject.old_issued.values() if adopted is not None
+            }
+            if old_carried and not answer.new:
+                allowed.add(store_key(answer.id))
             for key, times in subject.counter.take().items():
                 if key in allowed:
                     tally.counts["lookups of issued cookies"] += times
@@ -190,8 +205,22 @@ def fuzz(subject: Subject, count: int, rng: random.Random, tally: Tally) -> None
         if not answer.new:
             if answer.id in carried:
                 tally.counts["issued sessions served"] += 1
+            elif old_carried and adopted_once(subject, old_carried, answer.id):
+                tally.counts["old sessions adopted or followed"] += 1
             else:
                 tally.bad("adopted ids", subject, header, answer.id)
+
+
+def adopted_once(subject: Subject, old_carried: set[str], session_id: str) -> bool:
+    """Whether ``session_id`` is the one adoption of an old cookie the header carried."""
+    for cookie in old_carried:
+        adopted = subject.old_issued[cookie]
+        if adopted == session_id:
+            return True  # followed within the grace window
+        if adopted is None and session_id not in subject.old_issued.values():
+            subject.old_issued[cookie] = session_id  # its first and only adoption
+            return True
+    return False
 
 
 FAILURES = ("exceptions", "non-2xx", "lookups for cookies not issued", "adopted ids")
@@ -223,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_started(Path(files)) as redis,
         subjects(Path(files), memcached, redis) as made,
     ):
+        made = [*made, migrating_subject(Path(files))]
         per_subject = -(-args.headers // len(made))
         for subject in made:
             fuzz(subject, per_subject, rng, tally)
@@ -230,11 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = tally.counts
     print(
         f"fuzz: {counts['headers']} hostile Cookie headers, {len(made)} subjects "
-        f"({', '.join(STORES)} x wsgi, flask, django), seed {seed}, "
+        f"({', '.join(STORES)} x wsgi, flask, django; memory<-flask migrating), seed {seed}, "
         f"{elapsed:.1f} s: "
         + ", ".join(f"{counts[name]} {name}" for name in FAILURES)
         + f" (controls: {counts['issued sessions served']} issued sessions served, "
-        f"{counts['lookups of issued cookies']} lookups of issued cookies)"
+        f"{counts['lookups of issued cookies']} lookups of issued cookies, "
+        f"{counts['old sessions adopted or followed']} old sessions adopted or followed)"
     )
     for example in tally.examples:
         print("  " + example)

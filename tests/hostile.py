@@ -120,6 +120,10 @@ class Subject:
     cookie_name: str
     counter: LoadCounter | None  # None: the cookie store looks nothing up
     issued: dict[str, str] = field(default_factory=dict)  # cookie value -> session id
+    # A migrating subject (migrate_from): the old system's cookies it may adopt, each
+    # with the id it was adopted under once an answer showed it.
+    issue_old: Callable[[], str] | None = None
+    old_issued: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -154,6 +158,23 @@ class Subject:
         assert answer.status.startswith("200") and value, answer
         self.issued[value] = answer.id
         return value
+
+    def new_old_cookie(self) -> str:
+        """An old system's cookie (a Flask one, with data), not adopted yet."""
+        assert self.issue_old is not None
+        value = self.issue_old()
+        self.old_issued[value] = None
+        return value
+
+    def header_old_cookies(self, header: str) -> set[str]:
+        """The old cookies ``header`` carries byte for byte as one of its pairs."""
+        prefix = self.cookie_name + "="
+        return {
+            pair.strip(" \t")[len(prefix) :]
+            for pair in header.split(";")
+            if pair.strip(" \t").startswith(prefix)
+            and pair.strip(" \t")[len(prefix) :] in self.old_issued
+        }
 
     def header_names_issued(self, header: str) -> set[str]:
         """Ids of issued cookies that ``header`` carries byte for byte as one of its pairs."""
@@ -333,3 +354,38 @@ def subjects(
                 app = ADAPTER_APPS[adapter](counter if counter is not None else inner)
                 made.append(Subject(store_name, adapter, app, COOKIE_NAMES[adapter], counter))
         yield made
+
+
+def migrating_subject(files: Path) -> Subject:
+    """The plain middleware on a counted memory store, adopting Flask's cookie sessions.
+
+    Its old cookies are issued by a real Flask application on Flask's own
+    sessions, signed with the same secret.
+    """
+    import flask
+
+    old = flask.Flask("hostile-old")
+    old.config["SECRET_KEY"] = SECRET
+
+    @old.route("/write")
+    def write() -> str:
+        flask.session["visits"] = 1
+        return "ok"
+
+    def issue_old() -> str:
+        client = old.test_client()
+        client.get("/write")
+        found = client.get_cookie("session")
+        assert found is not None
+        return found.value
+
+    counter = LoadCounter(MemoryStore())
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        session = environ["wsgi_session"]
+        body = _answer(session, session, environ["PATH_INFO"] == "/write")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    wrapped = SessionMiddleware(app, SECRET, store=counter, migrate_from="flask")
+    return Subject("memory<-flask", "wsgi", wrapped, "session", counter, issue_old=issue_old)

@@ -38,6 +38,7 @@ from werkzeug.test import TestResponse
 
 from wsgi_session import ConfigurationError, MemoryStore
 from wsgi_session.flask import SETTINGS, FlaskSession, FlaskSessionMiddleware, Session
+from wsgi_session.migrate import Claim
 
 OLD_SECRET = "old-secret-fedcba9876543210fedcba9876543210"
 LIFETIME = 3600
@@ -543,10 +544,50 @@ SETTING_CHANGES = {
         False, "/read", lambda response, store, session_id: not set_cookies(response)
     ),
     "SESSION_SEAL_RECORDS": Change(True, "/set", sealed),
+    # The cookie no longer verifies (another secret); a source then adopts it.
+    "SESSION_MIGRATE_FROM": Change(
+        lambda host: ClaimsEveryCookie(),
+        "/read",
+        lambda response, store, session_id: response.json == {"adopted": True},
+        before={"SECRET_KEY": "another-secret-0123456789abcdef0123456789"},
+    ),
+    # Adopted by the request before the change; with no grace window it opens nothing.
+    "SESSION_MIGRATE_GRACE": Change(
+        0,
+        "/read",
+        forgotten,
+        before={
+            "SECRET_KEY": "another-secret-0123456789abcdef0123456789",
+            "SESSION_MIGRATE_FROM": lambda host: ClaimsEveryCookie(),
+        },
+    ),
     "SESSION_REQUIRE_SEALED": Change(
         True, "/read", forgotten, before={"SESSION_SEAL_RECORDS": True}
     ),
 }
+
+
+class ClaimsEveryCookie:
+    """A stand-in migration source that adopts any cookie: shows only that the setting is read."""
+
+    description = "every cookie"
+    cookie = None
+
+    def identify(self, cookie: str) -> str:
+        return cookie
+
+    def claim(self, cookie: str) -> Claim:
+        return Claim({"adopted": True}, False, None)
+
+    def retire(self, claim: Claim) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+
+# Acts on the old system only (its record left in place): tests/test_migrate_flask_session.py.
+NOT_SEEN_BY_THE_NEXT_REQUEST = {"SESSION_MIGRATE_KEEP_OLD"}
 
 
 def test_the_settings_changed_here_are_those_read_and_documented() -> None:
@@ -559,7 +600,7 @@ def test_the_settings_changed_here_are_those_read_and_documented() -> None:
             # "`SESSION_COOKIE_NAME`, `_DOMAIN`, ...": the shorthand shares the prefix.
             documented.add("SESSION_COOKIE" + name if name.startswith("_") else name)
 
-    assert set(SETTING_CHANGES) == set(SETTINGS) == documented
+    assert set(SETTING_CHANGES) | NOT_SEEN_BY_THE_NEXT_REQUEST == set(SETTINGS) == documented
 
 
 @pytest.mark.parametrize("name", sorted(SETTING_CHANGES))
@@ -849,6 +890,23 @@ def test_a_save_the_store_refused_answers_503(client: FlaskClient, store: Counti
 
     assert response.status_code == 503
     assert "Set-Cookie" not in response.headers
+
+
+def test_a_store_outage_under_flask_login_answers_503_not_500(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    """Flask-Login reads the session again after the view (its remember cookie), and
+    SESSION_REFRESH_EACH_REQUEST tries to load it once more: the 503 must survive both."""
+    add_login(app)
+    app.testing = False  # Flask answers the error itself, as in production
+    client.post("/login", data={"user": "alice"})
+    store.fail = {"load"}  # fault injection: the in-process store cannot fail on its own
+
+    response = client.get("/me")
+
+    assert response.status_code == 503
+    store.fail = set()
+    assert client.get("/me").text == "alice"
 
 
 def test_sqlite_store_keeps_flask_sessions(tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ import hashlib
 import json
 import string
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import SECRET, store_key
-from hostile import LoadCounter, Subject, wsgi_subject
+from hostile import LoadCounter, Subject, migrating_subject, wsgi_subject
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import Signer
@@ -287,3 +288,34 @@ def test_a_record_reads_back_as_written(
         "an-id",
         record._replace(owner=None),
     )
+
+
+@pytest.fixture(scope="module")
+def migrating_side() -> Iterator[Subject]:
+    """The plain middleware adopting Flask's cookie sessions, with old cookies Flask issued."""
+    subject = migrating_subject(Path())
+    for _ in range(3):
+        subject.issue()
+        subject.new_old_cookie()
+    assert subject.counter is not None
+    subject.counter.take()
+    yield subject
+
+
+@PROPERTY
+@given(data=st.data())
+def test_a_near_miss_of_an_old_cookie_is_never_adopted_nor_looked_up(
+    migrating_side: Subject, data: st.DataObject
+) -> None:
+    issued = st.sampled_from(sorted(migrating_side.old_issued))
+    edit = st.tuples(issued, st.integers(0, 200), st.integers(0, 3), st.text(LATIN_1, max_size=4))
+    value = data.draw(
+        edit.map(lambda e: e[0][: e[1]] + e[3] + e[0][e[1] + e[2] :]).filter(
+            lambda v: v not in migrating_side.old_issued and ";" not in v
+        )
+    )
+    answer = migrating_side.call(f"session={value}")
+    assert answer.status == "200 OK", (value, answer)
+    assert migrating_side.counter is not None
+    assert not migrating_side.counter.take(), value  # no lookup: Flask's signature said no
+    assert answer.new, value

@@ -25,11 +25,12 @@ def project_env(tmp_path: Path, settings: str) -> dict[str, str]:
     )
 
 
-def manage(tmp_path: Path, settings: str, *args: str) -> str:
+def manage(tmp_path: Path, settings: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """``manage.py args`` with ``settings``; ``env``: more variables (a PYTHONPATH)."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT,
-        env=project_env(tmp_path, settings),
+        env={**project_env(tmp_path, settings), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

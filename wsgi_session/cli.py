@@ -1,4 +1,4 @@
-"""The ``wsgi-session`` command: demo, gc, check, stats, sessions and revoke."""
+"""The ``wsgi-session`` command: demo, gc, check, stats, migrate, sessions and revoke."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import ENV_PREFIX, REDIS_SCHEMES, SETTING_NAMES, STORE_URLS, Config
@@ -20,6 +20,8 @@ from wsgi_session.lifetime import DAY, Lifetime
 from wsgi_session.record import Record
 from wsgi_session.serialization import EMPTY
 from wsgi_session.stores.base import RecordScan, Store
+
+T = TypeVar("T")
 
 SETTINGS_HELP = "\n\n".join(
     textwrap.fill(paragraph, 78, break_long_words=False)
@@ -110,7 +112,63 @@ def check(args: argparse.Namespace) -> int:
         print(f"\nok: the settings are valid and the store answered ({config.shown_store_url})")
     else:
         print("\nok: the settings are valid (this store has no server to reach)")
+    adoption = getattr(config.middleware(_unused_app).backend, "adoption", None)
+    if adoption is not None:
+        adoption.source.ping()  # raises StoreUnavailable: reported, exit status 1
+        print(
+            f"ok: migrating from {adoption.source.description}, which answered; old sessions "
+            f"are adopted on their first request (grace {adoption.grace} s). Remove "
+            f"{args.prefix}MIGRATE_FROM once the log counts no more adoptions"
+        )
     return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Copy every live session of one store of ours into another."""
+    from wsgi_session.config import store_from_url
+    from wsgi_session.migrate.bulk import Summary, copy_records
+    from wsgi_session.stores.base import KeyedScan
+
+    source, target = store_from_url(args.source), store_from_url(args.target)
+    missing = _missing_database(source)
+    if missing is not None:
+        print(f"wsgi-session migrate: no session database at {missing}", file=sys.stderr)
+        return 1
+    if not isinstance(source, KeyedScan):
+        print(
+            f"wsgi-session migrate: {type(source).__name__} cannot list its records; "
+            "copy from sqlite:// or redis:// (a memcached deployment migrates on access: "
+            "MIGRATE_FROM)",
+            file=sys.stderr,
+        )
+        return 1
+    if not isinstance(target, Store):
+        print("wsgi-session migrate: the target must be a server-side store", file=sys.stderr)
+        return 1
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    after = None
+    if checkpoint is not None and checkpoint.exists():
+        after = checkpoint.read_text(encoding="ascii").strip() or None
+        print(f"resuming after {after}")
+    checkpoint_every = 100  # records between two notes of the last key copied
+
+    def progress(summary: Summary) -> None:
+        due = summary.seen % checkpoint_every == 0
+        if due and checkpoint is not None and summary.last_key is not None:
+            checkpoint.write_text(summary.last_key, encoding="ascii")
+
+    records = _progress(source.scan(after), source.count(), sys.stderr)
+    summary = copy_records(records, target, after=after, progress=progress)
+    if checkpoint is not None and summary.last_key is not None:
+        checkpoint.write_text(summary.last_key, encoding="ascii")
+    print(f"{summary} ({_without_password(args.source)} -> {_without_password(args.target)})")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    from wsgi_session.config.store_urls import without_password
+
+    return without_password(url)
 
 
 @dataclass
@@ -180,7 +238,7 @@ PROGRESS_WIDTH = 30
 PROGRESS_EVERY = 0.1  # seconds between two redraws
 
 
-def _progress(items: Iterable[bytes], total: int | None, out: TextIO) -> Iterator[bytes]:
+def _progress(items: Iterable[T], total: int | None, out: TextIO) -> Iterator[T]:
     """``items``, drawing a bar (a count, when ``total`` is unknown) on ``out`` meanwhile."""
     drawn = 0.0
     done = 0
@@ -315,6 +373,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="draw the progress bar (default: when standard error is a terminal)",
     )
+    copying = add(
+        "migrate",
+        migrate,
+        "copy every live session from one store to another",
+        "Copy every live session of one store of ours into another, each with the time\n"
+        "it has left, while the application serves: a session the target already holds\n"
+        "as new or newer is left as it is. Idempotent; --checkpoint FILE resumes a\n"
+        "stopped copy after the last key it wrote there. Needs no secret key.",
+    )
+    copying.add_argument("--from", dest="source", required=True, metavar="URL", help="a store URL")
+    copying.add_argument("--to", dest="target", required=True, metavar="URL", help="a store URL")
+    copying.add_argument("--checkpoint", metavar="FILE", help="where to note progress, to resume")
     for name, command, summary in (
         ("sessions", sessions, "list a user's live sessions"),
         ("revoke", revoke, "end every session of a user (sign out everywhere)"),

@@ -43,6 +43,9 @@ class CookiePolicy:
     httponly: bool = True
     samesite: str | None = "Lax"
     partitioned: bool = False
+    # Another system's session cookie, read when ours is absent: the one a
+    # migration source adopts (migrate_from), where its name is not ours.
+    old_name: str | None = None
     # Set-Cookie attributes by (path, secure, max_age, expires), see dump(); not part
     # of the policy's identity.
     _attributes: dict[tuple[str, bool, int | None, int | None], str] = field(
@@ -111,13 +114,15 @@ class CookiePolicy:
         client sent. The server never issues a value that needs quoting.
         """
         header: str | None = environ.get("HTTP_COOKIE")
-        if not header or self.name not in header:
+        if header and self.name in header:
+            # cookie_value(header, self.name), inlined: every request with a cookie reads it.
+            for pair in header.split(";"):
+                name, sep, value = pair.strip(" \t").partition("=")
+                if sep and name == self.name:
+                    return value
+        if self.old_name is None or not header:
             return None
-        for pair in header.split(";"):
-            name, sep, value = pair.strip(" \t").partition("=")
-            if sep and name == self.name:
-                return value
-        return None
+        return cookie_value(header, self.old_name)
 
     def dump(self, environ: WSGIEnvironment, value: str, max_age: int | None) -> str:
         """A Set-Cookie header value; ``max_age=None`` makes a browser-session cookie."""
@@ -163,6 +168,32 @@ class CookiePolicy:
     def expire(self, environ: WSGIEnvironment) -> str:
         """A Set-Cookie header value deleting the cookie, with the same attributes."""
         return self.dump(environ, "", max_age=0)
+
+    def expire_other(
+        self, environ: WSGIEnvironment, name: str, path: str | None, domain: str | None
+    ) -> str | None:
+        """A Set-Cookie deleting another system's cookie; ``None`` if ours replaces it already.
+
+        Ours replaces it when the browser keeps both under one name, path and
+        domain (``path`` ``None``: the mount point, as ours).
+        """
+        mount = environ.get("SCRIPT_NAME") or "/"
+        if (name, path or mount, domain) == (self.name, self.path or mount, self.domain):
+            return None
+        return dump_cookie(
+            name, "", max_age=0, expires=0, path=path or mount, domain=domain, max_size=0
+        )
+
+
+def cookie_value(header: str, wanted: str) -> str | None:
+    """The raw value of the first cookie named ``wanted`` in a ``Cookie`` header, or ``None``."""
+    if wanted not in header:
+        return None
+    for pair in header.split(";"):
+        name, sep, value = pair.strip(" \t").partition("=")
+        if sep and name == wanted:
+            return value
+    return None
 
 
 class KeyRing:

@@ -25,12 +25,14 @@ from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store, make_backend
+from wsgi_session.backends.adoption import DEFAULT_GRACE
 from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
 from wsgi_session.metrics import Metrics
-from wsgi_session.middleware import UNAVAILABLE_BODY, BaseSessionMiddleware
+from wsgi_session.middleware import UNAVAILABLE_BODY, BaseSessionMiddleware, adoption_for
+from wsgi_session.migrate.base import Source, SourceFactory
 from wsgi_session.session import Origin
 from wsgi_session.session import Session as RequestSession
 from wsgi_session.stores.base import Store
@@ -76,6 +78,9 @@ SETTINGS: dict[str, Setting] = {
     "SESSION_REFRESH_EACH_REQUEST": Setting(True, "refresh_each_request"),
     "SESSION_SEAL_RECORDS": Setting(False, "seal_records"),  # ours
     "SESSION_REQUIRE_SEALED": Setting(False, "require_sealed"),  # ours
+    "SESSION_MIGRATE_FROM": Setting(None, "migrate_from"),  # ours: docs/migrating.md
+    "SESSION_MIGRATE_GRACE": Setting(DEFAULT_GRACE, "migrate_grace"),  # ours
+    "SESSION_MIGRATE_KEEP_OLD": Setting(False, "migrate_keep_old"),  # ours
 }
 # Ours too, read once by init_app (not per request): the middleware's metrics adapter.
 REPORTING_NAMES = {"metrics": "SESSION_METRICS", "audit": "SESSION_AUDIT"}
@@ -300,6 +305,16 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 refresh_each_request=bool(settings["SESSION_REFRESH_EACH_REQUEST"]),
             )
             keys = KeyRing(secret, settings["SECRET_KEY_FALLBACKS"] or ())
+            adoption = adoption_for(
+                settings["SESSION_MIGRATE_FROM"],
+                keys,
+                policy,
+                derived,
+                settings["SESSION_MIGRATE_GRACE"],
+                bool(settings["SESSION_MIGRATE_KEEP_OLD"]),
+            )
+            if adoption is not None:
+                policy = adoption.reading_old_cookie(policy)
             backend = make_backend(
                 self.store,
                 keys,
@@ -309,6 +324,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 require_sealed=bool(settings["SESSION_REQUIRE_SEALED"]),
                 metrics=self.metrics,
                 audit=self.audit,
+                adoption=adoption,
             )
         except ConfigurationError as error:
             raise ConfigurationError(
@@ -372,10 +388,11 @@ class Session:
     middleware's (``absolute_timeout``, ``refresh_interval``, ``on_store_error``,
     ``environ_key``, ``owner_key``, ``record_client``, ``clock``), and ``metrics``
     and ``audit``, which default to ``SESSION_METRICS`` and ``SESSION_AUDIT``, read
-    by ``init_app``. Everything else comes from ``app.config``. The owner of a
-    session follows Flask-Login's ``_user_id`` unless ``owner_key`` names another
-    key (``None``: no owners); ``app.extensions["wsgi_session"].sessions`` lists
-    and revokes a user's sessions.
+    by ``init_app``. Everything else comes from ``app.config``; ``migrate_from`` is
+    ``SESSION_MIGRATE_FROM``'s default (the sessions to adopt: docs/migrating.md).
+    The owner of a session follows Flask-Login's ``_user_id`` unless ``owner_key``
+    names another key (``None``: no owners); ``app.extensions["wsgi_session"].sessions``
+    lists and revokes a user's sessions.
     """
 
     def __init__(
@@ -391,11 +408,13 @@ class Session:
         record_client: bool = False,
         metrics: Metrics | str | None = None,
         audit: bool | None = None,
+        migrate_from: str | Source | SourceFactory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store if store is not None else default_store()
         self.metrics = metrics  # None: app.config's SESSION_METRICS, and so for audit
         self.audit = audit
+        self.migrate_from = migrate_from
         self.options: Mapping[str, Any] = {
             "absolute_timeout": absolute_timeout,
             "refresh_interval": refresh_interval,
@@ -410,6 +429,8 @@ class Session:
 
     def init_app(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and install the session interface."""
+        if self.migrate_from is not None:
+            app.config.setdefault("SESSION_MIGRATE_FROM", self.migrate_from)
         # Every setting in app.config (ours, and Flask's newer ones on an older
         # Flask), as extensions do, so that the one-call read finds them all.
         for name, setting in SETTINGS.items():

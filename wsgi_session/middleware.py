@@ -9,11 +9,13 @@ from operator import itemgetter
 from typing import Literal
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, make_backend
+from wsgi_session.backends.adoption import DEFAULT_GRACE, Adoption
 from wsgi_session.backends.owners import Sessions, sessions_of
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.lifetime import DAY, Lifetime
 from wsgi_session.metrics import AuditLog, Metrics, metrics_from
+from wsgi_session.migrate.base import Host, OldCookie, Source, SourceFactory
 from wsgi_session.outage import OutageLog, RefusedWritesLog
 from wsgi_session.session import Origin, Session
 from wsgi_session.stores.base import Store
@@ -162,6 +164,9 @@ class SessionMiddleware(BaseSessionMiddleware):
         record_client: bool = False,
         metrics: Metrics | str | None = None,
         audit: bool = False,
+        migrate_from: str | Source | SourceFactory | None = None,
+        migrate_grace: int = DEFAULT_GRACE,
+        migrate_keep_old: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if owner_key is not None and (not isinstance(owner_key, str) or not owner_key):
@@ -198,15 +203,22 @@ class SessionMiddleware(BaseSessionMiddleware):
         )
         self.seal_records = bool(seal_records)
         self.require_sealed = bool(require_sealed)
+        keys = KeyRing(secret_key, fallback_keys)
+        adoption = adoption_for(
+            migrate_from, keys, self.policy, lifetime, migrate_grace, migrate_keep_old
+        )
+        if adoption is not None:
+            self.policy = adoption.reading_old_cookie(self.policy)
         self.backend = make_backend(
             store,
-            KeyRing(secret_key, fallback_keys),
+            keys,
             lifetime,
             owner_key=owner_key,
             seal_records=self.seal_records,
             require_sealed=self.require_sealed,
             metrics=self.metrics,
             audit=self.audit,
+            adoption=adoption,
         )
         self.sessions: Sessions = sessions_of(self.backend)
         # Both hooks' answers, fixed at start-up, unless a subclass overrides a
@@ -227,6 +239,35 @@ class SessionMiddleware(BaseSessionMiddleware):
         return self.backend
 
 
+def adoption_for(
+    migrate_from: str | Source | SourceFactory | None,
+    keys: KeyRing,
+    policy: CookiePolicy,
+    lifetime: Lifetime,
+    grace: int = DEFAULT_GRACE,
+    keep_old: bool = False,
+) -> Adoption | None:
+    """The adoption of ``migrate_from``'s sessions (docs/migrating.md); ``None``: no source."""
+    if migrate_from is None or migrate_from == "":
+        return None
+    if isinstance(migrate_from, str):
+        # A URL is parsed by the configuration layer, imported only by a deployment that migrates.
+        from wsgi_session.config.migration_urls import source_from_url
+
+        migrate_from = source_from_url(migrate_from)
+    source = migrate_from
+    if not isinstance(source, Source) and callable(source):
+        host = Host(
+            keys.secret_key,
+            tuple(keys.fallback_keys),
+            OldCookie(policy.name, policy.path, policy.domain),
+            lifetime.idle_timeout,
+            lifetime.clock,
+        )
+        source = source(host)
+    return Adoption(source, keys, grace=grace, keep_old=keep_old)
+
+
 VARY_COOKIE = ("Vary", "Cookie")
 _NO_HEADERS: Headers = []  # shared, never mutated: extra_headers is replaced, not appended to
 
@@ -239,6 +280,10 @@ def _with_cookie(update: CookieUpdate, policy: CookiePolicy, environ: WSGIEnviro
         cookie = policy.dump(environ, update.value, update.max_age)
         if update.check is not None:
             update.check(cookie)
+        if update.replaces is not None:
+            old = policy.expire_other(environ, *update.replaces)
+            if old is not None:
+                return [VARY_COOKIE, ("Set-Cookie", cookie), ("Set-Cookie", old)]
     return [VARY_COOKIE, ("Set-Cookie", cookie)]
 
 
@@ -376,11 +421,13 @@ class _Response:
         cookie = policy.read(self.environ)
         if cookie is None or not backend.may_be_permanent(cookie):
             return False  # nothing to refresh, known without the store
+        failed_before = self.load_failed  # the application's own use of the session failed
         try:
             permanent = self.session.permanent  # loads it
         except StoreUnavailable:
-            # Logged by the outage log; a page that did not need its session is still served.
-            self.load_failed = False
+            # Logged by the outage log; a page that did not need its session is still
+            # served, but one whose session failed to load stays a 503.
+            self.load_failed = failed_before
             return False
         return permanent
 

@@ -28,6 +28,8 @@ class CookieUpdate(NamedTuple):
     value: str | None
     max_age: int | None = None
     check: Callable[[str], None] | None = None
+    # An adopted session's old cookie (name, path, domain): expired too where it is not ours.
+    replaces: tuple[str, str | None, str | None] | None = None
 
 
 EXPIRE = CookieUpdate(None)

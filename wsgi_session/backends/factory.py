@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wsgi_session.backends.adoption import Adoption
 from wsgi_session.backends.base import Backend, BackendFactory, BaseBackend
 from wsgi_session.backends.server import ServerSideBackend
 from wsgi_session.backends.slots import check_sealing
@@ -30,12 +31,14 @@ def make_backend(
     require_sealed: bool = False,
     metrics: Metrics = NO_METRICS,
     audit: AuditLog | None = None,
+    adoption: Adoption | None = None,
 ) -> Backend:
     """The backend for ``store``; ``None`` means the embedded SQLite default.
 
     ``owner_key``: the key of the session data naming its owner (see
     :mod:`wsgi_session.backends.owners`); stores that bring their own backend keep none.
-    ``metrics``, ``audit``: where the backend reports (docs/operations.md).
+    ``metrics``, ``audit``: where the backend reports (docs/operations.md);
+    ``adoption``: the sessions of a migration source it adopts (docs/migrating.md).
     """
     if store is None:
         store = default_store()
@@ -46,6 +49,14 @@ def make_backend(
                 "{seal_records}=True seals a server-side store's records; {store} is "
                 "{kind}, which keeps no records (the cookie store encrypts with encrypt=True)",
                 "seal_records",
+                "store",
+                kind=type(store).__name__,
+            )
+        if adoption is not None:
+            raise ConfigurationError(
+                "{migrate_from} adopts old sessions into a server-side store; {store} is "
+                "{kind}, which keeps no records",
+                "migrate_from",
                 "store",
                 kind=type(store).__name__,
             )
@@ -72,6 +83,7 @@ def make_backend(
             require_sealed=require_sealed,
             metrics=metrics,
             audit=audit,
+            adoption=adoption,
         )
     raise ConfigurationError(
         "{store} must implement load/save/delete (the Store protocol) or make_backend, not {kind}",

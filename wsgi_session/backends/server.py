@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from wsgi_session.backends.adoption import AdoptedOrigin, Adoption
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
 from wsgi_session.backends.cas import RecordWriter, Saved, same_digest
 from wsgi_session.backends.owners import NoSessions, OwnerSessions, OwnerTracking, Sessions
@@ -67,10 +68,12 @@ class ServerSideBackend(BaseBackend):
         require_sealed: bool = False,
         metrics: Metrics = NO_METRICS,
         audit: AuditLog | None = None,
+        adoption: Adoption | None = None,
     ) -> None:
         super().__init__(lifetime)
         kind = type(store).__name__
         self.store = store = metered(store, metrics)
+        self.adoption = adoption
         self.signer: CookieSigner = keys.signer("wsgi_session.id")
         self.seal_records = seal_records
         self.slots = Slots(keys, seal=seal_records, require_sealed=require_sealed)
@@ -133,20 +136,27 @@ class ServerSideBackend(BaseBackend):
             return "unsigned"
         return "bad_signature" if _SIGNED_ID.fullmatch(cookie) else "not_canonical"
 
-    def open(self, cookie: str | None) -> Origin:
+    def open(self, cookie: str | None, *, adopt: bool = True) -> Origin:
+        """The session ``cookie`` names; ``adopt=False``: never ask the migration source."""
         now = self.clock()
         if cookie is None:
             return Origin.fresh(now)
         verified = self.verify(cookie)
         if verified is None:  # never looked up, and left alone: another key may verify it
             self.metrics.cookie_refused(self.refusal(cookie))
-            return Origin.fresh(now)
+            if self.adoption is None:
+                return Origin.fresh(now)
+            return self.adoption.open(self, cookie, now, Origin.fresh(now))
         session_id, current_key = verified
         key = store_key(session_id)
         found = self.store.load(key)
         if found is None:
             self.metrics.cookie_refused("unknown_id")
-            return Origin.fresh(now, stale_cookie=True)
+            if self.adoption is None or not adopt:
+                return Origin.fresh(now, stale_cookie=True)
+            # Ours by its signature, and not here: our own old deployment's (migrate_from
+            # one of our stores), or a session that ended.
+            return self.adoption.open(self, cookie, now, Origin.fresh(now, stale_cookie=True))
         record, found_at = self.slots.decode(session_id, key, found[0])
         if record is None and Record.is_sealed(found[0]):
             log.warning(
@@ -364,6 +374,8 @@ class ServerSideBackend(BaseBackend):
             or value.startswith(_MARKED, ID_LENGTH) == permanent
         ):
             value = self.sign(session.id, permanent)
+            if origin.resign and type(origin) is AdoptedOrigin:  # the old cookie goes too
+                return CookieUpdate(value, self.max_age(plan), None, origin.replaces)
         # Else the request's own cookie: open() kept it, as it verified with the current
         # key, names this id and is marked as the session is permanent or not, and
         # verification accepts only the exact text signing gives.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
 
+from wsgi_session.backends.adoption import DEFAULT_GRACE
+from wsgi_session.config.migration_urls import MigrationURL
 from wsgi_session.config.store_urls import (
     DEFAULT_STORE,
     AnyStore,
@@ -55,6 +57,16 @@ def _setting(name: str, kind: Kind, effective: str | None = None) -> _Setting:
     return _Setting(name, name.lower(), kind, attrgetter(effective) if effective else None)
 
 
+def _grace(middleware: SessionMiddleware) -> object:
+    adoption = getattr(middleware.backend, "adoption", None)
+    return DEFAULT_GRACE if adoption is None else adoption.grace
+
+
+def _keep_old(middleware: SessionMiddleware) -> object:
+    adoption = getattr(middleware.backend, "adoption", None)
+    return False if adoption is None else adoption.keep_old
+
+
 _SETTINGS = {
     setting.name: setting
     for setting in (
@@ -91,6 +103,9 @@ _SETTINGS = {
             Choice({"off": None, "prometheus": "prometheus", "opentelemetry": "opentelemetry"}),
         ),
         _setting("AUDIT", Flag(unset_text="false")),
+        _setting("MIGRATE_FROM", MigrationURL()),
+        _Setting("MIGRATE_GRACE", "migrate_grace", Duration(positive=False), _grace),
+        _Setting("MIGRATE_KEEP_OLD", "migrate_keep_old", Flag(), _keep_old),
     )
 }
 _BY_ARGUMENT = {setting.argument: setting for setting in _SETTINGS.values()}

@@ -31,6 +31,7 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.deprecation import MiddlewareMixin
 
 from wsgi_session.backends import Backend, BackendFactory, CookieUpdate, default_store
+from wsgi_session.backends.adoption import DEFAULT_GRACE
 from wsgi_session.backends.owners import Sessions
 from wsgi_session.config import store_from_url
 from wsgi_session.cookies import CookiePolicy
@@ -115,6 +116,11 @@ def sessions(request: HttpRequest) -> Sessions:
     return middleware.sessions
 
 
+MIGRATION_SETTINGS = (
+    "WSGI_SESSION_MIGRATE_FROM",
+    "WSGI_SESSION_MIGRATE_GRACE",
+    "WSGI_SESSION_MIGRATE_KEEP_OLD",
+)
 _SETTINGS = frozenset(
     {
         "SECRET_KEY",
@@ -133,6 +139,7 @@ _SETTINGS = frozenset(
         "WSGI_SESSION_REQUIRE_SEALED",
         "WSGI_SESSION_METRICS",
         "WSGI_SESSION_AUDIT",
+        *MIGRATION_SETTINGS,
     }
 )
 """The settings the middleware is built from; override_settings on them rebuilds it."""
@@ -199,6 +206,7 @@ class _DjangoSessions(WSGISessionMiddleware):
                 refresh_each_request=self.save_every_request,
                 on_store_error=arguments.on_store_error,
                 **_sealing_from_settings(),
+                **migration_from_settings(),
                 owner_key=arguments.owner_key,
                 record_client=arguments.record_client,
                 metrics=getattr(settings, "WSGI_SESSION_METRICS", None),
@@ -240,7 +248,24 @@ _SETTING_NAMES = {
     "require_sealed": "WSGI_SESSION_REQUIRE_SEALED",
     "metrics": "WSGI_SESSION_METRICS",
     "audit": "WSGI_SESSION_AUDIT",
+    "migrate_from": "WSGI_SESSION_MIGRATE_FROM",
+    "migrate_grace": "WSGI_SESSION_MIGRATE_GRACE",
 }
+
+
+class Migration(TypedDict):
+    migrate_from: str | None
+    migrate_grace: int
+    migrate_keep_old: bool
+
+
+def migration_from_settings() -> Migration:
+    """The sessions to adopt (docs/migrating.md), from their ``WSGI_SESSION_*`` settings."""
+    return {
+        "migrate_from": getattr(settings, "WSGI_SESSION_MIGRATE_FROM", None) or None,
+        "migrate_grace": getattr(settings, "WSGI_SESSION_MIGRATE_GRACE", DEFAULT_GRACE),
+        "migrate_keep_old": bool(getattr(settings, "WSGI_SESSION_MIGRATE_KEEP_OLD", False)),
+    }
 
 
 class _Sealing(TypedDict):

@@ -43,18 +43,20 @@ from django.views import defaults
 
 from wsgi_session.backends import ServerSideBackend
 from wsgi_session.backends.owners import Sessions
-from wsgi_session.cookies import KeyRing
+from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.django import (
     _SETTING_NAMES,
     EXPIRY_KEY,
+    MIGRATION_SETTINGS,
     OWNER_KEY,
     _expired,
     _sealing_from_settings,
     _store_from_settings,
+    migration_from_settings,
 )
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.lifetime import Lifetime
-from wsgi_session.middleware import UNAVAILABLE_BODY
+from wsgi_session.middleware import UNAVAILABLE_BODY, adoption_for
 from wsgi_session.record import Record
 from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Origin, Session, new_session_id
@@ -72,6 +74,10 @@ _SETTINGS = frozenset(
         "WSGI_SESSION_SEAL_RECORDS",
         "WSGI_SESSION_REQUIRE_SEALED",
         "WSGI_SESSION_OWNER_KEY",
+        "SESSION_COOKIE_NAME",
+        "SESSION_COOKIE_PATH",
+        "SESSION_COOKIE_DOMAIN",
+        *MIGRATION_SETTINGS,
     }
 )
 
@@ -102,12 +108,26 @@ def _build_backend() -> ServerSideBackend:
     try:
         keys = KeyRing(settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS)
         lifetime = Lifetime(idle_timeout=settings.SESSION_COOKIE_AGE)
+        migration = migration_from_settings()
+        cookie = CookiePolicy(
+            settings.SESSION_COOKIE_NAME,
+            settings.SESSION_COOKIE_DOMAIN,
+            settings.SESSION_COOKIE_PATH,
+        )
         return ServerSideBackend(
             store,
             keys,
             lifetime,
             getattr(settings, "WSGI_SESSION_OWNER_KEY", OWNER_KEY),
             **_sealing_from_settings(),
+            adoption=adoption_for(
+                migration["migrate_from"],
+                keys,
+                cookie,
+                lifetime,
+                migration["migrate_grace"],
+                migration["migrate_keep_old"],
+            ),
         )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(exc.naming(_SETTING_NAMES)) from exc
@@ -144,6 +164,8 @@ class SessionStore(SessionBase):
         # never looked up, and not reported empty, so Django's middleware does not
         # delete it unless this request writes the session.
         self._unverified_cookie = session_key is not None and self.session_key is None
+        # Another system's cookie, perhaps (WSGI_SESSION_MIGRATE_FROM): offered for adoption.
+        self._old_cookie = session_key if self._unverified_cookie else None
 
     # -- the key ---------------------------------------------------------
 
@@ -186,7 +208,9 @@ class SessionStore(SessionBase):
         """What the key names; a fresh session (and no key) if nothing live."""
         key = self.session_key
         if key is None:
-            return self._open_fresh()
+            if self._old_cookie is None or self.backend.adoption is None:
+                return self._open_fresh()
+            key = self._old_cookie  # adopted, the origin is ours and must be re-sent (resign)
         origin = self.backend.open(key)
         if origin.new or _expired(origin.data.get(EXPIRY_KEY), self.backend.clock()):
             self._session_key = None

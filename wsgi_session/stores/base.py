@@ -115,6 +115,26 @@ class RecordScan(Protocol):
         ...
 
 
+@runtime_checkable
+class KeyedScan(Protocol):
+    """Optional: every record with its key and time left, in key order (``wsgi-session migrate``).
+
+    A store that cannot list its records (memcached) can still be the copy's target.
+    """
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        """``(key, data, seconds left)`` of each record whose key sorts after ``after``.
+
+        In key order, so a copy stopped midway resumes after the last key it
+        copied. Expired records a store still keeps come with seconds left <= 0.
+        """
+        ...
+
+    def count(self) -> int:
+        """How many records the scan will go through (for a progress bar)."""
+        ...
+
+
 # -- URL query options -----------------------------------------------------------------
 # Read here once for the stores' own URLs (Redis) and config/'s store URLs and flags.
 

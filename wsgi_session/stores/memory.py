@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from wsgi_session.stores.base import Version
 
@@ -87,6 +87,20 @@ class MemoryStore:
             for key in expired:
                 del self._records[key]
         return len(expired)
+
+    # -- the KeyedScan protocol (the bulk copy) -----------------------------
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        with self._lock:
+            keys = sorted(key for key in self._records if after is None or key > after)
+        now = self.clock()
+        for key in keys:
+            record = self._records.get(key)
+            if record is not None:
+                yield key, record[0], record[2] - now
+
+    def count(self) -> int:
+        return len(self._records)
 
     def __len__(self) -> int:
         now = self.clock()

@@ -389,6 +389,29 @@ class RedisStore:
         full_key = self._key(key)
         self._write("delete", full_key, ("DEL", full_key))
 
+    # -- the KeyedScan protocol (the bulk copy): SCAN, then the records in key order ---
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        """Records in key order: every key is listed (SCAN) and sorted first."""
+        for key in self._record_keys():
+            if after is not None and key <= after:
+                continue
+            full_key = self._key(key)
+            value = self._call("scan", _run, ("GET", full_key))
+            left = self._call("scan", _run, ("PTTL", full_key))
+            if isinstance(value, bytes) and isinstance(left, int) and left > 0:
+                yield key, value[TOKEN_BYTES:], left / 1000
+
+    def count(self) -> int:
+        return len(self._record_keys())
+
+    def _record_keys(self) -> list[str]:
+        """The store keys of the records under this prefix (not the owner index's sets)."""
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", self.key_prefix).encode() + b"*"
+        found = self._call("scan", _scan, pattern)
+        keys = (key[len(self._prefix) :].decode("ascii", "replace") for key in found)
+        return sorted(key for key in keys if _RECORD_KEY.fullmatch(key))
+
     # -- the OwnerIndex protocol: a sorted set per owner -----------------------------
 
     def index_owner(self, owner: str, key: str, until: int) -> None:
@@ -613,6 +636,10 @@ class RedisStore:
         if self.wait_for_replicas:
             options += f", wait_for_replicas={self.wait_for_replicas}"
         return f"RedisStore({where}, {options})"
+
+
+_GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
+_RECORD_KEY = re.compile(r"[0-9a-f]{64}")  # a hash, as every key of a record of ours
 
 
 class _Link:

@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
 from wsgi_session.stores.base import Version
@@ -65,6 +66,10 @@ WHERE key = ? AND version = ? AND expires > ?
 """
 _DELETE = 'DELETE FROM "{table}" WHERE key = ?'
 _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
+# The bulk copy's: every record with its key and expiry, in key order, in batches.
+_KEYED = 'SELECT key, data, expires FROM "{table}" WHERE key > ? ORDER BY key LIMIT ?'
+_ALL = 'SELECT COUNT(*) FROM "{table}"'
+KEYED_BATCH = 500
 _INDEX = 'UPDATE "{table}" SET owner = ? WHERE key = ?'
 _UNINDEX = 'UPDATE "{table}" SET owner = NULL WHERE key = ? AND owner = ?'
 _OWNED = 'SELECT key FROM "{table}" WHERE owner = ? AND expires > ?'
@@ -147,6 +152,7 @@ class SQLiteStore:
             for template in (_INDEX, _UNINDEX, _OWNED, _CREATE_OWNED, _REPLACE_OWNED)
         )
         self._scan, self._count = (template.format(table=table) for template in (_SCAN, _COUNT))
+        self._keyed, self._all = (template.format(table=table) for template in (_KEYED, _ALL))
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -179,7 +185,30 @@ class SQLiteStore:
         """Delete every expired record and return how many there were."""
         return self._write(self._purge, (self._clock(),))
 
-    # -- the OwnerIndex protocol: an indexed column of the record's own row ------
+    # -- the KeyedScan protocol (the bulk copy): batches in key order ----------
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, bytes, float]]:
+        position = "" if after is None else after
+        while True:
+            rows: list[tuple[str, bytes, float]] = self._read(self._keyed, (position, KEYED_BATCH))
+            now = self._clock()
+            for key, data, expires in rows:
+                yield key, data, expires - now
+            if len(rows) < KEYED_BATCH:
+                return
+            position = rows[-1][0]
+
+    def count(self) -> int:
+        ((count,),) = self._read(self._all, ())
+        return int(count)
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except _CALLER_BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._unavailable(exc) from exc
 
     # -- the RecordScan protocol -------------------------------------------------------
 
@@ -206,6 +235,8 @@ class SQLiteStore:
             with contextlib.suppress(OSError):
                 found[name] = path.stat().st_size
         return found
+
+    # -- the OwnerIndex protocol: an indexed column of the record's own row ------
 
     def index_owner(self, owner: str, key: str, until: int) -> None:
         """Mark the row as ``owner``'s; the row's own expiry says how long (``until`` unused)."""
