@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from wsgi_session.backends.adoption import AdoptedOrigin, Adoption
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
@@ -18,25 +17,12 @@ from wsgi_session.metrics.audit import AuditLog
 from wsgi_session.metrics.base import NO_METRICS, Metrics, Refusal
 from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import EMPTY
-from wsgi_session.session import ID_LENGTH, Origin, Session
+from wsgi_session.session import Origin, Session
+from wsgi_session.signed_id import SIGNED_ID, is_marked, sign_id, verify_signed_id
 from wsgi_session.stores.base import OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
-# A cookie for a session that is not permanent (sent without Max-Age) signs the id
-# followed by this mark: a request that never uses its session then knows, without
-# asking the store, that its cookie has no Max-Age to push back (Flask's
-# SESSION_REFRESH_EACH_REQUEST). The mark is signed with the id, so a cookie is still
-# only ever the exact text signing gave; cookies without it (a permanent session's,
-# and every cookie issued before the mark) verify as they always did.
-BROWSER_SESSION = ".b"
-_MARKED = BROWSER_SESSION + "."
-_MARKED_LENGTH = ID_LENGTH + len(BROWSER_SESSION)
-# The id, the mark or not, a dot, the signature: anything else is refused before any
-# HMAC or store work.
-_SIGNED_ID = re.compile(
-    rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}(?:{re.escape(BROWSER_SESSION)})?\.[A-Za-z0-9_-]{{20,100}}"
-)
 _NO_WRITE = frozenset({"resend", "expire"})
 
 
@@ -112,29 +98,23 @@ class ServerSideBackend(BaseBackend):
 
     def verify(self, cookie: str) -> tuple[str, bool] | None:
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
-        if not _SIGNED_ID.fullmatch(cookie):
-            return None  # refused before any HMAC work
-        # The pattern placed the dots and allowed only ASCII: no need to search for them.
-        if not cookie.startswith(_MARKED, ID_LENGTH):
-            return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
-        verified = self.signer.verify(cookie[:_MARKED_LENGTH], cookie[_MARKED_LENGTH + 1 :])
-        return None if verified is None else (cookie[:ID_LENGTH], verified[1])
+        return verify_signed_id(self.signer, cookie)
 
     def sign(self, session_id: str, permanent: bool) -> str:
         """The cookie for ``session_id``; marked when its session is not permanent."""
-        return self.signer.sign(session_id if permanent else session_id + BROWSER_SESSION)
+        return sign_id(self.signer, session_id, permanent)
 
     def may_be_permanent(self, cookie: str) -> bool:
         # The mark alone, unverified: a forged one gets what any cookie that does
         # not verify gets, a fresh session, which an untouched request leaves alone.
-        return not cookie.startswith(_MARKED, ID_LENGTH)
+        return not is_marked(cookie)
 
     @staticmethod
     def refusal(cookie: str) -> Refusal:
         """Why ``cookie`` did not verify (asked only for one that did not)."""
         if "." not in cookie:
             return "unsigned"
-        return "bad_signature" if _SIGNED_ID.fullmatch(cookie) else "not_canonical"
+        return "bad_signature" if SIGNED_ID.fullmatch(cookie) else "not_canonical"
 
     def open(self, cookie: str | None, *, adopt: bool = True) -> Origin:
         """The session ``cookie`` names; ``adopt=False``: never ask the migration source."""
@@ -371,7 +351,7 @@ class ServerSideBackend(BaseBackend):
             value is None
             or origin.resign
             or session.id != origin.id
-            or value.startswith(_MARKED, ID_LENGTH) == permanent
+            or is_marked(value) == permanent
         ):
             value = self.sign(session.id, permanent)
             if origin.resign and type(origin) is AdoptedOrigin:  # the old cookie goes too
