@@ -338,8 +338,9 @@ def floor_app(data: dict[str, Any]) -> WSGIApp:
         if header and COOKIE in header:
             for pair in header.split(";"):
                 name, sep, value = pair.strip(" \t").partition("=")
-                if not sep or name != COOKIE:
+                if not sep or (name != COOKIE and name.rstrip(" \t") != COOKIE):
                     continue
+                value = value.lstrip(" \t")  # the header's optional whitespace, as the library
                 session_id, dot, signed = value.rpartition(".")
                 # Compared as text with the canonical spelling: no other spelling verifies.
                 if (

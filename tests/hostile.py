@@ -168,23 +168,24 @@ class Subject:
 
     def header_old_cookies(self, header: str) -> set[str]:
         """The old cookies ``header`` carries byte for byte as one of its pairs."""
-        prefix = self.cookie_name + "="
-        return {
-            pair.strip(" \t")[len(prefix) :]
-            for pair in header.split(";")
-            if pair.strip(" \t").startswith(prefix)
-            and pair.strip(" \t")[len(prefix) :] in self.old_issued
-        }
+        return {value for value in self.values_in(header) if value in self.old_issued}
 
     def header_names_issued(self, header: str) -> set[str]:
         """Ids of issued cookies that ``header`` carries byte for byte as one of its pairs."""
-        found = set()
-        prefix = self.cookie_name + "="
+        return {self.issued[value] for value in self.values_in(header) if value in self.issued}
+
+    def values_in(self, header: str) -> list[str]:
+        """The values of the pairs of ``header`` named as the cookie.
+
+        The header's optional whitespace (spaces and tabs around the name, the
+        "=" and the value) is no part of them.
+        """
+        values = []
         for pair in header.split(";"):
-            pair = pair.strip(" \t")
-            if pair.startswith(prefix) and pair[len(prefix) :] in self.issued:
-                found.add(self.issued[pair[len(prefix) :]])
-        return found
+            name, sep, value = pair.partition("=")
+            if sep and name.strip(" \t") == self.cookie_name:
+                values.append(value.strip(" \t"))
+        return values
 
 
 # -- the applications, one per adapter -------------------------------------------

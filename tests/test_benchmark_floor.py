@@ -90,6 +90,13 @@ def test_a_cookie_that_is_not_the_one_issued_opens_nothing(
     assert not read.cookie()
 
 
+def test_it_reads_the_cookie_headers_optional_whitespace_as_the_library_does(
+    app: WSGIApp,
+) -> None:
+    signed = cookie_of(request(app, environ("/seed")))
+    assert request(app, environ("/read", f"theme=dark; session \t= {signed}\t")).status == "200 OK"
+
+
 def test_an_id_signed_by_the_library_but_never_stored_opens_nothing(app: WSGIApp) -> None:
     signed = KeyRing(SECRET).signer(ID_PURPOSE).sign("A" * 43)
     assert request(app, environ("/read", f"session={signed}")).status == "404 Not Found"

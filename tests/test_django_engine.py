@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +18,11 @@ import django
 import pytest
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieStore
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
@@ -31,7 +34,7 @@ from django_setup import (
     drop_unused_middlewares,
     example_settings,
 )
-from helpers import CountingStore, FakeClock, parse_set_cookie
+from helpers import CountingStore, FakeClock, parse_set_cookie, store_key
 from werkzeug.test import Client as WSGIClient
 
 from wsgi_session import MemoryStore
@@ -79,6 +82,18 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("bye")
 
 
+def create_if_keyless(request: HttpRequest) -> HttpResponse:
+    """The idiom of carts and rate limits keyed by the session key."""
+    if not request.session.session_key:
+        request.session.create()
+    return HttpResponse(request.session.session_key)
+
+
+def empty(request: HttpRequest) -> HttpResponse:
+    request.session.clear()
+    return HttpResponse(request.session.session_key)
+
+
 def sign_out_others(request: HttpRequest) -> HttpResponse:
     from wsgi_session.django import sessions
 
@@ -92,6 +107,8 @@ urlpatterns = [
     path("e/read/", read),
     path("e/nothing/", nothing),
     path("e/logout/", logout_view),
+    path("e/create/", create_if_keyless),
+    path("e/empty/", empty),
 ]  # the example's own URLs (the admin, the login form) are added once it is importable
 handler500 = "wsgi_session.django.engine.server_error"
 
@@ -135,7 +152,7 @@ def engine_settings(
 
         def backend() -> ServerSideBackend:
             keys = KeyRing(settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS)
-            return ServerSideBackend(store, keys, Lifetime(idle_timeout=AGE, clock=clock))
+            return engine.EngineBackend(store, keys, Lifetime(idle_timeout=AGE, clock=clock))
 
         monkeypatch.setattr(engine, "_backend", backend)
         yield
@@ -287,6 +304,16 @@ def test_a_cookie_another_key_signed_is_left_alone_and_found_by_a_server_with_th
         (resigned,) = map(parse_set_cookie, response.headers.getlist("Set-Cookie"))
         assert resigned.session_id == cookie.split(".", 1)[0]
         assert resigned.value != cookie
+
+
+def test_a_logout_expires_a_cookie_that_does_not_verify() -> None:
+    client = Client()
+    client.cookies[COOKIE] = "a" * 43 + "." + "b" * 43  # verified only once the logout uses it
+
+    response = client.get("/e/logout/")
+
+    assert response.cookies[COOKIE].value == ""
+    assert response.cookies[COOKIE]["max-age"] == 0
 
 
 def _secret() -> str:
@@ -565,9 +592,14 @@ def test_the_engine_refuses_require_sealed_without_sealing(
 
 
 def stored_records() -> list[bytes]:
+    return list(stored_items().values())
+
+
+def stored_items() -> dict[str, bytes]:
+    """The memory store's live records, by store key."""
     inner = engine._backend().store
     assert isinstance(inner, MemoryStore)
-    return [found[0] for key in list(inner._records) if (found := inner.load(key))]
+    return {key: found[0] for key in list(inner._records) if (found := inner.load(key))}
 
 
 def test_seal_records_setting_seals_the_engines_records(settings_backend: None) -> None:
@@ -628,6 +660,134 @@ def test_sessions_of_the_request_revoke_the_other_engine_sessions(settings_backe
     assert laptop.get("/e/read/").json()["user"] == USER
 
 
+# -- what Django's own engines do, kept -------------------------------------------------
+
+DJANGOS_CACHE_ENGINE = "django.contrib.sessions.backends.cache"  # Django's, on locmem
+REMOTE_USER_MIDDLEWARE = [
+    *ENGINE_MIDDLEWARE[:5],
+    "django.contrib.auth.middleware.RemoteUserMiddleware",  # after AuthenticationMiddleware
+    *ENGINE_MIDDLEWARE[5:],
+]
+
+
+def test_a_user_switch_logs_the_other_user_in_under_a_new_key(store: CountingStore) -> None:
+    """RemoteUserMiddleware, when the header names another user: logout(), then login()."""
+    from django.contrib.auth.models import User
+
+    with override_settings(
+        MIDDLEWARE=REMOTE_USER_MIDDLEWARE,
+        AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.RemoteUserBackend"],
+    ):
+        client = Client()
+        assert client.get("/e/read/", REMOTE_USER=USER).json()["user"] == USER
+        alice = client.cookies[COOKIE].value
+
+        response = client.get("/e/read/", REMOTE_USER="bob")
+
+        assert response.status_code == 200
+        assert response.json()["user"] == "bob"
+        bob = client.cookies[COOKIE].value
+        assert bob != alice
+        assert not SessionStore().exists(alice)  # the logout ended alice's session
+        stored = SessionStore(bob).load()
+        assert stored["_auth_user_id"] == str(User.objects.get(username="bob").pk)
+        assert client.get("/e/read/", REMOTE_USER="bob").json()["user"] == "bob"
+        assert client.cookies[COOKIE].value == bob
+
+
+@pytest.mark.parametrize("engine_name", [engine.__name__, DJANGOS_CACHE_ENGINE])
+def test_a_session_keyed_on_request_is_stored_and_kept_as_djangos_engines_keep_it(
+    engine_name: str,
+) -> None:
+    """``if not request.session.session_key: request.session.create()``, and its emptying."""
+    with override_settings(SESSION_ENGINE=engine_name):
+        store_class = importlib.import_module(engine_name).SessionStore
+        client = Client()
+        key = client.get("/e/create/").content.decode()
+
+        assert key and client.cookies[COOKIE].value == key
+        assert store_class().exists(key)
+        assert client.get("/e/create/").content.decode() == key  # the same session again
+
+        client.get("/e/counter/")
+        assert client.get("/e/empty/").content.decode() == key  # emptied by the application:
+        assert client.cookies[COOKIE].value == key  # its cookie is not deleted,
+        assert store_class().exists(key)  # its record is kept,
+        assert client.get("/e/counter/").content == b"1"  # and it is the session next time
+        assert client.cookies[COOKIE].value == key
+
+
+@pytest.mark.parametrize("write", ["save", "create", "cycle_key"])
+@pytest.mark.parametrize("engine_name", [engine.__name__, DJANGOS_CACHE_ENGINE])
+def test_an_explicit_write_of_an_empty_session_stores_it(engine_name: str, write: str) -> None:
+    session = importlib.import_module(engine_name).SessionStore()
+
+    getattr(session, write)()
+
+    key = session.session_key
+    assert key is not None and session.exists(key)
+    again = type(session)(key)
+    assert again.load() == {} and again.session_key == key
+
+
+@pytest.mark.parametrize("save_every_request", [False, True])
+@pytest.mark.parametrize("engine_name", [engine.__name__, DJANGOS_CACHE_ENGINE])
+def test_the_middleware_stores_no_empty_session_on_its_own(
+    store: CountingStore, engine_name: str, save_every_request: bool
+) -> None:
+    with override_settings(
+        SESSION_ENGINE=engine_name, SESSION_SAVE_EVERY_REQUEST=save_every_request
+    ):
+        response = Client().get("/e/read/")  # reads the session: empty, no key
+
+    assert response.status_code == 200
+    assert COOKIE not in response.cookies
+    assert store.calls["save"] == 0
+
+
+def test_creating_a_session_store_reads_and_builds_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad setting fails the requests that use their session, and the system check."""
+    from django.conf import settings
+
+    monkeypatch.setattr(engine, "_backend", engine._build_backend)
+    # Set directly, not with override_settings: its signal would rebuild the
+    # Django middlewares other tests hold, which refuse the setting too.
+    monkeypatch.setattr(settings, "WSGI_SESSION_STORE", "nowhere://at-all")
+    engine._build_backend.cache_clear()
+    try:
+        cookie = "a" * 43 + "." + "b" * 43
+        SessionStore(cookie)
+        assert engine._build_backend.cache_info().currsize == 0
+
+        client = Client()
+        assert client.get("/e/nothing/").status_code == 200
+        client.cookies[COOKIE] = cookie  # a cookie the page never reads
+        response = client.get("/e/nothing/")
+        assert response.status_code == 200
+        assert COOKIE not in response.cookies
+        with pytest.raises(ImproperlyConfigured, match="WSGI_SESSION_STORE"):
+            client.get("/e/counter/")
+
+        found = [error for error in checks.run_checks() if error.id == "wsgi_session.E001"]
+        assert len(found) == 1 and "WSGI_SESSION_STORE" in found[0].msg
+        with pytest.raises(SystemCheckError, match="WSGI_SESSION_STORE"):
+            call_command("check")
+    finally:
+        monkeypatch.undo()
+        engine._build_backend.cache_clear()
+    assert [error for error in checks.run_checks() if error.id == "wsgi_session.E001"] == []
+
+
+def test_installed_as_an_app_the_engine_is_checked_at_start_up() -> None:
+    from django.apps import apps
+
+    with override_settings(INSTALLED_APPS=[*_installed_apps(), "wsgi_session.django"]):
+        assert apps.get_app_config("wsgi_session").name == "wsgi_session.django"
+        assert engine.check_settings in checks.registry.registry.get_checks()
+
+
 @pytest.mark.parametrize("first", ["login", "logout"])
 def test_a_logout_racing_a_login_ends_the_session_in_either_order(
     settings_backend: None, first: str
@@ -639,6 +799,10 @@ def test_a_logout_racing_a_login_ends_the_session_in_either_order(
     client = Client()
     assert client.login(username=USER, password=PASSWORD)
     key = client.cookies[COOKIE].value
+    # What Client.login left besides the logged-in record: the forward of the test
+    # client's own empty session, a session as Django's engines keep it, which its
+    # login cycled.
+    before = set(stored_items())
     login, logout = SessionStore(key), SessionStore(key)
     login.load(), logout.load()  # both loaded the logged-in session
     login["_auth_user_id"], logout["_auth_user_id"]
@@ -655,6 +819,7 @@ def test_a_logout_racing_a_login_ends_the_session_in_either_order(
     assert not SessionStore().exists(login.session_key)
     assert not SessionStore().exists(key)
     assert engine.sessions().of(user.pk) == []
-    # Nothing of the session is left: no owned record, no forward (Client.login leaves
-    # an empty record of its own, which no cookie names).
-    assert [raw for raw in stored_records() if raw.startswith((b"2s ", b"1s F "))] == []
+    # Nothing of the session is left: no owned record, no forward of its own.
+    left = {stored for stored, raw in stored_items().items() if raw.startswith((b"2s ", b"1s F "))}
+    assert left <= before - {store_key(key.rsplit(".", 1)[0])}
+    assert not any(stored_items()[stored].startswith(b"2s ") for stored in left)

@@ -12,7 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, session
+from flask import Flask, request, session
+from flask.globals import request_ctx
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 from helpers import SECRET, CountingStore, FakeClock, make, one_cookie, set_cookies, stored_data
 from helpers import stored_record as record_of
 
@@ -227,6 +229,68 @@ def test_refresh_each_request_resends_a_permanent_cookie_the_view_never_touched(
     assert record.accessed + LIFETIME == clock.now + int(resent.attrs["max-age"])
 
 
+def _session_object() -> Any:
+    """The request's session object, got without the proxy (which marks it accessed)."""
+    context = vars(request_ctx._get_current_object())
+    return context["_session"] if "_session" in context else context["session"]  # Flask < 3.1
+
+
+def test_session_accessed_and_vary_say_what_the_view_did_when_the_cookie_is_resent(
+    store: CountingStore, clock: FakeClock
+) -> None:
+    """The adapter loads the record to re-send a permanent cookie; the view did not use it.
+
+    Read from the session object itself: ``flask.session.accessed`` would not do,
+    since Flask 3.1 marks the session accessed when the proxy is used.
+    """
+    app = flask_app(store, clock)
+    accessed: list[bool] = []
+
+    @app.teardown_request
+    def note(error: BaseException | None) -> None:  # after the response started
+        accessed.append(request.environ["wsgi_session"].accessed)
+
+    client = app.test_client()
+    cookie = one_cookie(client.get("/login"))
+    accessed.clear()
+
+    with client:
+        response = client.get("/nothing")
+        assert not request.environ["wsgi_session"].accessed  # in the kept context, too
+    assert accessed and not any(accessed)  # run again as the kept context ends
+    assert one_cookie(response).value == cookie.value
+    # The cookie's response varies on it, as Flask's does since CVE-2023-30861 (a
+    # shared cache must not hand one user's Set-Cookie to the next).
+    assert response.headers["Vary"] == "Cookie"
+    accessed.clear()
+    assert "Vary" in client.get("/read").headers and accessed == [True]  # a view that reads
+
+    # What Flask's own sessions answer for the same requests.
+    builtin = Flask(__name__)
+    builtin.secret_key = SECRET
+
+    @builtin.get("/login")
+    def login() -> str:
+        session.permanent = True
+        session["user"] = "alice"
+        return "ok"
+
+    @builtin.get("/nothing")
+    def nothing() -> str:
+        return "ok"
+
+    @builtin.teardown_request
+    def note_builtin(error: BaseException | None) -> None:
+        accessed.append(_session_object().accessed)
+
+    own = builtin.test_client()
+    own.get("/login")
+    accessed.clear()
+    response = own.get("/nothing")
+    assert accessed == [False]
+    assert set_cookies(response) and response.headers["Vary"] == "Cookie"
+
+
 def test_refresh_each_request_past_the_interval_moves_record_and_cookie_on_together(
     store: CountingStore, clock: FakeClock
 ) -> None:
@@ -337,3 +401,48 @@ def test_core_untouched_browser_session_with_refresh_each_request_sends_nothing(
 
     assert set_cookies(response) == []
     assert "Vary" not in response.headers
+
+
+# -- the secret key, wherever Flask finds it --------------------------------------------
+
+
+class KeyedByClass(Flask):
+    secret_key = SECRET  # app.secret_key, not app.config["SECRET_KEY"]
+
+
+class KeyedByProperty(Flask):
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
+        return SECRET
+
+
+@pytest.mark.parametrize("app_class", [KeyedByClass, KeyedByProperty], ids=["class", "property"])
+def test_flask_wtf_csrf_round_trips_on_an_app_whose_class_sets_the_secret_key(
+    store: CountingStore, clock: FakeClock, app_class: type[Flask]
+) -> None:
+    app = app_class(__name__)
+    app.testing = True
+    assert app.config["SECRET_KEY"] is None  # only app.secret_key has it, as Flask allows
+    Session(app, store=store, clock=clock)
+    CSRFProtect(app)
+
+    @app.route("/form", methods=["GET", "POST"])
+    def form() -> str:
+        return generate_csrf() if request.method == "GET" else "posted"
+
+    client = app.test_client()
+    response = client.get("/form")
+    assert response.status_code == 200
+    token = response.text
+    cookie = one_cookie(response)
+    assert "csrf_token" in stored_data(store, cookie.session_id)
+
+    assert client.post("/form", data={"csrf_token": token}).text == "posted"
+    assert client.post("/form", data={"csrf_token": "forged"}).status_code == 400
+    # The session cookie is signed with the class's key: an app keyed otherwise cannot read it.
+    other = flask_app(store, clock, secret=OTHER_SECRET).test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/read").json == {}
+    same_key = flask_app(store, clock, secret=SECRET).test_client()
+    same_key.set_cookie("session", cookie.value)
+    assert "csrf_token" in same_key.get("/read").json

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +15,16 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from flask import Flask, Response, abort, flash, get_flashed_messages, request, session
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    get_flashed_messages,
+    request,
+    session,
+    stream_with_context,
+)
 from flask.testing import FlaskClient
 from flask_login import (
     LoginManager,
@@ -36,7 +46,7 @@ from helpers import (
 from markupsafe import Markup
 from werkzeug.test import TestResponse
 
-from wsgi_session import ConfigurationError, MemoryStore
+from wsgi_session import ConfigurationError, MemoryStore, SessionSealed
 from wsgi_session.flask import SETTINGS, FlaskSession, FlaskSessionMiddleware, Session
 from wsgi_session.migrate import Claim
 
@@ -856,6 +866,76 @@ def test_flask_login_flow_regenerates_on_login_and_destroys_on_logout(
     assert cookies["remember_token"].expires_now
     assert stored_data(store, after_login) is None
     assert client.get("/me").status_code == 401
+
+
+def test_an_unauthorized_flash_is_read_in_the_context_the_test_client_keeps(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    """What Flask-Login's own tests do: a request, then its flash read after it."""
+    add_login(app)
+    app.add_url_rule("/login-form", "login_form", lambda: "form")
+    manager: LoginManager = app.login_manager  # type: ignore[attr-defined]
+    manager.login_view = "login_form"
+    message = (manager.login_message, manager.login_message_category)
+
+    with client:
+        response = client.get("/me")
+        assert response.status_code == 302  # unauthorized(): flash, then the login form
+        assert get_flashed_messages(with_categories=True) == [message[::-1]]
+        assert "_flashes" not in session  # popped, from this request's copy
+        flash("only in memory")
+        session["late"] = True
+    # As with Flask's own sessions, the changes made after the request were not
+    # kept: what the response stored (the flash, for the next page) is what is stored.
+    stored = stored_data(store, one_cookie(response).session_id)
+    assert stored is not None
+    assert stored["_flashes"] == [message[::-1]]
+    assert "late" not in stored
+    with client:
+        client.get("/login-form")
+        assert get_flashed_messages() == [manager.login_message]
+
+
+def test_a_change_in_teardown_request_is_taken_as_flask_takes_it(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    """After a response that is not streamed: in that request's copy, never stored."""
+    seen: list[object] = []
+
+    @app.teardown_request
+    def late(error: BaseException | None) -> None:
+        session["late"] = True
+        seen.append(session.get("late"))
+
+    response = client.get("/set")
+
+    assert response.status_code == 200 and seen == [True]
+    assert stored_data(store, response.text) == {"user": "alice"}
+
+
+def test_a_change_while_a_streamed_body_is_sent_raises_sealed(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    ids: list[str] = []
+
+    @app.get("/stream")
+    def stream() -> Response:
+        session["before"] = 1
+        ids.append(session.id)
+
+        def body() -> Iterator[str]:
+            yield "a"
+            session["late"] = 2  # the response has started: it would be lost
+            yield "b"
+
+        return Response(stream_with_context(body()))
+
+    for keep_context in (False, True):
+        kept = client if keep_context else contextlib.nullcontext()
+        with kept, pytest.raises(SessionSealed, match="start_response"):
+            client.get("/stream", buffered=True)
+    assert len(ids) == 2
+    assert all(stored_data(store, session_id) == {"before": 1} for session_id in ids)
 
 
 def test_csrf_token_kept_in_the_session_validates_the_next_post(

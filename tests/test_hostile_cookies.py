@@ -48,9 +48,13 @@ def other_alphabet(value: str, name: str) -> list[str]:
 
 
 def quoted(value: str, name: str) -> list[str]:
-    """Cookie-header quoting and backslash escapes (which some parsers undo)."""
+    """Cookie-header quoting and backslash escapes (which some parsers undo).
+
+    Not the header's optional whitespace around the ``=`` and the value: that
+    is no part of the value (tests/test_properties.py holds it opens the session).
+    """
     escaped = value.replace(".", "\\056")
-    return [f'{name}="{value}"', f'{name}="{escaped}"', f"{name}= {value}"]
+    return [f'{name}="{value}"', f'{name}="{escaped}"', f'{name}= "{value}"']
 
 
 RESPELLINGS: dict[str, Respelling] = {

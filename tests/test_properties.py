@@ -100,6 +100,37 @@ def test_any_cookie_header_is_answered_by_the_cookie_store_and_never_adopted(
     check_header(cookie_side, data.draw(cookie_headers(cookie_side)))
 
 
+OWS = st.text(st.sampled_from(" \t"), max_size=3)  # the Cookie header's optional whitespace
+
+
+@PROPERTY
+@given(
+    data=st.data(),
+    space=st.tuples(OWS, OWS, OWS, OWS),
+    before=st.sampled_from(["", "theme=dark; ", "theme=dark;", "a = b ;\t"]),
+    after=st.sampled_from(["", "; lang=en", ";lang = en "]),
+)
+def test_whitespace_around_the_name_the_equals_and_the_value_carries_the_issued_cookie(
+    server_side: Subject,
+    data: st.DataObject,
+    space: tuple[str, str, str, str],
+    before: str,
+    after: str,
+) -> None:
+    value = data.draw(st.sampled_from(sorted(server_side.issued)))
+    header = f"{before}{space[0]}session{space[1]}={space[2]}{value}{space[3]}{after}"
+    answer = server_side.call(header)
+    assert answer.status == "200 OK", header
+    assert (answer.new, answer.id) == (False, server_side.issued[value]), header
+    assert server_side.counter is not None
+    assert set(server_side.counter.take()) == {store_key(answer.id)}, header
+    # The value itself must still be exactly the issued text: whitespace inside it
+    # (or anything else) is no part of the optional whitespace.
+    middle = data.draw(st.integers(1, len(value) - 1))
+    spaced = f"session{space[1]}={space[2]}{value[:middle]} {value[middle:]}"
+    check_header(server_side, spaced)
+
+
 @PROPERTY
 @given(st.text(st.characters(max_codepoint=0x2FF), max_size=200))
 def test_only_what_sign_produced_unsigns(text: str) -> None:

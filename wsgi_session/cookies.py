@@ -109,17 +109,21 @@ class CookiePolicy:
     def read(self, environ: WSGIEnvironment) -> str | None:
         """The raw value the client sent for this cookie (the first one), or ``None``.
 
-        Raw: no unquoting, no backslash escapes (``"..."``, ``\\056``), no
-        space around ``=``, so the value verified is byte for byte what the
-        client sent. The server never issues a value that needs quoting.
+        Raw: no unquoting, no backslash escapes (``"..."``, ``\\056``), so the
+        value verified is byte for byte what the client sent; the server never
+        issues a value that needs quoting. Only the optional whitespace of the
+        header's grammar goes: spaces and tabs around the name, the ``=`` and the
+        value (``session = VALUE``), as the standard library's and werkzeug's
+        parsers read it.
         """
         header: str | None = environ.get("HTTP_COOKIE")
         if header and self.name in header:
             # cookie_value(header, self.name), inlined: every request with a cookie reads it.
             for pair in header.split(";"):
                 name, sep, value = pair.strip(" \t").partition("=")
-                if sep and name == self.name:
-                    return value
+                # The exact name first: the usual header has no space before its "=".
+                if sep and (name == self.name or name.rstrip(" \t") == self.name):
+                    return value.lstrip(" \t")
         if self.old_name is None or not header:
             return None
         return cookie_value(header, self.old_name)
@@ -186,13 +190,17 @@ class CookiePolicy:
 
 
 def cookie_value(header: str, wanted: str) -> str | None:
-    """The raw value of the first cookie named ``wanted`` in a ``Cookie`` header, or ``None``."""
+    """The raw value of the first cookie named ``wanted`` in a ``Cookie`` header, or ``None``.
+
+    Raw as :meth:`CookiePolicy.read` reads it: only the header's optional
+    whitespace around the name, the ``=`` and the value is dropped.
+    """
     if wanted not in header:
         return None
     for pair in header.split(";"):
         name, sep, value = pair.strip(" \t").partition("=")
-        if sep and name == wanted:
-            return value
+        if sep and (name == wanted or name.rstrip(" \t") == wanted):
+            return value.lstrip(" \t")
     return None
 
 

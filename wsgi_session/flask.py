@@ -14,6 +14,7 @@ of values.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from flask import Flask, has_request_context
+from flask.globals import request_ctx
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 
@@ -40,7 +43,7 @@ from wsgi_session.view import SessionView
 from wsgi_session.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
-    from flask import Flask, Request, Response
+    from flask import Request, Response
 
 __all__ = ["FlaskSession", "FlaskSessionMiddleware", "Session", "SessionInterface"]
 
@@ -112,6 +115,7 @@ class FlaskSession(SessionView, SessionMixin):
     """
 
     detached: Detached | None = None  # set on a session opened outside the middleware
+    response: Response | None = None  # the request's response, once Flask has made it
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.raw)
@@ -228,6 +232,12 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         self.store = store
         self.owner_key = owner_key
         self._derived: dict[tuple[Any, ...], tuple[CookiePolicy, Backend]] = {}
+        # Flask's app.secret_key is app.config["SECRET_KEY"] unless the app's class
+        # sets its own (a class attribute, a property): then only app.secret_key
+        # has it, and it is read as Flask's session interface reads it.
+        self.secret_in_config = _secret_in_config(flask_app)
+        if not self.secret_in_config:
+            self._read_settings = self._read_settings_with_secret_attribute
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         found = environ.get(self.environ_key)
@@ -248,15 +258,44 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         """List and revoke a user's sessions (docs/sessions-per-user.md), for the current config."""
         return sessions_of(self.settings()[1])
 
+    @staticmethod
+    def response_complete(session: RequestSession) -> bool:
+        """Whether ``session``'s response runs no code of the application's any more.
+
+        Asked at a change after the response started: true unless the body is
+        streamed (a ``stream_with_context`` generator may still be running,
+        whose change would be lost). The change then goes ahead, as Flask's own
+        session takes it after its request (``teardown_request``, the context
+        the test client keeps): in this request's copy only.
+        """
+        if not has_request_context():
+            return False
+        view = request_ctx.session
+        if type(view) is not FlaskSession or view.raw is not session or view.response is None:
+            return False
+        return not view.response.is_streamed
+
     def refreshes_each_request(self, environ: WSGIEnvironment) -> bool:
         return bool(self.flask_app.config["SESSION_REFRESH_EACH_REQUEST"])
+
+    # The settings' values as a tuple, in SETTINGS' order, read in one call.
+    _read_settings: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _read_settings
+
+    def _read_settings_with_secret_attribute(self, config: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (self.flask_app.secret_key, *_read_settings(config)[1:])
+
+    def secret_key(self) -> Any:
+        """The application's secret key, wherever Flask's ``app.secret_key`` finds it."""
+        if self.secret_in_config:
+            return self.flask_app.config.get("SECRET_KEY")
+        return self.flask_app.secret_key
 
     def settings(self) -> tuple[CookiePolicy, Backend]:
         """The cookie policy and backend for the application's current config."""
         config = self.flask_app.config
         try:
             # The settings as they are, read in one call: the usual case.
-            return self._derived[_read_settings(config)]
+            return self._derived[self._read_settings(config)]
         except (KeyError, TypeError):
             # Not derived yet, a setting deleted from app.config, or unhashable
             # fallback keys (a list).
@@ -264,6 +303,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
         values = {
             name: _hashable(config.get(name, setting.default)) for name, setting in SETTINGS.items()
         }
+        values["SECRET_KEY"] = self.secret_key()
         key = tuple(values.values())
         found = self._derived.get(key)
         if found is None:
@@ -272,7 +312,7 @@ class FlaskSessionMiddleware(BaseSessionMiddleware):
                 self._derived.clear()
             self._derived[key] = found
             with contextlib.suppress(KeyError, TypeError):
-                self._derived[_read_settings(config)] = found
+                self._derived[self._read_settings(config)] = found
         return found
 
     def settings_for(self, environ: WSGIEnvironment) -> tuple[CookiePolicy, Backend]:
@@ -347,7 +387,9 @@ class SessionInterface(FlaskSessionInterface):
         self.middleware = middleware
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
-        if not app.config["SECRET_KEY"]:  # app.secret_key, without its descriptor call
+        # app.secret_key, without its descriptor call where it is the config's.
+        secret = app.config["SECRET_KEY"] if self.middleware.secret_in_config else app.secret_key
+        if not secret:
             return None  # Flask's NullSession: readable, and raises on a write
         found = request.environ.get(self.middleware.environ_key)
         # The exact type first: isinstance against an ABC is a Python call per request.
@@ -364,10 +406,15 @@ class SessionInterface(FlaskSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         # Not isinstance(session, FlaskSession): an ABC's check is a Python call per request.
-        detached: Detached | None = getattr(session, "detached", None)
+        if type(session) is not FlaskSession:
+            return
+        detached = session.detached
         if detached is None:
-            return  # the middleware commits when the response starts
-        assert isinstance(session, FlaskSession)
+            # The middleware commits when the response starts; a change after it
+            # asks whether the body is streamed (see response_complete).
+            session.response = response
+            session.raw.complete_after_seal(self.middleware.response_complete)
+            return
         if not session.accessed:
             return
         headers = self.middleware.session_headers(
@@ -460,6 +507,13 @@ class Session:
 
 def _store_unavailable(error: StoreUnavailable) -> tuple[bytes, int, dict[str, str]]:
     return UNAVAILABLE_BODY, 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"}
+
+
+def _secret_in_config(app: Flask) -> bool:
+    """Whether ``app.secret_key`` is Flask's own, which reads ``app.config["SECRET_KEY"]``."""
+    return inspect.getattr_static(type(app), "secret_key", None) is inspect.getattr_static(
+        Flask, "secret_key"
+    )
 
 
 def _hashable(value: Any) -> Any:

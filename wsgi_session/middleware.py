@@ -362,24 +362,30 @@ class _Response:
         if not self.started:
             self.started = True
             middleware = self.middleware
-            if self.origin is None and not (
-                middleware.refreshes_each_request(self.environ) and self._opened_to_refresh()
-            ):
-                # Sealed even if untouched: a first change made now could not be saved either.
-                self.session.seal()
-                if self.load_failed and status[:3] == "500":
-                    # A framework turned the failed load into its generic error page.
-                    return self._fail()
-                return self.real_start_response(status, headers, exc_info)
+            if self.origin is None:
+                refreshed = middleware.refreshes_each_request(self.environ) and self._refreshed()
+                if not refreshed:
+                    # Sealed even if untouched: a first change made now could not be saved either.
+                    self.session.seal()
+                    if self.load_failed and status[:3] == "500":
+                        # A framework turned the failed load into its generic error page.
+                        return self._fail()
+                    return self.real_start_response(status, headers, exc_info)
+                session = refreshed
+            else:
+                session = self.session
             try:
+                # A re-sent cookie comes with Vary: Cookie even if the application never
+                # used its session, as with Flask's own (CVE-2023-30861: a shared cache
+                # must not hand one user's Set-Cookie to another).
                 self.extra_headers = middleware.session_headers(
-                    self.session, self.backend, self.policy, self.environ
+                    session, self.backend, self.policy, self.environ
                 )
                 outage, refusals = middleware.outage, middleware.refusals
                 if (
                     (outage.down or refusals.down)
-                    and not self.session.origin.degraded
-                    and self.session.modified
+                    and not session.origin.degraded
+                    and session.modified
                 ):
                     # A write was acknowledged (checked only in an outage).
                     outage.success()
@@ -407,29 +413,31 @@ class _Response:
             status, _with_session_headers(headers, self.extra_headers), exc_info
         )
 
-    def _opened_to_refresh(self) -> bool:
-        """Open an untouched session whose permanent cookie is re-sent on every request.
+    def _refreshed(self) -> Session | None:
+        """The untouched session, if its permanent cookie is re-sent on every request.
 
         As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
         out just because the pages they use never read the session. Asked only
-        when the option is on, and opens it only if a cookie came that may be a
+        when the option is on, and loads it only if a cookie came that may be a
         permanent session's (a browser-session cookie says it is not): otherwise
-        an untouched request stays free.
+        an untouched request stays free. Loaded as a session of its own, to commit:
+        the application's stays untouched (``accessed`` is what the application did).
         """
         middleware = self.middleware
         policy, backend = middleware._fixed_settings or middleware.settings_for(self.environ)
         cookie = policy.read(self.environ)
         if cookie is None or not backend.may_be_permanent(cookie):
-            return False  # nothing to refresh, known without the store
+            return None  # nothing to refresh, known without the store
+        session = Session(self.open_session)
         failed_before = self.load_failed  # the application's own use of the session failed
         try:
-            permanent = self.session.permanent  # loads it
+            permanent = session.permanent  # loads it
         except StoreUnavailable:
             # Logged by the outage log; a page that did not need its session is still
             # served, but one whose session failed to load stays a 503.
             self.load_failed = failed_before
-            return False
-        return permanent
+            return None
+        return session if permanent else None
 
     def _fail(self) -> Write:
         self.failed = True

@@ -83,6 +83,7 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_changed_keys",
+        "_complete",
         "_destroyed",
         "_forced",
         "_id",
@@ -100,6 +101,8 @@ class Session(MutableMapping[str, Any]):
         self._opener = opener
         self._origin: Origin | None = None
         self._sealed = False
+        # _complete is set by an adapter only (see complete_after_seal), and read
+        # only at a change after the seal: unset until then, at no cost to a request.
         # Set by the first change of any kind (every one goes through
         # _check_open): until then nothing differs from the origin, and the
         # commit of a read need not compare (see unchanged).
@@ -291,13 +294,28 @@ class Session(MutableMapping[str, Any]):
         """Refuse further changes: the response headers are on their way."""
         self._sealed = True
 
+    def complete_after_seal(self, complete: Callable[[Session], bool]) -> None:
+        """Let a change after the seal through if ``complete(self)`` says the response is done.
+
+        For an adapter whose framework runs code after the response started that
+        is no part of it (Flask's ``teardown_request``, the context its test
+        client keeps after a request): asked at such a change, whether the
+        response still runs application code (a streamed body). If not, the
+        change goes ahead and stays in this object: nothing commits it, as
+        nothing commits a change made then to the framework's own session.
+        """
+        self._complete = complete
+
     def _check_open(self) -> None:
         """Called before every change: refuse it once sealed, else note it may differ now."""
         if self._sealed:
-            raise SessionSealed(
-                "the session was changed after the response headers were sent; "
-                "change it before start_response is called"
-            )
+            complete = getattr(self, "_complete", None)  # see complete_after_seal
+            if complete is None or not complete(self):
+                raise SessionSealed(
+                    "the session was changed after the response headers were sent; "
+                    "change it before start_response is called"
+                )
+            self._sealed = False  # the response is complete: changes stay here
         self._maybe_changed = True
 
     def _write(self, key: str) -> None:

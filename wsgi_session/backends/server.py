@@ -96,6 +96,10 @@ class ServerSideBackend(BaseBackend):
 
     store_key = staticmethod(store_key)
 
+    # Whether a stored record with no data is a session. Not here: an emptied
+    # session ends (its cookie is expired). Django's engines keep one (EngineBackend).
+    empty_is_session = False
+
     def verify(self, cookie: str) -> tuple[str, bool] | None:
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
         return verify_signed_id(self.signer, cookie)
@@ -152,14 +156,17 @@ class ServerSideBackend(BaseBackend):
             )
         if (
             record is None
-            # An emptied session is no session; and a regenerated session's old id
-            # stops working: its record is a forward, whose text is empty too
-            # (record.retired, a Python frame more on every load, would say so).
-            or record.text == EMPTY
+            # An emptied session is no session (unless empty_is_session); and a
+            # regenerated session's old id stops working: its record is a forward,
+            # whose text is empty too (record.retired, a Python frame more on every
+            # load, would say so: asked of empty records only).
+            or (record.text == EMPTY and (record.retired or not self.empty_is_session))
             or self.lifetime.remaining(record.created, record.accessed, record.idle_timeout, now)
             <= 0
         ):
-            live = record is not None and record.text != EMPTY
+            live = record is not None and (
+                record.text != EMPTY or (self.empty_is_session and not record.retired)
+            )
             self.metrics.cookie_refused("expired" if live else "unknown_id")
             return Origin.fresh(now, stale_cookie=True)
         try:

@@ -30,12 +30,13 @@ the data is Django's own ``set_expiry`` value, read by Django's own getters.
 from __future__ import annotations
 
 import sys
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
@@ -46,6 +47,7 @@ from wsgi_session.backends.owners import Sessions
 from wsgi_session.cookies import CookiePolicy, KeyRing
 from wsgi_session.django import (
     _SETTING_NAMES,
+    ENGINE,
     EXPIRY_KEY,
     MIGRATION_SETTINGS,
     OWNER_KEY,
@@ -62,7 +64,14 @@ from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Origin, Session, new_session_id
 from wsgi_session.stores.base import Store
 
-__all__ = ["SessionStore", "TaggedJSONSerializer", "server_error", "sessions"]
+__all__ = [
+    "EngineBackend",
+    "SessionStore",
+    "TaggedJSONSerializer",
+    "check_settings",
+    "server_error",
+    "sessions",
+]
 
 CREATE_ATTEMPTS = 10  # a fresh 256-bit id does not collide; more means the store is broken
 _SETTINGS = frozenset(
@@ -92,6 +101,17 @@ class TaggedJSONSerializer:
         return loads(data.decode("utf-8"))
 
 
+class EngineBackend(ServerSideBackend):
+    """The server-side backend, keeping sessions as Django's engines keep them.
+
+    A session stored without data is a session: ``create()`` and ``save()``
+    store one (``exists()`` is then true), and one the application emptied
+    keeps its key. The middleware's emptied sessions end instead.
+    """
+
+    empty_is_session = True
+
+
 def _backend() -> ServerSideBackend:
     """The server-side backend built from the settings; rebuilt when one of them changes."""
     return _build_backend()
@@ -114,7 +134,7 @@ def _build_backend() -> ServerSideBackend:
             settings.SESSION_COOKIE_DOMAIN,
             settings.SESSION_COOKIE_PATH,
         )
-        return ServerSideBackend(
+        return EngineBackend(
             store,
             keys,
             lifetime,
@@ -146,6 +166,25 @@ def _settings_changed(setting: str, **kwargs: object) -> None:
 setting_changed.connect(_settings_changed)
 
 
+@checks.register
+def check_settings(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """Django's system check of the engine's settings, run at start-up.
+
+    Requests build the backend at their session's first use only (so that one
+    that never uses it is served whatever the settings), so a bad setting is
+    reported here: by ``manage.py check``, ``runserver``, ``migrate`` and the
+    test runner, once this module is imported (``"wsgi_session.django"`` in
+    ``INSTALLED_APPS`` imports it).
+    """
+    if settings.SESSION_ENGINE != ENGINE:
+        return []
+    try:
+        _backend()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), obj=ENGINE, id="wsgi_session.E001")]
+    return []
+
+
 class SessionStore(SessionBase):
     """Django's ``SessionBase`` over the middleware's server-side backend.
 
@@ -155,19 +194,45 @@ class SessionStore(SessionBase):
     """
 
     def __init__(self, session_key: str | None = None) -> None:
-        self.backend = _backend()
+        # Nothing is read or built here: a request that never uses its session
+        # pays for nothing and is served whatever the settings (check_settings
+        # reports a bad one at start-up).
         self._raw: Session | None = None
         self._created_id: str | None = None  # the id whose record this object created
-        super().__init__(session_key)
-        self.serializer = TaggedJSONSerializer
+        self._key: str | None = None  # verified
+        self._unverified_key: str | None = None  # given, verified at its first use
         # A cookie that did not verify (another server's key, a tampered value):
         # never looked up, and not reported empty, so Django's middleware does not
         # delete it unless this request writes the session.
-        self._unverified_cookie = session_key is not None and self.session_key is None
-        # Another system's cookie, perhaps (WSGI_SESSION_MIGRATE_FROM): offered for adoption.
-        self._old_cookie = session_key if self._unverified_cookie else None
+        self._unverified_cookie = False
+        # Another system's cookie, perhaps (WSGI_SESSION_MIGRATE_FROM): the given key
+        # that did not verify, offered for adoption.
+        self._old_cookie: str | None = None
+        super().__init__(session_key)
+        self.serializer = TaggedJSONSerializer
+
+    @cached_property
+    def backend(self) -> ServerSideBackend:
+        """The backend the settings build, at this session's first use."""
+        return _backend()
 
     # -- the key ---------------------------------------------------------
+
+    def _get_session_key(self) -> str | None:
+        given = self._unverified_key
+        if given is not None:
+            self._unverified_key = None
+            self._key = given if self._validate_session_key(given) else None
+            self._unverified_cookie = self._key is None
+            self._old_cookie = given if self._key is None else None
+        return self._key
+
+    def _set_session_key(self, value: str | None) -> None:
+        self._unverified_key = value
+        self._key = None
+
+    session_key = property(_get_session_key)
+    _session_key = property(_get_session_key, _set_session_key)
 
     def _validate_session_key(self, key: object) -> bool:
         """Only an id we signed (with the current or a fallback key) is a key."""
@@ -236,6 +301,8 @@ class SessionStore(SessionBase):
         return dict(self._raw)
 
     def is_empty(self) -> bool:
+        if self._unverified_key is not None and self._raw is None and not self.modified:
+            return False  # a cookie the request never used: not deleted, not even verified
         if self.session_key or (self._raw is not None and self._raw.accessed and self._raw):
             return False
         return not (self._unverified_cookie and not self.modified)
@@ -315,7 +382,12 @@ class SessionStore(SessionBase):
         self.backend.remove(verified[0], loaded)
 
     def cycle_key(self) -> None:
-        """New key, same data; the old record stops loading but forwards concurrent writes."""
+        """New key, same data; the old record stops loading but forwards concurrent writes.
+
+        A session with no stored record (new, or flushed: a logout, then a
+        login in the same request) is created under a new key instead, as
+        Django's engines do.
+        """
         session = self._get_session()
         old = session.origin
         if old.new:
@@ -338,8 +410,11 @@ class SessionStore(SessionBase):
         await sync_to_async(self.cycle_key)()
 
     def flush(self) -> None:
+        super().flush()  # verifies the key, if nothing did yet
         self._unverified_cookie = False  # a logout expires whatever cookie came
-        super().flush()
+        # What the request stores from now on is a new session (a login after the
+        # logout cycles into a create): nothing of the deleted one's record is kept.
+        self._raw = Session(self._open_fresh)
 
     async def aflush(self) -> None:
         await sync_to_async(self.flush)()
