@@ -11,7 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import databases, growth, instructions, loadtest, profiling, report, table
+from benchmarks import (
+    databases,
+    growth,
+    instructions,
+    loadtest,
+    profiling,
+    report,
+    roundtrips,
+    table,
+)
 from benchmarks.apps import payload
 from benchmarks.floors import session_record
 from benchmarks.servers import memcached, redis
@@ -51,6 +60,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
     parser.add_argument("--no-growth", action="store_true", help="skip the growth tables")
     parser.add_argument("--no-http", action="store_true", help="skip gunicorn + wrk")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.5,
+        help="the HTTP rows again with the stores this far away each way (0.5; 0: skip)",
+    )
+    parser.add_argument(
+        "--no-roundtrips", action="store_true", help="skip the store commands per request"
+    )
     parser.add_argument(
         "--no-databases", action="store_true", help="skip the PostgreSQL and Django table"
     )
@@ -141,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         if results.unavailable:
             lines += ["", "Not measured:", ""]
             lines += [f"- {name}: {why}" for name, why in results.unavailable.items()]
+        trips = None
+        if not args.no_roundtrips:
+            trips, trip_lines = roundtrips.run(ctx, progress=progress)
+            lines += ["", *trip_lines]
         if not args.no_growth:
             lines += ["", *growth.run(ctx, min(args.rounds, 3), args.count, args.counts, progress)]
         if not args.no_databases:
             lines += ["", *databases.run(data, args.rounds, args.count, progress)]
-        http = None
+        http = far = None
         if allowed is not None:
             os.sched_setaffinity(0, allowed)
         if not args.no_http:
@@ -158,8 +180,21 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as error:  # the tables above are still worth printing
                     http_lines = [f"HTTP: failed: {type(error).__name__}: {error}"]
                 lines += ["", *http_lines]
+                if args.latency_ms > 0:
+                    progress(f"HTTP with the stores {args.latency_ms:g} ms away")
+                    try:
+                        far, far_lines = loadtest.run(
+                            args.http_seconds, 1, ctx.tmpdir, delay=args.latency_ms / 1000
+                        )
+                    except Exception as error:
+                        far_lines = [
+                            f"HTTP through the delay: failed: {type(error).__name__}: {error}"
+                        ]
+                    lines += ["", *far_lines]
         lines += ["", "### Targets: the hot path at its floor", ""]
         lines += report.targets_table(report.floor_targets(results, http))
+        lines += ["", "### Targets: as users see it (round trips, the Flask path)", ""]
+        lines += report.targets_table(report.user_targets(http, trips, far))
         lines += ["", "### Targets against the peers", ""]
         lines += report.targets_table(report.targets(results, http))
         lines += ["", *report.PEERS]

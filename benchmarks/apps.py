@@ -8,7 +8,10 @@ Every app answers ``PATH_INFO`` as follows, so all rows do the same work:
   a cheap miss;
 * ``/write``: sets ``n`` to a new value (a cart, a counter, a flash message);
 * ``/new``: a visitor without a cookie gets a session (the first page view);
-* ``/seed``: stores the payload once, to get the cookie the other paths send.
+* ``/seed``: stores the payload once, to get the cookie the other paths send;
+* ``/login``: a visitor with a session logs in: its id is regenerated (the
+  library's own call for it) and ``_user_id`` (Flask-Login's key) is set;
+* ``/logout``: the session is ended (the library's own call for it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ OK = [("Content-Type", "text/plain"), ("Content-Length", "2")]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SessionOf = Callable[[dict[str, Any]], MutableMapping[str, Any]]
 Save = Callable[[Any], None]
+Hook = Callable[[Any], None]
+LOGIN_KEY = "_user_id"  # where Flask-Login keeps the user: the owner key our Flask adapter reads
+
+
+def regenerate(session: Any) -> None:
+    """wsgi_session's login step (plain and Flask): a new id, the data kept."""
+    session.regenerate()
+
+
+def destroy(session: Any) -> None:
+    """wsgi_session's logout: the record deleted, the cookie expired."""
+    session.destroy()
 
 
 def payload(size: int) -> dict[str, Any]:
@@ -73,10 +88,17 @@ def environ(path: str, cookie: str | None = None) -> dict[str, Any]:
     return env
 
 
-def session_app(session_of: SessionOf, data: dict[str, Any], save: Save | None = None) -> WSGIApp:
+def session_app(
+    session_of: SessionOf,
+    data: dict[str, Any],
+    save: Save | None = None,
+    login: Hook = regenerate,
+    logout: Hook = destroy,
+) -> WSGIApp:
     """A plain WSGI app using the session ``session_of(environ)`` returns.
 
-    ``save`` is called after a change, for libraries that need it (Beaker).
+    ``save`` is called after a change, for libraries that need it (Beaker);
+    ``login`` and ``logout`` are the library's calls for those steps.
     """
     counter = itertools.count()
 
@@ -94,7 +116,12 @@ def session_app(session_of: SessionOf, data: dict[str, Any], save: Save | None =
                 session["user_id"] = USER_ID
             elif path == "/seed":
                 session.update(data)
-            if save is not None and path != "/read":
+            elif path == "/login":
+                login(session)
+                session[LOGIN_KEY] = f"user-{next(counter) % 3}"
+            elif path == "/logout":
+                logout(session)
+            if save is not None and path not in ("/read", "/logout"):
                 save(session)
         start_response(status, list(OK))
         return [b"ok"]
@@ -108,11 +135,17 @@ def bare_app(data: dict[str, Any]) -> WSGIApp:
     return session_app(lambda environ: session, data)
 
 
-def flask_app(data: dict[str, Any], configure: Callable[[Any], object] | None = None) -> Any:
+def flask_app(
+    data: dict[str, Any],
+    configure: Callable[[Any], object] | None = None,
+    login: Hook = regenerate,
+    logout: Hook = destroy,
+) -> Any:
     """A Flask app with the same handlers on ``flask.session``.
 
     ``configure(app)`` installs the session library; without it the app is the
-    baseline, whose session is a dict that is never loaded or saved.
+    baseline, whose session is a dict that is never loaded or saved. ``login``
+    and ``logout`` are the library's calls for those steps.
     """
     from flask import Flask, session
     from flask.sessions import SecureCookieSession, SessionInterface
@@ -142,6 +175,17 @@ def flask_app(data: dict[str, Any], configure: Callable[[Any], object] | None = 
     @app.get("/seed")
     def seed() -> str:
         session.update(data)
+        return "ok"
+
+    @app.get("/login")
+    def log_in() -> str:
+        login(session)
+        session[LOGIN_KEY] = f"user-{next(counter) % 3}"
+        return "ok"
+
+    @app.get("/logout")
+    def log_out() -> str:
+        logout(session)
         return "ok"
 
     if configure is None:

@@ -13,8 +13,10 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
+from benchmarks.latency import DelayProxy, round_trip_us
 from benchmarks.served import MEMCACHED_VARIABLE, REDIS_VARIABLE, context, http_rows, slug
 from benchmarks.servers import Process, free_port, memcached, redis
 from benchmarks.timing import seed
@@ -76,18 +78,34 @@ def gunicorn(cache: str, redis_address: str) -> Process:
     return Process("gunicorn", command, port, cwd=ROOT, env=env)
 
 
-def run(seconds: int, passes: int, tmpdir: Path) -> tuple[dict[str, float], list[str]]:
-    """Best-of-``passes`` requests/s per ``"<row> <scenario>"``, and the markdown reporting them."""
+def run(
+    seconds: int, passes: int, tmpdir: Path, delay: float = 0.0
+) -> tuple[dict[str, float], list[str]]:
+    """Best-of-``passes`` requests/s per ``"<row> <scenario>"``, and the markdown reporting them.
+
+    ``delay``: the stores are reached through a :class:`DelayProxy` adding that
+    many seconds each way (the sessions are seeded directly).
+    """
     best: dict[str, float] = {}
     rows = http_rows()
-    with memcached() as cache, redis() as redis_server:
+    with ExitStack() as stack:
+        cache = stack.enter_context(memcached())
+        redis_server = stack.enter_context(redis())
+        served = (cache.address, redis_server.address)
+        added = ""
+        if delay:
+            served = tuple(
+                stack.enter_context(DelayProxy(address, delay)).address for address in served
+            )
+            extra = round_trip_us(served[0]) - round_trip_us(cache.address)
+            added = f" (a round trip through it measured {extra / 1000:.2f} ms slower)"
         ctx = context(cache.address, redis_server.address)
         scripts = {}
         for row in rows:  # each row's visitors, stored through the same servers gunicorn uses
             app = row.build(ctx)
             cookies = [] if row.family == "bare" else [seed(app, row.name) for _ in range(VISITORS)]
             scripts[row.name] = cookie_script(tmpdir / f"{slug(row.name)}.lua", cookies)
-        with gunicorn(cache.address, redis_server.address) as server:
+        with gunicorn(*served) as server:
             base = f"http://{server.address}"
             for row in rows:  # warm up both workers and their connections
                 for scenario in SCENARIOS:
@@ -98,9 +116,10 @@ def run(seconds: int, passes: int, tmpdir: Path) -> tuple[dict[str, float], list
                         url = f"{base}/{slug(row.name)}/{scenario}"
                         key = f"{row.name} {scenario}"
                         best[key] = max(best.get(key, 0.0), wrk(url, seconds, scripts[row.name]))
+    away = f", the stores {delay * 1000:g} ms away each way{added}" if delay else ""
     lines = [
         "### HTTP: gunicorn, 2 sync workers, wrk on loopback (requests/s, best of "
-        f"{passes} runs of {seconds} s, `{' '.join(WRK)}`, {VISITORS:,} sessions in turn)",
+        f"{passes} runs of {seconds} s, `{' '.join(WRK)}`, {VISITORS:,} sessions in turn{away})",
         "",
         "| app | read | write |",
         "|---|---:|---:|",

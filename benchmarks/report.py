@@ -221,7 +221,7 @@ class Target:
     limit: float
     at_least: bool = False  # the value must reach the limit rather than stay under it
     detail: str = ""
-    unit: str = "x"  # "x": a ratio; "µs": microseconds beyond the reference
+    unit: str = "x"  # "x": a ratio; "µs": microseconds beyond the reference; "n": a count
 
     @property
     def met(self) -> bool | None:
@@ -232,12 +232,16 @@ class Target:
     def value(self, number: float | None) -> str:
         if number is None:
             return "n/a"
+        if self.unit == "n":
+            return f"{number:g}"
         return f"{number:+.1f} µs" if self.unit == "µs" else f"{number:.2f}x"
 
     def row(self) -> list[str]:
         mark = {True: "✅ met", False: "❌ missed", None: "⬜ not measured"}[self.met]
         bound = "≥" if self.at_least else "≤"
-        limit = f"{self.limit:+g} µs" if self.unit == "µs" else f"{self.limit:g}x"
+        limit = {"µs": f"{self.limit:+g} µs", "n": f"{self.limit:g}"}.get(
+            self.unit, f"{self.limit:g}x"
+        )
         return [self.text, self.value(self.measured), f"{bound} {limit}", mark, self.detail]
 
 
@@ -419,3 +423,97 @@ def targets(results: Results, http: dict[str, float] | None) -> list[Target]:
             )
         )
     return found
+
+
+# The commands a request cannot go below on a store (benchmarks/roundtrips.py): a
+# read loads the record; a write loads it and compare-and-sets it; a login loads
+# the anonymous record, creates the new one and retires the old id (so it stops
+# working); a logout loads, then deletes only if unchanged (a compare-and-delete;
+# today a compare-and-set to an ended marker, then a delete). An untouched request
+# needs none, through Flask too when the cookie says the session is not permanent.
+MINIMUM_COMMANDS = {"untouched": 0, "read": 1, "write": 2, "new": 1, "login": 3, "logout": 2}
+# What the index may add: memcached has no multi-key write, so its index record
+# is a gets and a cas of its own; Redis folds it into the session's command (a
+# script), SQLite into the session's statement (the owner is a column of its row).
+INDEX_EXTRA = {"memcached": 2, "redis": 0, "sqlite": 0}
+FAR_AT_LEAST = 1.0  # with the store across a network, never slower than a peer
+FAR_FEWER_TRIPS = 1.3  # and clearly faster where the peer makes more round trips
+HTTP_USER_RIVALS = (  # (ours, peer, read limit, write limit)
+    ("wsgi_session memcached (Flask)", "Flask-Session memcached", 1.3, 1.1),
+    ("wsgi_session redis (Flask)", "Flask-Session redis", 1.3, 1.1),
+    ("wsgi_session memcached", "Beaker memcached", 1.3, 1.1),
+    ("wsgi_session redis", "Beaker redis", 1.3, 1.1),
+)
+
+
+def _session_cost_us(http: dict[str, float], row: str, bare: str, scenario: str) -> float | None:
+    """1/throughput of ``row`` minus its bare app's, in µs (what the session adds a request)."""
+    ours, base = http.get(f"{row} {scenario}"), http.get(f"{bare} {scenario}")
+    if not ours or not base:
+        return None
+    return 1e6 / ours - 1e6 / base
+
+
+def user_targets(
+    http: dict[str, float] | None,
+    trips: dict[tuple[str, str, str], float] | None,
+    far: dict[str, float] | None = None,
+) -> list[Target]:
+    """The targets of the Flask path and of round trips (docs/benchmarks.md)."""
+    found: list[Target] = []
+    for ours, peer, read_limit, write_limit in HTTP_USER_RIVALS:
+        for scenario, limit in (("read", read_limit), ("write", write_limit)):
+            text = f"HTTP {scenario}, {ours} ≥ {limit}x {peer}"
+            found.append(_throughput(text, http, f"{ours} {scenario}", f"{peer} {scenario}", limit))
+    for store in ("memcached", "redis"):
+        for scenario in ("read", "write"):
+            text = f"HTTP {store} {scenario}: session cost through Flask minus on plain WSGI"
+            if http is None:
+                found.append(Target(text, None, FLASK_BUDGET, unit="µs"))
+                continue
+            flask = _session_cost_us(
+                http, f"wsgi_session {store} (Flask)", "bare Flask app", scenario
+            )
+            plain = _session_cost_us(http, f"wsgi_session {store}", "bare WSGI app", scenario)
+            if flask is None or plain is None:
+                found.append(Target(text, None, FLASK_BUDGET, unit="µs"))
+                continue
+            detail = f"{flask:.1f} µs through Flask, {plain:.1f} µs on plain WSGI"
+            found.append(Target(text, flask - plain, FLASK_BUDGET, detail=detail, unit="µs"))
+    counted = trips or {}
+    for store in INDEX_EXTRA:
+        for subject in ("ours plain", "ours Flask"):
+            found.append(_commands(store, subject, counted, MINIMUM_COMMANDS))
+        least = {kind: MINIMUM_COMMANDS[kind] + INDEX_EXTRA[store] for kind in ("login", "logout")}
+        for subject in ("ours plain, index", "ours Flask, index"):
+            found.append(_commands(store, subject, counted, least))
+    for ours, peer, _, _ in HTTP_USER_RIVALS:
+        store = "redis" if "redis" in ours else "memcached"
+        subject = "ours Flask" if "(Flask)" in ours else "ours plain"
+        peer_subject = peer.rsplit(" ", 1)[0]
+        for scenario in ("read", "write"):
+            mine, theirs = (
+                counted.get((subject, store, scenario)),
+                counted.get((peer_subject, store, scenario)),
+            )
+            fewer = mine is not None and theirs is not None and mine < theirs
+            limit = FAR_FEWER_TRIPS if fewer else FAR_AT_LEAST
+            text = f"stores away (latency run): HTTP {scenario}, {ours} ≥ {limit}x {peer}"
+            found.append(_throughput(text, far, f"{ours} {scenario}", f"{peer} {scenario}", limit))
+    return found
+
+
+def _commands(
+    store: str,
+    subject: str,
+    counted: dict[tuple[str, str, str], float],
+    least: dict[str, int],
+) -> Target:
+    """Commands beyond the minimum, summed over the request kinds of ``least``."""
+    text = f"store commands over the minimum, {subject}, {store}"
+    found = {kind: counted.get((subject, store, kind)) for kind in least}
+    if None in found.values():
+        return Target(text, None, 0, unit="n")
+    detail = ", ".join(f"{kind} {found[kind]:g} (min {n})" for kind, n in least.items())
+    excess = sum(max(0.0, (found[kind] or 0) - n) for kind, n in least.items())
+    return Target(text, excess, 0, detail=detail, unit="n")

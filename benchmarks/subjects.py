@@ -115,10 +115,10 @@ def ours_wsgi(store: Any, data: dict[str, Any], **options: Any) -> WSGIApp:
     return SessionMiddleware(app, SECRET, store=store, **options)
 
 
-def ours_flask(store: Any, data: dict[str, Any]) -> WSGIApp:
+def ours_flask(store: Any, data: dict[str, Any], **options: Any) -> WSGIApp:
     from wsgi_session.flask import Session
 
-    return flask_app(data, lambda app: Session(app, store=store))  # type: ignore[no-any-return]
+    return flask_app(data, lambda app: Session(app, store=store, **options))  # type: ignore[no-any-return]
 
 
 def _register_ours() -> None:
@@ -188,6 +188,22 @@ def pymemcache_client(address: str, noreply: bool) -> Any:
     return Client(address, no_delay=True, default_noreply=noreply)
 
 
+def _flask_session_regenerate(session: Any) -> None:
+    from flask import current_app
+
+    current_app.session_interface.regenerate(session)  # Flask-Session's own call for it
+
+
+def _clear(session: Any) -> None:
+    session.clear()  # Flask-Session deletes an emptied session's record and cookie
+
+
+def flask_session(ctx: Context, configure: Callable[[Any], None]) -> WSGIApp:
+    return flask_app(  # type: ignore[no-any-return]
+        ctx.data, configure, login=_flask_session_regenerate, logout=_clear
+    )
+
+
 @row("Flask-Session memcached", "flask", "peer", "memcached")
 def _flask_session(ctx: Context) -> WSGIApp:
     from flask_session import Session
@@ -198,7 +214,7 @@ def _flask_session(ctx: Context) -> WSGIApp:
         app.config["SESSION_MEMCACHED"] = pymemcache_client(ctx.memcached, noreply=False)
         Session(app)
 
-    return flask_app(ctx.data, configure)  # type: ignore[no-any-return]
+    return flask_session(ctx, configure)
 
 
 @row("Flask-Session redis", "flask", "peer", "redis")
@@ -214,7 +230,7 @@ def _flask_session_redis(ctx: Context) -> WSGIApp:
         app.config["SESSION_REDIS"] = redis.Redis(host=host, port=int(port))
         Session(app)
 
-    return flask_app(ctx.data, configure)  # type: ignore[no-any-return]
+    return flask_session(ctx, configure)
 
 
 def beaker(ctx: Context, **options: str) -> WSGIApp:
@@ -223,7 +239,15 @@ def beaker(ctx: Context, **options: str) -> WSGIApp:
     def save(session: Any) -> None:
         session.save()
 
-    app = session_app(lambda environ: environ["beaker.session"], ctx.data, save)
+    def regenerate_id(session: Any) -> None:
+        session.regenerate_id()
+
+    def delete(session: Any) -> None:
+        session.delete()
+
+    app = session_app(
+        lambda environ: environ["beaker.session"], ctx.data, save, regenerate_id, delete
+    )
     config = {"session.key": "session", "session.validate_key": SECRET}
     config.update({f"session.{name}": value for name, value in options.items()})
     return SessionMiddleware(app, config)  # type: ignore[no-any-return]

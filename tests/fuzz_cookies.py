@@ -74,7 +74,7 @@ def respell_last(value: str, rng: random.Random) -> str:
 def mutate(value: str, rng: random.Random) -> str:
     """``value`` changed in one of the ways a client could change it."""
     position = rng.randrange(len(value) + 1)
-    kind = rng.randrange(14)
+    kind = rng.randrange(15)
     if kind == 0:
         return respell_last(value, rng)
     if kind == 1:
@@ -102,6 +102,10 @@ def mutate(value: str, rng: random.Random) -> str:
         return f"{sig}.{head}"
     if kind == 12:
         return value[:position] + chr(rng.randrange(128, 256)) + value[position:]
+    if kind == 13:
+        # The browser-session mark (backends/server.py) dropped or added: it is signed.
+        head, _, sig = value.rpartition(".")
+        return f"{head[:-2]}.{sig}" if head.endswith(".b") else f"{head}.b.{sig}"
     return value[:position] + value[position:].upper()
 
 

@@ -140,7 +140,12 @@ class SetCookie:
 
     @property
     def session_id(self) -> str:
-        return self.value.rsplit(".", 1)[0]
+        return session_id_of(self.value)
+
+
+def session_id_of(cookie: str) -> str:
+    """The session id a server-side cookie names (marked ``.b`` or not: backends/server.py)."""
+    return cookie.split(".", 1)[0]
 
 
 def parse_set_cookie(header: str) -> SetCookie:

@@ -19,7 +19,7 @@ import pytest
 from server_process import LoopbackServer
 
 from wsgi_session.errors import StoreUnavailable
-from wsgi_session.stores.base import Store
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store
 
 S = TypeVar("S", bound=Store)
 
@@ -169,6 +169,26 @@ def check_concurrent_compare_and_set_loses_no_update(store: Store) -> None:
     for thread in threads:
         thread.join(30)
     assert data(store, "counter") == b"400"
+
+
+def check_indexed_writes(store: Any) -> None:
+    """``save_indexed`` / ``delete_indexed`` do what save + index_owner / delete + unindex do."""
+    owner, until = "owner-" + os.urandom(4).hex(), 2**31 - 1
+    assert isinstance(store, IndexedWrites) and isinstance(store, OwnerIndex)
+    assert store.save_indexed("a", b"1", 60, None, owner, until) is True
+    assert data(store, "a") == b"1" and store.owned(owner) == ["a"]
+    # A create over an existing record, or a stale version: nothing written, nothing listed.
+    store.unindex_owner(owner, "a")
+    assert store.save_indexed("a", b"2", 60, None, owner, until) is False
+    stale = version(store, "a")
+    assert store.save("a", b"3", 60, stale) is True
+    assert store.save_indexed("a", b"4", 60, stale, owner, until) is False
+    assert data(store, "a") == b"3" and store.owned(owner) == []
+    assert store.save_indexed("a", b"5", 60, version(store, "a"), owner, until) is True
+    assert data(store, "a") == b"5" and store.owned(owner) == ["a"]
+    store.delete_indexed("a", owner)
+    assert store.load("a") is None and store.owned(owner) == []
+    store.delete_indexed("a", owner)  # a missing record is not an error
 
 
 def check_delete(store: Store) -> None:

@@ -22,7 +22,8 @@ from werkzeug.test import Client
 from wsgi_session import ConfigurationError, KeyRing, MemoryStore, SessionMiddleware
 
 OLD_SECRET = "old-secret-fedcba9876543210fedcba9876543210"
-SIGNED = re.compile(r"([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]+)")
+# The id, ".b" when the session is not permanent (a browser-session cookie), the signature.
+SIGNED = re.compile(r"([A-Za-z0-9_-]{43})(\.b)?\.([A-Za-z0-9_-]+)")
 
 
 def raw_client(store: CountingStore, **options: Any) -> Client:
@@ -54,23 +55,41 @@ def test_every_new_session_gets_its_own_id() -> None:
 
 
 def tampered(value: str) -> dict[str, str]:
-    session_id, signature = value.split(".")
+    head, signature = value.rsplit(".", 1)  # head: the id, marked ".b" or not
+    session_id, marked, mark = head.partition(".")
     flip = {"A": "B"}.get(signature[5], "A")
     other = {"A": "B"}.get(session_id[5], "A")
     return {
-        "signature": f"{session_id}.{signature[:5]}{flip}{signature[6:]}",
-        "id": f"{session_id[:5]}{other}{session_id[6:]}.{signature}",
-        "unsigned": session_id,
-        "swapped": f"{signature[:43]}.{session_id}",
+        "signature": f"{head}.{signature[:5]}{flip}{signature[6:]}",
+        "id": f"{session_id[:5]}{other}{head[6:]}.{signature}",
+        "unsigned": head,
+        "swapped": f"{signature[:43]}{marked}{mark}.{session_id}",
         "garbage": "not-a-session",
         "oversized": "A" * 10_240,
         "empty": "",
         "extra": value + ".x",
+        # The mark is signed with the id: added, dropped or changed, nothing verifies.
+        "mark dropped": f"{session_id}.{signature}",
+        "mark added": f"{head}.b.{signature}",
+        "mark changed": f"{session_id}.c.{signature}",
     }
 
 
 @pytest.mark.parametrize(
-    "kind", ["signature", "id", "unsigned", "swapped", "garbage", "oversized", "empty", "extra"]
+    "kind",
+    [
+        "signature",
+        "id",
+        "unsigned",
+        "swapped",
+        "garbage",
+        "oversized",
+        "empty",
+        "extra",
+        "mark dropped",
+        "mark added",
+        "mark changed",
+    ],
 )
 def test_bad_cookie_gets_a_fresh_session_without_touching_the_store(kind: str) -> None:
     client, _, store = make()

@@ -717,7 +717,7 @@ def test_test_client_force_login_and_logout(test_client: django_test.Client, sto
     response = test_client.get("/")
     assert response.status_code == 200
     assert "Hello, alice" in response.content.decode()
-    session_id = test_client.cookies[COOKIE].value.rsplit(".", 1)[0]
+    session_id = test_client.cookies[COOKIE].value.split(".", 1)[0]
     assert stored(store, session_id) is not None
 
     test_client.logout()
@@ -771,7 +771,7 @@ def test_test_client_defaults_to_settings_wsgi_application(django_project: Path)
     client = django_test.Client()  # the example's wsgi.py: the store named by WSGI_SESSION_STORE
     assert client.login(username=USER, password=PASSWORD)
     assert client.get("/").status_code == 200
-    session_id = client.cookies[COOKIE].value.rsplit(".", 1)[0]
+    session_id = client.cookies[COOKIE].value.split(".", 1)[0]
     # The settings' store: Django is set up once per process, maybe by another module.
     from django.conf import settings
 

@@ -97,7 +97,7 @@ class Load:
                 status = 0  # no answer at all
             ended = time.monotonic()
             cookie = browser.cookies.get("session")
-            session_id = cookie.rsplit(".", 1)[0] if cookie else None
+            session_id = cookie.split(".", 1)[0] if cookie else None
             with self.lock:
                 self.writes.append(Write(number, key, started, ended, status, session_id))
 

@@ -340,7 +340,9 @@ def test_making_a_session_non_permanent_resends_its_cookie_without_expiry(
 
     second = one_cookie(client.get("/permanent/0"))
 
-    assert second.value == first.value
+    # The same id, now marked as a browser session's (backends/server.py).
+    assert second.session_id == first.session_id
+    assert second.value != first.value and second.value.startswith(first.session_id + ".b.")
     assert "max-age" not in second.attrs
     assert "expires" not in second.attrs
 
@@ -383,6 +385,78 @@ def test_refresh_each_request_resends_only_a_permanent_sessions_cookie(
     assert len(cookies) == int(resent)
     if resent:
         assert cookies[0].attrs["max-age"] == str(LIFETIME)
+
+
+def test_untouched_request_with_a_browser_session_cookie_makes_no_store_call(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    # Flask's defaults: SESSION_REFRESH_EACH_REQUEST on, sessions not permanent.
+    client.get("/set")
+    store.calls.clear()
+
+    response = client.get("/nothing")
+
+    assert response.status_code == 200
+    assert store.total == 0
+    assert set_cookies(response) == []
+    assert client.get("/read").json == {"user": "alice"}
+
+
+@pytest.mark.parametrize("on", [1, 0])
+def test_untouched_request_loads_only_when_the_cookie_may_be_a_permanent_sessions(
+    client: FlaskClient, store: CountingStore, on: int
+) -> None:
+    # Switched either way, the session's next cookie says which it is now.
+    client.get(f"/permanent/{1 - on}")
+    client.get(f"/permanent/{on}")
+    store.calls.clear()
+
+    cookies = set_cookies(client.get("/nothing"))
+
+    assert store.total == on
+    assert len(cookies) == on  # a permanent session's cookie is refreshed, with its Max-Age
+    if on:
+        assert cookies[0].attrs["max-age"] == str(LIFETIME)
+
+
+def test_a_cookie_issued_before_the_browser_session_mark_still_opens_its_session(
+    app: Flask, client: FlaskClient, store: CountingStore
+) -> None:
+    # Such a cookie signs the bare id, as a permanent session's still does.
+    client.get("/set")
+    sid = session_id(client.get("/set"))
+    old = app.extensions["wsgi_session"].settings()[1].signer.sign(sid)
+    client.set_cookie("session", old)
+    store.calls.clear()
+
+    untouched = client.get("/nothing")  # permanent or not: only the record says
+
+    assert store.calls["load"] == 1 and set_cookies(untouched) == []
+    assert client.get("/read").json == {"user": "alice"}
+    upgraded = one_cookie(client.get("/set"))  # a write sends it marked
+    assert upgraded.session_id == sid and upgraded.value != old
+    store.calls.clear()
+    client.get("/nothing")
+    assert store.total == 0
+
+
+def test_a_forged_browser_session_mark_opens_nothing(
+    client: FlaskClient, store: CountingStore
+) -> None:
+    client.get("/permanent/1")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    permanent = cookie.value
+    sid, signature = permanent.split(".")
+    client.set_cookie("session", f"{sid}.b.{signature}")  # the mark is signed with the id
+    store.calls.clear()
+
+    untouched = client.get("/nothing")
+    read = client.get("/read")
+
+    assert set_cookies(untouched) == []
+    assert read.json == {}
+    assert store.total == 0
 
 
 def test_modified_permanent_session_resends_its_cookie_without_refresh_each_request(

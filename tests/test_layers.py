@@ -58,6 +58,7 @@ _OWN_CODEC = {
     "wsgi_session.sealing",
     "wsgi_session.serialization",
     "wsgi_session.session",
+    "wsgi_session.signed_id",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import sys
@@ -66,6 +67,27 @@ def test_read_only_request_loads_once_and_varies_without_writing() -> None:
     assert store.calls == {"load": 1}
     assert "Set-Cookie" not in response.headers
     assert response.headers.getlist("Vary") == ["Cookie"]
+
+
+@pytest.mark.parametrize("path", ["/read", "/set2"])
+def test_a_request_that_used_its_session_leaves_nothing_for_the_garbage_collector(
+    path: str,
+) -> None:
+    # The session's opener held the middleware's response object, which holds the
+    # environ, which holds the session: each request's objects waited for a
+    # collection. Dropped once loaded, they go with the request.
+    client, middleware, _ = make()
+    cookie = one_cookie(client.get("/set")).value
+    environ = EnvironBuilder(path, headers={"Cookie": f"session={cookie}"}).get_environ()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            body = middleware(dict(environ), lambda status, headers, exc_info=None: None)
+            assert b"".join(body)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_request_without_cookie_that_reads_makes_no_store_calls() -> None:
@@ -535,7 +557,8 @@ def test_a_write_resends_the_cookie_it_came_with_only_when_signing_would_give_th
     # A write re-sends the request's own cookie instead of signing the id again
     # (ServerSideBackend.send): only when that is the very text signing would give.
     def signed(session_id: str, secret: str = SECRET) -> str:
-        return KeyRing(secret).signer("wsgi_session.id").sign(session_id)
+        # The default session is not permanent: its cookie's id is marked so.
+        return KeyRing(secret).signer("wsgi_session.id").sign(session_id + ".b")
 
     store = CountingStore()
     client, _, _ = make(store=store)

@@ -85,8 +85,8 @@ def test_sqlite_to_redis_keeps_the_user_logged_in_under_a_new_id(
     (cookie,) = set_cookies(response)
     assert cookie.name == "session" and not cookie.expires_now
     assert cookie.value != old_cookie
-    assert cookie.session_id != old_cookie.rsplit(".", 1)[0]  # never the old id
-    old_id = old_cookie.rsplit(".", 1)[0]
+    assert cookie.session_id != old_cookie.split(".", 1)[0]  # never the old id
+    old_id = old_cookie.split(".", 1)[0]
     assert SQLiteStore(sqlite_path).load(_key(old_id)) is None  # the old record is gone
     assert new_store.load(_key(cookie.session_id)) is not None
     # Our own cookie from now on: read as any session of ours, nothing sent.
@@ -95,7 +95,7 @@ def test_sqlite_to_redis_keeps_the_user_logged_in_under_a_new_id(
 
 
 def _id(cookie: str) -> str:
-    return cookie.rsplit(".", 1)[0]
+    return cookie.split(".", 1)[0]
 
 
 def _key(session_id: str) -> str:
@@ -190,7 +190,7 @@ def test_keep_old_leaves_the_old_record_and_still_adopts_once(clock: FakeClock) 
     _, old_cookie = logged_in_on(deployment(old, clock))
     new = deployment(MemoryStore(), clock, migrate_from=_source_of(old), migrate_keep_old=True)
     replay(new, old_cookie)
-    assert old.load(_key(old_cookie.rsplit(".", 1)[0])) is not None  # left for a rollback
+    assert old.load(_key(old_cookie.split(".", 1)[0])) is not None  # left for a rollback
     clock.advance(31)
     assert replay(new, old_cookie).text == "{}"  # the mark still refuses it
 
@@ -262,7 +262,7 @@ def test_an_unreadable_old_record_is_a_fresh_session_and_a_warning(
 ) -> None:
     old = MemoryStore()
     _, old_cookie = logged_in_on(deployment(old, clock))
-    key = _key(old_cookie.rsplit(".", 1)[0])
+    key = _key(old_cookie.split(".", 1)[0])
     old.delete(key)
     assert old.save(key, b"\x80\x04\x95 a pickle, never unpickled", 600, None)
     new = deployment(MemoryStore(), clock, migrate_from=_source_of(old))

@@ -67,7 +67,7 @@ def test_the_copy_moves_every_live_session_with_its_time_left(
 def _id(client: Client) -> str:
     cookie = client.get_cookie("session")
     assert cookie is not None
-    return cookie.value.rsplit(".", 1)[0]
+    return cookie.value.split(".", 1)[0]
 
 
 def test_a_second_run_copies_nothing_and_never_overwrites_newer(

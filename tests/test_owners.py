@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from helpers import (
     session_app,
     store_key,
 )
+from prometheus_client import CollectorRegistry
 from werkzeug.test import Client
 
 from wsgi_session import (
@@ -32,6 +35,7 @@ from wsgi_session import (
     MemoryStore,
     OwnerIndex,
     PostgresStore,
+    PrometheusMetrics,
     Session,
     SessionMiddleware,
     SessionsUnsupported,
@@ -40,6 +44,10 @@ from wsgi_session import (
 )
 from wsgi_session.config import store_from_url
 from wsgi_session.record import Record
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks package
+# Counted by the stores themselves: the commands Redis ran, the statements SQLite ran.
+from benchmarks.roundtrips import redis_counting, sqlite_counting
 
 OWNER_KEY = "user"
 
@@ -282,6 +290,50 @@ def test_a_logout_costs_one_end_one_delete_and_one_unindex_call(owner: str) -> N
     assert dict(store.calls) == {"load": 1, "save": 1, "delete": 1, "unindex_owner": 1}
 
 
+@pytest.mark.parametrize("metered", [False, True], ids=["", "metered"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_login_and_a_logout_with_the_index_cost_no_extra_round_trip(
+    kind: str, metered: bool, request: pytest.FixtureRequest, tmp_path: Path, owner: str
+) -> None:
+    """Counted by the store itself: the commands Redis ran (MONITOR), SQLite's statements.
+
+    ``metered``: with metrics on, whose timing wrapper keeps the store's capabilities.
+    """
+    options: dict[str, Any] = {}
+    if metered:
+        options["metrics"] = PrometheusMetrics(CollectorRegistry(), interval=3600)
+    counts: dict[str | None, list[int]] = {}
+    for owner_key in (OWNER_KEY, None):
+        if kind == "sqlite":
+            store: Any = SQLiteStore(tmp_path / f"sessions-{owner_key}.db")
+            counting: Callable[[], Any] = partial(sqlite_counting, store)
+        else:
+            server = request.getfixturevalue("shared_redis")
+            store = store_from_url(server.url)
+            counting = partial(redis_counting, server.address)
+        site = Site(store, owner, owner_key=owner_key, **options)
+        browser = site.browser()
+        for _ in range(2):  # an anonymous session (its update loads Redis's script once)
+            browser.get("/cart")
+        newcomer = site.browser()  # logs in with no session yet
+        made = []
+        steps = ((browser, "/login"), (browser, "/logout"), (newcomer, "/login-plain"))
+        for visitor, path in steps:
+            with counting() as counted:
+                assert visitor.get(path).status_code == 200
+            made.append(sum(counted.values()))
+        counts[owner_key] = made
+        if owner_key is not None:  # the index was kept all the same
+            listed = site.middleware.sessions.of(owner)
+            assert len(listed) == 1  # the newcomer's; the logged-out one is gone
+            (key,) = store.owned(site.middleware.sessions.tracking.hasher.digest(owner))
+            assert key == store_key(one_cookie(newcomer.get("/cart")).session_id)
+        store.close()
+    # load + create + retire; load + the ended marker + delete; create: the index rides
+    # in those.
+    assert counts[OWNER_KEY] == counts[None] == [3, 3, 1]
+
+
 def test_a_request_in_flight_on_a_revoked_session_saves_nothing(store: Any, owner: str) -> None:
     site = Site(store, owner)
     me, victim = site.logged_in(2)
@@ -431,7 +483,7 @@ def test_revoke_never_ends_a_session_a_stale_entry_points_at(owner: str) -> None
     cookie = bystander.get_cookie("session")
     assert cookie is not None
     digest = site.middleware.sessions.tracking.hasher.digest(owner)  # type: ignore[attr-defined]
-    store.index_owner(digest, store_key(cookie.value.rsplit(".", 1)[0]), 2**40)
+    store.index_owner(digest, store_key(cookie.value.split(".", 1)[0]), 2**40)
     assert site.middleware.sessions.revoke(owner) == 0
     assert read(bystander) == {OWNER_KEY: "someone-else"}
     assert site.middleware.sessions.of(owner) == []

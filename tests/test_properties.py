@@ -342,8 +342,8 @@ def test_a_near_miss_of_an_old_cookie_is_never_adopted_nor_looked_up(
     edit = st.tuples(issued, st.integers(0, 200), st.integers(0, 3), st.text(LATIN_1, max_size=4))
     value = data.draw(
         edit.map(lambda e: e[0][: e[1]] + e[3] + e[0][e[1] + e[2] :]).filter(
-            # The header's optional whitespace around a value is no part of it: the
-            # issued cookie with a space after it is that cookie, not a near miss.
+            # Spaces and tabs around a value are the header's optional whitespace, not part
+            # of the value: trimmed, such an edit is the issued cookie itself.
             lambda v: v.strip(" \t") not in migrating_side.old_issued and ";" not in v
         )
     )

@@ -187,6 +187,10 @@ def test_compare_and_set_on_deleted_record(store: RedisStore) -> None:
     contract.check_compare_and_set_on_deleted_record(store)
 
 
+def test_a_record_and_its_owner_entry_in_one_script(store: RedisStore) -> None:
+    contract.check_indexed_writes(store)
+
+
 def test_script_flushed_from_the_server(store: RedisStore, shared_redis: RedisServer) -> None:
     store.save("k", b"v1", ttl=60)
     shared_redis.client().script_flush()
@@ -565,6 +569,13 @@ def test_cluster_keys_with_a_plain_client(cluster: Cluster) -> None:
     assert store.save("k", b"w", ttl=60, version=version(store, "k")) is True
     assert data(store, "k") == b"w"
     client.close()
+
+
+def test_cluster_writes_a_record_and_its_owner_entry_as_two_calls(
+    make_store: StoreFactory, cluster: Cluster
+) -> None:
+    # One script cannot reach both: the record's slot is not the owner's set's.
+    contract.check_indexed_writes(make_store(cluster.url, key_prefix="folded:"))
 
 
 def test_cluster_owner_index_is_one_slot_while_the_sessions_spread(

@@ -301,7 +301,8 @@ def test_making_a_session_non_permanent_resends_a_browser_session_cookie() -> No
 
     transient = one_cookie(client.get("/transient"))
 
-    assert transient.value == permanent.value
+    assert transient.session_id == permanent.session_id
+    assert transient.value == f"{permanent.session_id}.b.{transient.value.rsplit('.', 1)[1]}"
     assert "max-age" not in transient.attrs and "expires" not in transient.attrs
     record = stored_record(store, transient.session_id)
     assert record is not None and not record.permanent

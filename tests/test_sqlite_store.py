@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import store_contract as contract
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable
 from wsgi_session.stores import sqlite as sqlite_module
@@ -484,3 +485,7 @@ def test_bad_timeout_is_refused(path: Path, timeout: float) -> None:
 def test_in_memory_database_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"^path:"):
         SQLiteStore(":memory:")
+
+
+def test_a_record_and_its_owner_in_one_statement(store: SQLiteStore) -> None:
+    contract.check_indexed_writes(store)

@@ -35,7 +35,7 @@ from wsgi_session.metrics import (
 )
 from wsgi_session.middleware import BaseSessionMiddleware, SessionMiddleware
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import OwnerIndex, RecordScan, Store
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, RecordScan, Store
 from wsgi_session.stores.memcached import MemcachedStore
 from wsgi_session.stores.memory import MemoryStore
 from wsgi_session.stores.sqlite import SQLiteStore
@@ -53,6 +53,7 @@ __all__ = [
     "CookiePolicy",
     "CookieStore",
     "CookieUpdate",
+    "IndexedWrites",
     "KeyRing",
     "Lifetime",
     "MemcachedStore",

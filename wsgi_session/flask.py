@@ -182,6 +182,9 @@ class _NoSecret:
     def open(self, cookie: str | None) -> Origin:
         return Origin.fresh(time.time())
 
+    def may_be_permanent(self, cookie: str) -> bool:
+        return False  # nothing is ever loaded
+
     def commit(self, session: RequestSession) -> CookieUpdate | None:
         if session.modified:
             raise RuntimeError(UNAVAILABLE)

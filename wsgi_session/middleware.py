@@ -418,13 +418,16 @@ class _Response:
 
         As Flask's ``SESSION_REFRESH_EACH_REQUEST``: an active user is not logged
         out just because the pages they use never read the session. Asked only
-        when the option is on, and loads it only if a cookie came: otherwise an
-        untouched request stays free. Loaded as a session of its own, to commit:
+        when the option is on, and loads it only if a cookie came that may be a
+        permanent session's (a browser-session cookie says it is not): otherwise
+        an untouched request stays free. Loaded as a session of its own, to commit:
         the application's stays untouched (``accessed`` is what the application did).
         """
         middleware = self.middleware
-        if middleware.settings_for(self.environ)[0].read(self.environ) is None:
-            return None
+        policy, backend = middleware._fixed_settings or middleware.settings_for(self.environ)
+        cookie = policy.read(self.environ)
+        if cookie is None or not backend.may_be_permanent(cookie):
+            return None  # nothing to refresh, known without the store
         session = Session(self.open_session)
         failed_before = self.load_failed  # the application's own use of the session failed
         try:

@@ -114,6 +114,11 @@ class Session(MutableMapping[str, Any]):
         origin = self._origin
         if origin is None:
             origin = self._origin = self._opener()
+            # Done with: the opener is the middleware's (it holds the environ,
+            # which holds this session), so dropping it breaks that cycle, and
+            # the request's objects go with its last reference instead of
+            # waiting for the garbage collector.
+            del self._opener
             self._values: dict[str, Any] = origin.data
             self._id = origin.id
             self._permanent = origin.permanent

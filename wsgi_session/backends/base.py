@@ -42,6 +42,14 @@ class Backend(Protocol):
         """Load what ``cookie`` names. A bad cookie yields a fresh origin, never an error."""
         ...
 
+    def may_be_permanent(self, cookie: str) -> bool:
+        """``False`` if ``cookie`` says, without the store, that its session is not permanent.
+
+        Asked by a request that never used its session when a permanent
+        session's cookie is re-sent on every request: ``False`` spares the load.
+        """
+        ...
+
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie.
 
@@ -77,6 +85,10 @@ class BaseBackend:
         # report_to()'s wrappers, so that with reporting off commit() checks nothing.
         self.decide: Callable[[Session, Origin, Lifetime, float], Plan | None] = decide
         self.carry_out: Callable[[Plan], Outcome] = self.execute
+
+    def may_be_permanent(self, cookie: str) -> bool:
+        """Unknown until loaded, unless a backend's cookie says (see :class:`Backend`)."""
+        return True
 
     def commit(self, session: Session) -> CookieUpdate | None:
         """Persist ``session``; ``None`` means the response needs no Set-Cookie."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from wsgi_session.backends.slots import Slot, Slots
 from wsgi_session.errors import StoreWriteFailed
@@ -19,7 +19,7 @@ from wsgi_session.owner import Owner
 from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import dumps, loads
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import Store, Version
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
@@ -84,19 +84,35 @@ class RecordWriter:
         self.slots = slots
         self.same_owner = same_owner
         self.stats = ConflictStats()
+        # A store that writes a record and its owner index entry in one round trip.
+        self.folded: IndexedWrites | None = store if isinstance(store, IndexedWrites) else None
 
     def write(self, slot: Slot, record: Record, version: Version | None) -> bool:
         """One compare-and-set of ``record``; ``False`` if the record changed meanwhile."""
         return self._write(slot, record, version)[0]
 
-    def _write(self, slot: Slot, record: Record, version: Version | None) -> tuple[bool, bytes]:
+    def _write(
+        self, slot: Slot, record: Record, version: Version | None, owner: Owner | None = None
+    ) -> tuple[bool, bytes]:
         ttl = self.lifetime.whole_seconds(record.created, record.accessed, record.idle_timeout)
         data = slot.encode(record)
-        return self.store.save(slot.key, data, ttl, version), data
+        if owner is None:
+            return self.store.save(slot.key, data, ttl, version), data
+        if self.folded is not None:
+            folded = self.folded.save_indexed
+            return folded(slot.key, data, ttl, version, owner.digest, owner.indexed_until), data
+        written = self.store.save(slot.key, data, ttl, version)
+        if written:
+            self._index().index_owner(owner.digest, slot.key, owner.indexed_until)
+        return written, data
 
-    def create(self, slot: Slot, record: Record) -> None:
-        """Store a new session's first record."""
-        written, data = self._write(slot, record, None)
+    def create(self, slot: Slot, record: Record, owner: Owner | None = None) -> None:
+        """Store a new session's first record; ``owner``: list it under that owner too.
+
+        With ``owner``, on a store that can (:class:`IndexedWrites`), the record
+        and its index entry are written in one round trip.
+        """
+        written, data = self._write(slot, record, None, owner)
         if written:
             return
         # A fresh 256-bit id cannot collide; "exists" means a client retry (after
@@ -105,6 +121,25 @@ class RecordWriter:
         found = self.store.load(slot.key)
         if found is None or found[0] != data:
             raise StoreWriteFailed("a new session id collided with a stored one")
+        if owner is not None:  # whether the first try indexed it is unknown: again
+            self._index().index_owner(owner.digest, slot.key, owner.indexed_until)
+
+    def delete(self, key: str, owner: str | None = None) -> None:
+        """Delete the record ``key``; ``owner``: drop its entry in that owner's index too.
+
+        In one round trip on a store that can (:class:`IndexedWrites`).
+        """
+        if owner is None:
+            self.store.delete(key)
+        elif self.folded is not None:
+            self.folded.delete_indexed(key, owner)
+        else:
+            self.store.delete(key)
+            self._index().unindex_owner(owner, key)
+
+    def _index(self) -> OwnerIndex:
+        # Asked only with an owner, which the backend passes only for an OwnerIndex store.
+        return cast("OwnerIndex", self.store)
 
     def save(
         self, slot: Slot, record: Record, version: Version | None, session: Session
@@ -186,7 +221,9 @@ class RecordWriter:
             version = found[1]
         raise StoreWriteFailed(f"could not retire the old session record in {MAX_ATTEMPTS} tries")
 
-    def end(self, slot: Slot, version: Version | None) -> list[tuple[Slot, Record]]:
+    def end(
+        self, slot: Slot, version: Version | None, owner: str | None = None
+    ) -> list[tuple[Slot, Record]]:
         """Delete the session in ``slot``, and what a concurrent login made of it.
 
         A logout loaded the record (``version``; ``None``: unknown, so it is
@@ -197,7 +234,9 @@ class RecordWriter:
         deletes its own new record (:meth:`retire` answers ``False``). If it
         changed meanwhile, it is read again: a forward is ended the same way,
         then the record it leads to. Returns the live records ended beyond
-        ``slot`` (whose owner index entries go too).
+        ``slot`` (whose owner index entries go too). ``owner``: ``slot``'s entry
+        under that owner hash goes too (with the record's deletion, in one round
+        trip, where the store can).
         """
         ended: list[tuple[Slot, Record]] = []
         current, record = slot, None
@@ -205,13 +244,15 @@ class RecordWriter:
             if version is None:
                 found = self.store.load(current.key)
                 if found is None or found[0] == ENDED:
+                    if owner is not None and current is slot:
+                        self._index().unindex_owner(owner, slot.key)
                     return ended
                 record, version = current.decode(found[0]), found[1]
             if not self.store.save(current.key, ENDED, FORWARD_TTL, version):
                 self.stats.count("conflicts")
                 version = None  # a concurrent write or login: read what it left
                 continue
-            self.store.delete(current.key)
+            self.delete(current.key, owner if current is slot else None)
             forward = None if record is None else self.slots.following(record)
             if forward is None:
                 if record is not None and current is not slot:

@@ -20,7 +20,7 @@ from wsgi_session.metrics.audit import AuditEvent, AuditLog
 from wsgi_session.metrics.base import Metrics, RequestKind
 from wsgi_session.owner import MAX_AGENT, Owner, coarse_address
 from wsgi_session.session import Origin, Session
-from wsgi_session.stores.base import OwnerIndex, Store, Version
+from wsgi_session.stores.base import IndexedWrites, OwnerIndex, Store, Version
 
 # What each plan did with the session, as the requests metric says it.
 REQUEST_KIND: dict[str, RequestKind] = {
@@ -183,13 +183,42 @@ class OwnerStore(Store, OwnerIndex, Protocol):
     """A store with an owner index."""
 
 
+class IndexedOwnerStore(OwnerStore, IndexedWrites, Protocol):
+    """A store with an owner index that it writes with the record (``IndexedWrites``)."""
+
+
+class MeteredIndexedStore(MeteredOwnerStore):
+    """A metered store that writes a record and its index entry together: timed as the write."""
+
+    store: IndexedOwnerStore
+
+    def save_indexed(
+        self, key: str, data: bytes, ttl: int, version: Version | None, owner: str, until: int
+    ) -> bool:
+        started = clock()
+        try:
+            return self.store.save_indexed(key, data, ttl, version, owner, until)
+        finally:
+            self.timed_save(clock() - started)
+
+    def delete_indexed(self, key: str, owner: str) -> None:
+        started = clock()
+        try:
+            self.store.delete_indexed(key, owner)
+        finally:
+            self.timed_delete(clock() - started)
+
+
 def metered(store: Store, metrics: Metrics) -> Store:
     """``store`` with its calls reported to ``metrics``; the store itself when they are off.
 
-    The owner index, an optional capability, stays detectable on the metered store.
+    The optional capabilities (the owner index, indexed writes) stay detectable on the
+    metered store.
     """
     if not metrics.enabled:
         return store
     if isinstance(store, OwnerIndex):
+        if isinstance(store, IndexedWrites):
+            return MeteredIndexedStore(store, metrics)
         return MeteredOwnerStore(store, metrics)
     return MeteredStore(store, metrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from wsgi_session.backends.adoption import AdoptedOrigin, Adoption
 from wsgi_session.backends.base import BaseBackend, CookieUpdate
@@ -18,13 +17,12 @@ from wsgi_session.metrics.audit import AuditLog
 from wsgi_session.metrics.base import NO_METRICS, Metrics, Refusal
 from wsgi_session.record import ENDED, Record
 from wsgi_session.serialization import EMPTY
-from wsgi_session.session import ID_LENGTH, Origin, Session
+from wsgi_session.session import Origin, Session
+from wsgi_session.signed_id import SIGNED_ID, is_marked, sign_id, verify_signed_id
 from wsgi_session.stores.base import OwnerIndex, Store, Version
 
 log = logging.getLogger("wsgi_session")
 
-# The id, a dot, the signature: anything else is refused before any HMAC or store work.
-_SIGNED_ID = re.compile(rf"[A-Za-z0-9_-]{{{ID_LENGTH}}}\.[A-Za-z0-9_-]{{20,100}}")
 _NO_WRITE = frozenset({"resend", "expire"})
 
 
@@ -104,17 +102,23 @@ class ServerSideBackend(BaseBackend):
 
     def verify(self, cookie: str) -> tuple[str, bool] | None:
         """``(session id, signed with the current key)``; ``None`` if ``cookie`` is not ours."""
-        if not _SIGNED_ID.fullmatch(cookie):
-            return None  # refused before any HMAC work
-        # The pattern placed the dot and allowed only ASCII: no need to search for them.
-        return self.signer.verify(cookie[:ID_LENGTH], cookie[ID_LENGTH + 1 :])
+        return verify_signed_id(self.signer, cookie)
+
+    def sign(self, session_id: str, permanent: bool) -> str:
+        """The cookie for ``session_id``; marked when its session is not permanent."""
+        return sign_id(self.signer, session_id, permanent)
+
+    def may_be_permanent(self, cookie: str) -> bool:
+        # The mark alone, unverified: a forged one gets what any cookie that does
+        # not verify gets, a fresh session, which an untouched request leaves alone.
+        return not is_marked(cookie)
 
     @staticmethod
     def refusal(cookie: str) -> Refusal:
         """Why ``cookie`` did not verify (asked only for one that did not)."""
         if "." not in cookie:
             return "unsigned"
-        return "bad_signature" if _SIGNED_ID.fullmatch(cookie) else "not_canonical"
+        return "bad_signature" if SIGNED_ID.fullmatch(cookie) else "not_canonical"
 
     def open(self, cookie: str | None, *, adopt: bool = True) -> Origin:
         """The session ``cookie`` names; ``adopt=False``: never ask the migration source."""
@@ -229,13 +233,19 @@ class ServerSideBackend(BaseBackend):
     ) -> bool:
         """Store a new session's first record; ``exclusive``: ``False`` if the id is taken."""
         new = self.slots.of(session_id)
-        if exclusive:
-            if not self.writer.write(new, record, None):
-                return False
-        else:
-            self.writer.create(new, record)
-        if self.owners is not None:
-            self.owners.after_write(session, new.key, new.key, record.owner)
+        owners = self.owners
+        if exclusive or owners is None or record.owner == session.origin.owner:
+            if exclusive:
+                if not self.writer.write(new, record, None):
+                    return False
+            else:
+                self.writer.create(new, record)
+            if owners is not None:
+                owners.after_write(session, new.key, new.key, record.owner)
+            return True
+        # A new owner (a login): listed by the record's own write where the store can.
+        self.writer.create(new, record, record.owner)
+        owners.forget(session, new.key, new.key, record.owner)
         return True
 
     def refresh(self, session_id: str, session: Session, record: Record) -> bool:
@@ -281,13 +291,20 @@ class ServerSideBackend(BaseBackend):
         old = (
             self.slots.of(session_id) if session is None else self._slot(session_id, session.origin)
         )
-        self._end(old, None if session is None else session.origin.version)
-        if self.owners is not None and session is not None:
-            self.owners.forget(session, old.key, old.key, None)
+        previous = session.origin.owner if self.owners is not None and session is not None else None
+        # Its index entry goes with it, in the same round trip where the store can.
+        self._end(
+            old,
+            None if session is None else session.origin.version,
+            None if previous is None else previous.digest,
+        )
 
-    def _end(self, old: Slot, version: Version | None) -> None:
-        """:meth:`RecordWriter.end`, and the index entries of the records it ended beyond."""
-        ended = self.writer.end(old, version)
+    def _end(self, old: Slot, version: Version | None, owner: str | None = None) -> None:
+        """:meth:`RecordWriter.end`, and the index entries of the records it ended beyond.
+
+        ``owner``: the owner hash whose entry for ``old`` goes too.
+        """
+        ended = self.writer.end(old, version, owner)
         if self.owners is not None:
             for slot, record in ended:
                 if record.owner is not None:
@@ -304,11 +321,9 @@ class ServerSideBackend(BaseBackend):
         old = self._slot(old_id, session.origin)
         new = self.slots.of(new_id)
         owners = self.owners
-        self.writer.create(new, record)
-        if owners is not None and record.owner is not None:
-            # Indexed before the old record is retired: a revocation running now
-            # finds one or the other (see OwnerSessions.revoke).
-            owners.index.index_owner(record.owner.digest, new.key, record.owner.indexed_until)
+        # Indexed with the new record, before the old one is retired: a revocation
+        # running now finds one or the other (see OwnerSessions.revoke).
+        self.writer.create(new, record, record.owner if owners is not None else None)
         if not retire:
             self.store.delete(old.key)
         elif session.destroyed:  # a logout, then a new session: the old one ends
@@ -338,10 +353,17 @@ class ServerSideBackend(BaseBackend):
         session = plan.session
         origin = session.origin
         value = origin.cookie
-        if value is None or origin.resign or session.id != origin.id:
-            value = self.signer.sign(session.id)
+        permanent = session.permanent
+        if (
+            value is None
+            or origin.resign
+            or session.id != origin.id
+            or is_marked(value) == permanent
+        ):
+            value = self.sign(session.id, permanent)
             if origin.resign and type(origin) is AdoptedOrigin:  # the old cookie goes too
                 return CookieUpdate(value, self.max_age(plan), None, origin.replaces)
         # Else the request's own cookie: open() kept it, as it verified with the current
-        # key and names this id, and verification accepts only the exact text signing gives.
+        # key, names this id and is marked as the session is permanent or not, and
+        # verification accepts only the exact text signing gives.
         return CookieUpdate(value, self.max_age(plan))

@@ -317,6 +317,9 @@ class _DjangoBackend:
             origin.permanent = self.middleware.permanent_by_default
         return origin
 
+    def may_be_permanent(self, cookie: str) -> bool:
+        return self.backend.may_be_permanent(cookie)
+
     def commit(self, session: Session) -> CookieUpdate | None:
         return self.backend.commit(session)
 

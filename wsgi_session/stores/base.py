@@ -118,6 +118,28 @@ def credentials(parts: SplitResult) -> tuple[str | None, str | None, str]:
 
 
 @runtime_checkable
+class IndexedWrites(Protocol):
+    """Optional, for an :class:`OwnerIndex`: a record's write and its index change together.
+
+    A login writes a record and lists it under its owner, a logout deletes a
+    record and its entry: a store that can do both in one round trip (one
+    script, one statement, one transaction) implements these, and the backend
+    calls them instead of two methods. Same arguments, results and errors as
+    the calls they stand for.
+    """
+
+    def save_indexed(
+        self, key: str, data: bytes, ttl: int, version: Version | None, owner: str, until: int
+    ) -> bool:
+        """:meth:`Store.save`; where it took, :meth:`OwnerIndex.index_owner` of ``key`` too."""
+        ...
+
+    def delete_indexed(self, key: str, owner: str) -> None:
+        """:meth:`Store.delete` and :meth:`OwnerIndex.unindex_owner` of ``key``."""
+        ...
+
+
+@runtime_checkable
 class RecordScan(Protocol):
     """Optional: every record the store holds, and its own size figures (``wsgi-session stats``).
 

@@ -76,14 +76,35 @@ if redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[1] then
 end
 return 0
 """  # 0-7: the TOKEN_BYTES bytes of the token
-# The owner index: a sorted set per owner, scored by when each entry may go.
-# KEYS[1]: the owner's set; ARGV: now, the entry's until, the record key. The
+# The owner index: a sorted set per owner, scored by when each entry may go. The
 # set expires with its last entry, so an owner who never comes back leaves nothing.
-_INDEX_OWNER = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('EXPIREAT', KEYS[1], math.floor(tonumber(last[2])) + 1)
+# {set}: the owner's set; {now}, {until}, {key}: now, the entry's until, the record key.
+_ADD_ENTRY = """
+redis.call('ZREMRANGEBYSCORE', {set}, '-inf', {now})
+redis.call('ZADD', {set}, {until}, {key})
+local last = redis.call('ZRANGE', {set}, -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', {set}, math.floor(tonumber(last[2])) + 1)
+return 1
+"""
+# KEYS[1]: the owner's set; ARGV: now, the entry's until, the record key.
+_INDEX_OWNER = _ADD_ENTRY.format(set="KEYS[1]", now="ARGV[1]", until="ARGV[2]", key="ARGV[3]")
+# IndexedWrites: a record's create (ARGV[1] "0") or compare-and-set (ARGV[1] "1",
+# against the token ARGV[2]), then, where it took, its entry in its owner's set, in
+# one round trip. KEYS[1]: the record, KEYS[2]: the owner's set; ARGV[3..5]: the new
+# value, the TTL, now; ARGV[6], ARGV[7]: the entry's until, the record key.
+_SAVE_INDEXED = """
+if ARGV[1] == '0' then
+  if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[4]) then return 0 end
+elseif redis.call('GETRANGE', KEYS[1], 0, 7) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+else
+  return 0
+end
+""" + _ADD_ENTRY.format(set="KEYS[2]", now="ARGV[5]", until="ARGV[6]", key="ARGV[7]")
+# KEYS[1]: the record, KEYS[2]: the owner's set; ARGV[1]: the record key.
+_DELETE_INDEXED = """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 # KEYS[1]: the owner's set; ARGV[1]: now. Prunes, then lists what is left.
@@ -267,6 +288,8 @@ class RedisStore:
         }
         self._target: _Target | None = None
         self._given_client: Client | None = None
+        # A Cluster: a record and its owner's set are in different slots, out of one script's reach.
+        self._spans_slots = False
         if isinstance(url_or_client, str):
             target = _Target(url_or_client)
             both = sorted(set(given) & set(target.options))
@@ -279,6 +302,7 @@ class RedisStore:
                 target.password = password
             target.shown = target.describe()
             self._target = target
+            self._spans_slots = target.scheme == "redis+cluster"
         elif _is_client(url_or_client):
             if username is not None or password is not None:
                 raise _error("password", "goes into the client, not the store, with a client")
@@ -287,6 +311,7 @@ class RedisStore:
                     "url_or_client", "needs a client that returns bytes (decode_responses=False)"
                 )
             self._given_client = url_or_client
+            self._spans_slots = isinstance(url_or_client, RedisCluster)
         else:
             raise _error(
                 "url_or_client",
@@ -342,10 +367,7 @@ class RedisStore:
         (compare-and-set).
         """
         full_key = self._key(key)
-        if not isinstance(data, bytes):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
+        self._check_value(data, ttl)
         if version is not None and not (isinstance(version, bytes) and len(version) <= TOKEN_BYTES):
             raise ValueError(f"version must be a token load() returned, got {version!r}")
         value = _new_token() + data
@@ -398,6 +420,52 @@ class RedisStore:
         owner_key = self._owner_key(owner)
         self._write("unindex", owner_key, ("ZREM", owner_key, key))
 
+    # -- IndexedWrites: one script for a record and its owner's set -------------------
+
+    def save_indexed(
+        self, key: str, data: bytes, ttl: int, version: Version | None, owner: str, until: int
+    ) -> bool:
+        """:meth:`save`, and where it took :meth:`index_owner`, in one script.
+
+        On a Cluster, the record and the owner's set live in different slots,
+        which one script cannot reach: there it is the two calls.
+        """
+        if self._spans_slots:
+            saved = self.save(key, data, ttl, version)
+            if saved:
+                self.index_owner(owner, key, until)
+            return saved
+        full_key = self._key(key)
+        if version is not None and not (isinstance(version, bytes) and len(version) <= TOKEN_BYTES):
+            raise ValueError(f"version must be a token load() returned, got {version!r}")
+        self._check_value(data, ttl)
+        owner_key = self._owner_key(owner)
+        command = (
+            "EVAL",
+            _SAVE_INDEXED,
+            2,
+            full_key,
+            owner_key,
+            0 if version is None else 1,
+            b"" if version is None else version,
+            _new_token() + data,
+            ttl,
+            int(time.time()),
+            until,
+            key,
+        )
+        return bool(self._write("save", full_key, command) == 1)
+
+    def delete_indexed(self, key: str, owner: str) -> None:
+        """:meth:`delete` and :meth:`unindex_owner` in one script (two calls on a Cluster)."""
+        if self._spans_slots:
+            self.delete(key)
+            self.unindex_owner(owner, key)
+            return
+        full_key = self._key(key)
+        command = ("EVAL", _DELETE_INDEXED, 2, full_key, self._owner_key(owner), key)
+        self._write("delete", full_key, command)
+
     def owned(self, owner: str) -> list[str]:
         owner_key = self._owner_key(owner)
         now = int(time.time())
@@ -433,6 +501,13 @@ class RedisStore:
             return []
         values: list[bytes | None] = self._call("get", _get_all, keys)
         return [value[TOKEN_BYTES:] for value in values if value is not None]
+
+    @staticmethod
+    def _check_value(data: bytes, ttl: int) -> None:
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
 
     def _owner_key(self, owner: str) -> bytes:
         # The hash tag ({...}) is on the owner's key only: the set lives in one

@@ -53,6 +53,17 @@ _REPLACE = """
 UPDATE "{table}" SET data = ?, version = version + 1, expires = ?
 WHERE key = ? AND version = ? AND expires > ?
 """
+# The same, listing the row under its owner in the same statement (IndexedWrites).
+_CREATE_OWNED = """
+INSERT INTO "{table}" (key, data, version, expires, owner) VALUES (?, ?, 1, ?, ?)
+ON CONFLICT (key) DO UPDATE
+SET data = excluded.data, version = version + 1, expires = excluded.expires, owner = excluded.owner
+WHERE expires <= ?
+"""
+_REPLACE_OWNED = """
+UPDATE "{table}" SET data = ?, version = version + 1, expires = ?, owner = ?
+WHERE key = ? AND version = ? AND expires > ?
+"""
 _DELETE = 'DELETE FROM "{table}" WHERE key = ?'
 _PURGE = 'DELETE FROM "{table}" WHERE expires <= ?'
 # The bulk copy's: every record with its key and expiry, in key order, in batches.
@@ -136,8 +147,9 @@ class SQLiteStore:
         self._columns, self._add_owner, self._owner_index = (
             template.format(table=table) for template in (_COLUMNS, _ADD_OWNER, _OWNER_INDEX)
         )
-        self._index, self._unindex, self._owned = (
-            template.format(table=table) for template in (_INDEX, _UNINDEX, _OWNED)
+        self._index, self._unindex, self._owned, self._create_owned, self._replace_owned = (
+            template.format(table=table)
+            for template in (_INDEX, _UNINDEX, _OWNED, _CREATE_OWNED, _REPLACE_OWNED)
         )
         self._scan, self._count = (template.format(table=table) for template in (_SCAN, _COUNT))
         self._keyed, self._all = (template.format(table=table) for template in (_KEYED, _ALL))
@@ -232,6 +244,21 @@ class SQLiteStore:
 
     def unindex_owner(self, owner: str, key: str) -> None:
         self._write(self._unindex, (key, owner))
+
+    # -- IndexedWrites: the owner column is written by the record's own statement ----
+
+    def save_indexed(
+        self, key: str, data: bytes, ttl: int, version: Version | None, owner: str, until: int
+    ) -> bool:
+        """:meth:`save` and :meth:`index_owner` in one statement."""
+        now = self._clock()
+        if version is None:
+            return self._write(self._create_owned, (key, data, now + ttl, owner, now)) == 1
+        return self._write(self._replace_owned, (data, now + ttl, owner, key, version, now)) == 1
+
+    def delete_indexed(self, key: str, owner: str) -> None:
+        """The row's deletion takes its owner column with it."""
+        self._write(self._delete, (key,))
 
     def owned(self, owner: str) -> list[str]:
         try:
