@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -130,6 +131,20 @@ def visit(browser: requests.Session, url: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+def visit_with_worker_paused(browser: requests.Session, url: str, pid: int) -> tuple[int, int]:
+    """One visit while the worker ``pid`` is stopped (SIGSTOP), so another worker answers it.
+
+    A gthread worker keeps accepting connections while its threads serve others, so a slow
+    client does not keep it from answering; a stopped process accepts nothing. The client
+    opens a new connection for the visit, so none is kept alive to the stopped worker.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        return visit(browser, url)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def visit_past_a_slow_client(browser: requests.Session, port: int) -> list[tuple[int, int]]:
     """Two visits: one from a client slow to send its headers, one in between.
 
@@ -159,4 +174,5 @@ __all__ = [
     "gunicorn_command",
     "visit",
     "visit_past_a_slow_client",
+    "visit_with_worker_paused",
 ]
