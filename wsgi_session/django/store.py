@@ -37,7 +37,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import DataError, InterfaceError, OperationalError, ProgrammingError
 
 from wsgi_session.errors import ConfigurationError, StoreUnavailable, StoreWriteFailed
-from wsgi_session.stores.base import Version
+from wsgi_session.stores.base import Version, check_counted_version, check_record
 
 __all__ = ["SCHEME", "TABLE", "DjangoDatabaseStore"]
 
@@ -130,12 +130,8 @@ class DjangoDatabaseStore:
         return None if row is None else (bytes(row[0]), int(row[1]))
 
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
-        if not isinstance(data, bytes):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise ValueError(f"version must be one load() returned, got {version!r}")
+        check_record(data, ttl)
+        check_counted_version(version)
         now = self._clock()
         with self._cursor() as (cursor, sql):
             if version is not None:

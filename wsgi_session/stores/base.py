@@ -182,6 +182,24 @@ class KeyedScan(Protocol):
         ...
 
 
+# -- what save() is given --------------------------------------------------------------
+# The same arguments are checked the same way by every store that writes them itself.
+
+
+def check_record(data: object, ttl: object) -> None:
+    """``data`` is bytes and ``ttl`` a whole number of seconds, at least 1."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+        raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
+
+
+def check_counted_version(version: object) -> None:
+    """A table store's version: ``None`` (create) or the whole number ``load`` returned."""
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ValueError(f"version must be one load() returned, got {version!r}")
+
+
 # -- URL query options -----------------------------------------------------------------
 # Read here once for the stores' own URLs (Redis, PostgreSQL) and config/'s store URLs and flags.
 

@@ -51,6 +51,8 @@ from wsgi_session.stores.base import (
     ADDRESS,
     BadOption,
     Version,
+    check_counted_version,
+    check_record,
     credentials,
     parse_flag,
     read_query,
@@ -440,12 +442,8 @@ class PostgresStore:
     def save(self, key: str, data: bytes, ttl: int, version: Version | None = None) -> bool:
         """Create (``version=None``) or compare-and-set the record; ``False`` on conflict."""
         _key(key)
-        if not isinstance(data, bytes):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise ValueError(f"version must be one load() returned, got {version!r}")
+        check_record(data, ttl)
+        check_counted_version(version)
         now = self._clock()
         if version is None:
             return self._write(self._sql.create, (key, data, now + ttl, now)) == 1

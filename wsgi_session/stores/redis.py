@@ -44,6 +44,7 @@ from wsgi_session.stores.base import (
     ADDRESS,
     BadOption,
     Version,
+    check_record,
     credentials,
     parse_flag,
     read_query,
@@ -367,7 +368,7 @@ class RedisStore:
         (compare-and-set).
         """
         full_key = self._key(key)
-        self._check_value(data, ttl)
+        check_record(data, ttl)
         if version is not None and not (isinstance(version, bytes) and len(version) <= TOKEN_BYTES):
             raise ValueError(f"version must be a token load() returned, got {version!r}")
         value = _new_token() + data
@@ -438,7 +439,7 @@ class RedisStore:
         full_key = self._key(key)
         if version is not None and not (isinstance(version, bytes) and len(version) <= TOKEN_BYTES):
             raise ValueError(f"version must be a token load() returned, got {version!r}")
-        self._check_value(data, ttl)
+        check_record(data, ttl)
         owner_key = self._owner_key(owner)
         command = (
             "EVAL",
@@ -501,13 +502,6 @@ class RedisStore:
             return []
         values: list[bytes | None] = self._call("get", _get_all, keys)
         return [value[TOKEN_BYTES:] for value in values if value is not None]
-
-    @staticmethod
-    def _check_value(data: bytes, ttl: int) -> None:
-        if not isinstance(data, bytes):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise ValueError(f"ttl must be a whole number of seconds, at least 1, got {ttl!r}")
 
     def _owner_key(self, owner: str) -> bytes:
         # The hash tag ({...}) is on the owner's key only: the set lives in one
